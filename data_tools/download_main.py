@@ -1,0 +1,18 @@
+"""bazel run //data_tools:download -- [--dataset=synthetic] [--source=DIR]
+
+Fetches (or generates) the Oxford-IIIT Pet archives and stores the petset: one folder per pet
+with image.jpg, mask.png and metadata.json. Prints each stage's output digest and key.
+"""
+
+from data_tools import dataset
+from pipeline import cli
+from pipeline import determinism
+
+
+def download():
+  settings = determinism.from_flags()
+  return dataset.prepare(cli.open_store(), dataset.config_from_flags(), settings, upto="download")
+
+
+if __name__ == "__main__":
+  cli.run(download)

@@ -1,0 +1,103 @@
+"""Fetches pinned files into the store's blobs: mirrors in order, resumable, with progress.
+
+A file is named by its sha256 and size; whatever mirror serves it, the bytes are checked
+before they enter the store. A partial download is kept in the store's tmp/ and resumed
+with an HTTP Range request on the next try.
+"""
+
+import dataclasses
+import hashlib
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from pipeline import digest
+from pipeline import errors
+
+
+class FetchError(errors.Error):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Pinned:
+  name: str
+  size: int
+  sha256: str
+
+
+def _progress(name, done, total, started, out):
+  rate = done / max(time.monotonic() - started, 1e-6)
+  out.write("\r  %s: %5.1f%% of %.1f MB, %.1f MB/s" % (name, 100.0 * done / total, total / 1e6,
+                                                        rate / 1e6))
+  out.flush()
+
+
+def _download(url, part_path, pinned, timeout, out):
+  """Appends the missing bytes of url to part_path; returns when the file is whole."""
+  have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
+  if have >= pinned.size:
+    return
+  request = urllib.request.Request(url, headers={"Range": "bytes=%d-" % have} if have else {})
+  with urllib.request.urlopen(request, timeout=timeout) as response:
+    if have and response.status != 206:  # the server ignored Range: start again
+      have = 0
+    started, last = time.monotonic(), 0.0
+    with open(part_path, "ab" if have else "wb") as f:
+      while True:
+        chunk = response.read(1 << 20)
+        if not chunk:
+          break
+        f.write(chunk)
+        have += len(chunk)
+        if time.monotonic() - last > 1.0:
+          _progress(pinned.name, have, pinned.size, started, out)
+          last = time.monotonic()
+    _progress(pinned.name, have, pinned.size, started, out)
+    out.write("\n")
+
+
+def fetch(store, pinned, mirrors, timeout=60, out=None):
+  """Returns the store path of the pinned file, downloading it from the first mirror that
+  serves the right bytes. Raises FetchError naming every mirror's failure."""
+  out = out or sys.stderr
+  if store.has_blob(pinned.sha256):
+    return store.blob_path(pinned.sha256)
+  part = os.path.join(store.root, "tmp", "download-%s.part" % pinned.sha256)
+  failures = []
+  for mirror in mirrors:
+    url = mirror.rstrip("/") + "/" + pinned.name
+    try:
+      _download(url, part, pinned, timeout, out)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+      failures.append("%s: %s" % (url, getattr(e, "reason", e)))
+      continue
+    size = os.path.getsize(part)
+    sha256 = digest.file_digest(part)
+    if size == pinned.size and sha256 == pinned.sha256:
+      return store.blob_path(store.put_blob(part))
+    failures.append("%s: got %d bytes with sha256 %s, want %d bytes with sha256 %s"
+                    % (url, size, sha256, pinned.size, pinned.sha256))
+    os.unlink(part)  # wrong bytes: do not resume from them
+  raise FetchError(
+      "could not download %s from any mirror:\n  %s\nWithout network, pass the archives you "
+      "have with --source=DIR, or train offline on --dataset=synthetic."
+      % (pinned.name, "\n  ".join(failures)))
+
+
+def import_file(store, path):
+  """Copies a local file into the store's blobs; returns (blob path, size, sha256)."""
+  tmp = os.path.join(store.root, "tmp", "import-%d-%s" % (os.getpid(), os.path.basename(path)))
+  h = hashlib.sha256()
+  with open(path, "rb") as src, open(tmp, "wb") as dst:
+    for chunk in iter(lambda: src.read(1 << 20), b""):
+      h.update(chunk)
+      dst.write(chunk)
+  size = os.path.getsize(tmp)
+  if store.has_blob(h.hexdigest()):
+    os.unlink(tmp)
+  else:
+    store.put_blob(tmp)
+  return store.blob_path(h.hexdigest()), size, h.hexdigest()

@@ -1,0 +1,18 @@
+"""bazel run //data_tools:partition -- [--dataset=synthetic] [--image_size=128]
+
+Partitions the petset by md5(pet_id) % 10 into training (0-6), validation (7), calibration (8)
+and test (9) TFRecord splits, running download first if its output is not stored yet.
+"""
+
+from data_tools import dataset
+from pipeline import cli
+from pipeline import determinism
+
+
+def partition():
+  settings = determinism.from_flags()
+  return dataset.prepare(cli.open_store(), dataset.config_from_flags(), settings)
+
+
+if __name__ == "__main__":
+  cli.run(partition)

@@ -1,0 +1,64 @@
+"""The digest of a stage's source code: its module and every reproseg module it imports.
+
+The closure is found by reading import statements (no code runs), so a change to training
+code gives train a new key but leaves the keys of download and partition alone.
+"""
+
+import ast
+import os
+
+from pipeline import digest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("pipeline", "data_tools", "seg")
+
+
+def _module_file(name):
+  """The source file of a reproseg module name, or None if it is not one."""
+  if name.split(".")[0] not in PACKAGES:
+    return None
+  base = os.path.join(ROOT, *name.split("."))
+  if os.path.isfile(base + ".py"):
+    return base + ".py"
+  if os.path.isfile(os.path.join(base, "__init__.py")):
+    return os.path.join(base, "__init__.py")
+  return None
+
+
+def _imported_names(path):
+  with open(path, "rb") as f:
+    tree = ast.parse(f.read(), filename=path)
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      for alias in node.names:
+        yield alias.name
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      for alias in node.names:
+        yield node.module + "." + alias.name  # a submodule, if it is one
+      yield node.module
+
+
+def source_files(module_names):
+  """Relative paths of the modules' files and of every reproseg module they import, sorted."""
+  todo = []
+  for name in module_names:
+    found = _module_file(name)
+    if found is None:
+      raise ValueError("%s is not a reproseg module" % name)
+    todo.append(found)
+  seen = set()
+  while todo:
+    path = todo.pop()
+    if path in seen:
+      continue
+    seen.add(path)
+    for name in _imported_names(path):
+      found = _module_file(name)
+      if found and found not in seen:
+        todo.append(found)
+  return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
+
+
+def code_record(module_names):
+  """{relative path: sha256} of the modules' source closure."""
+  return {p: digest.file_digest(os.path.join(ROOT, p)) for p in source_files(module_names)}

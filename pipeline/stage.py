@@ -1,0 +1,100 @@
+"""Runs a stage through the store: compute its key, return the stored output on a hit, else
+build the output in staging, publish it under its digest and record the manifest.
+
+A stage's key is the sha256 of a canonical record of everything that can change its output:
+stage name, source code digests, parameters (the flags that matter), input digests, runtime.
+Store location, working directory, time and host are not in it; they go in the manifest's
+provenance.
+"""
+
+import dataclasses
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from pipeline import code
+from pipeline import digest
+from pipeline import runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  name: str
+  key: str
+  digest: str
+  path: str
+  cached: bool
+  manifest: dict
+
+
+def key_record(name, modules, params, inputs, determinism_record):
+  return {
+      "stage": name,
+      "code": code.code_record(modules),
+      "params": params,
+      "inputs": inputs,
+      "runtime": runtime.fingerprint(determinism_record),
+  }
+
+
+def _git_commit():
+  """The source tree's commit, with '+dirty' for local changes; None outside git."""
+  tree = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or code.ROOT
+  try:
+    commit = subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=True, timeout=10).stdout
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return commit + ("+dirty" if dirty.strip() else "")
+
+
+def report(result, out=None):
+  """Prints one line a stage: its name, output digest and key."""
+  print("%-10s output %s  key %s%s" % (result.name, result.digest, result.key,
+                                        "  (cache hit)" if result.cached else ""),
+        file=out or sys.stdout, flush=True)
+
+
+def run(store, name, modules, params, inputs, determinism_record, build, verify=False):
+  """Returns the stage's Result, building it with build(out_dir, run_dir) on a miss.
+
+  modules names the stage's code (its import closure is digested into the key).
+
+  build writes the output files into out_dir (and may keep resumable state in run_dir) and
+  returns a JSON-able dict of details (counts, metrics) for the manifest.
+  """
+  record = key_record(name, modules, params, inputs, determinism_record)
+  key = digest.record_digest(record)
+  with store.lock(key):
+    manifest = store.lookup(key)
+    if manifest is not None:
+      if verify:
+        store.verify(manifest["output"])
+      return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
+                    manifest)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    clock = time.monotonic()
+    with store.staging(prefix=name + "-") as out:
+      details = build(out, store.run_dir(key))
+      output = store.put_tree(out)
+    manifest = {
+        "stage": name,
+        "key": key,
+        "output": output,
+        "key_record": record,
+        "details": details,
+        "provenance": {
+            "git_commit": _git_commit(),
+            "host": platform.node(),
+            "argv": sys.argv,
+            "started_utc": started.isoformat(timespec="seconds"),
+            "wall_seconds": round(time.monotonic() - clock, 3),
+        },
+    }
+    store.record(key, manifest)
+  return Result(name, key, output, store.object_path(output), False, manifest)

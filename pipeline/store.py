@@ -1,0 +1,180 @@
+"""The content-addressed store: every stage output lives here under its content digest.
+
+Layout under the store root:
+
+  objects/<digest>/           an output tree, read-only, named by its tree digest
+  objects/<digest>.sha256     its listing in `sha256sum` format (see digest.py)
+  keys/<key>.json             a stage's manifest: key record, output digest, provenance
+  blobs/<sha256>              single files fetched from outside (dataset archives)
+  runs/<key>/                 side files of a stage run that are not results: checkpoints to
+                              resume from, TensorBoard logs (they carry wall-clock times)
+  tmp/                        staging; never read by anyone else
+
+Writers stage into tmp/ and publish with one rename, so a reader sees a whole tree or none.
+"""
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import stat
+import tempfile
+
+from pipeline import digest as digestlib
+from pipeline import errors
+
+STORE_ENV = "REPROSEG_STORE"
+
+
+def default_root():
+  """$REPROSEG_STORE, else $XDG_CACHE_HOME/reproseg/store, else ~/.cache/reproseg/store.
+
+  The same for `bazel run` (which keeps the caller's environment) and for a shell.
+  """
+  if os.environ.get(STORE_ENV):
+    return os.environ[STORE_ENV]
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache, "reproseg", "store")
+
+
+class StoreError(errors.Error):
+  pass
+
+
+def _make_read_only(root):
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in filenames:
+      os.chmod(os.path.join(dirpath, name), 0o444)
+    os.chmod(dirpath, 0o555)
+
+
+def _make_writable(root):
+  for dirpath, dirnames, _ in os.walk(root):
+    os.chmod(dirpath, 0o755)
+
+
+def remove_tree(path):
+  """Removes a tree, read-only parts included."""
+  if os.path.isdir(path):
+    _make_writable(path)
+    shutil.rmtree(path)
+
+
+def write_file_atomically(path, data):
+  """Writes bytes to path through a temporary file in the same folder and one rename."""
+  folder = os.path.dirname(path) or "."
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+class Store:
+  """A content-addressed store rooted at a folder (created on first use)."""
+
+  def __init__(self, root=None):
+    self.root = os.path.abspath(root or default_root())
+    for sub in ("objects", "keys", "blobs", "runs", "tmp", "locks"):
+      os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+
+  # --- Paths -------------------------------------------------------------------------------
+  def object_path(self, digest):
+    return os.path.join(self.root, "objects", digest)
+
+  def blob_path(self, sha256):
+    return os.path.join(self.root, "blobs", sha256)
+
+  def manifest_path(self, key):
+    return os.path.join(self.root, "keys", key + ".json")
+
+  def run_dir(self, key):
+    """A writable folder for a stage run's side files (not content-addressed)."""
+    path = os.path.join(self.root, "runs", key)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+  # --- Staging and publishing -----------------------------------------------------------------
+  @contextlib.contextmanager
+  def staging(self, prefix="stage-"):
+    """A fresh folder under tmp/ to build an output in; removed when the block ends."""
+    path = tempfile.mkdtemp(dir=os.path.join(self.root, "tmp"), prefix=prefix)
+    try:
+      yield path
+    finally:
+      remove_tree(path)
+
+  def put_tree(self, staged):
+    """Moves a staged tree into objects/ under its digest and returns the digest.
+
+    The tree becomes read-only. If the same content is already stored, the staged copy is
+    dropped: equal digests mean equal bytes.
+    """
+    listing = digestlib.tree_listing(staged)
+    digest = digestlib.bytes_digest(listing.encode("utf-8"))
+    target = self.object_path(digest)
+    if not os.path.isdir(target):
+      _make_read_only(staged)
+      try:
+        os.rename(staged, target)
+      except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+          raise
+        # Another process published the same content first.
+      os.makedirs(staged)  # staging() removes it when the block ends
+    listing_path = target + ".sha256"
+    if not os.path.exists(listing_path):
+      write_file_atomically(listing_path, listing.encode("utf-8"))
+    return digest
+
+  def put_blob(self, staged_file):
+    """Moves a file into blobs/ under its sha256 and returns the sha256."""
+    sha256 = digestlib.file_digest(staged_file)
+    os.chmod(staged_file, 0o444)
+    os.replace(staged_file, self.blob_path(sha256))
+    return sha256
+
+  def has_blob(self, sha256):
+    return os.path.isfile(self.blob_path(sha256))
+
+  # --- Keys and manifests ----------------------------------------------------------------------
+  def record(self, key, manifest):
+    write_file_atomically(self.manifest_path(key),
+                          (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+  def lookup(self, key):
+    """The manifest stored for a key, or None; None too if its output has gone missing."""
+    try:
+      with open(self.manifest_path(key)) as f:
+        manifest = json.load(f)
+    except FileNotFoundError:
+      return None
+    if not os.path.isdir(self.object_path(manifest["output"])):
+      return None
+    return manifest
+
+  def verify(self, digest):
+    """Recomputes a stored tree's digest; raises StoreError if the bytes have changed."""
+    actual = digestlib.tree_digest(self.object_path(digest))
+    if actual != digest:
+      raise StoreError("stored output %s has been modified on disk (its content digest is now "
+                       "%s): delete %s and run the stage again"
+                       % (digest, actual, self.object_path(digest)))
+
+  @contextlib.contextmanager
+  def lock(self, key):
+    """Holds an exclusive lock for a key, so two processes do not compute one stage twice."""
+    with open(os.path.join(self.root, "locks", key + ".lock"), "w") as f:
+      fcntl.flock(f, fcntl.LOCK_EX)
+      try:
+        yield
+      finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
