@@ -1,0 +1,1 @@
+"""Segmentation: the U-Net, its input pipeline and training."""

@@ -1,0 +1,189 @@
+"""Training and validation of the U-Net: one function, train_and_evaluate, in four sections
+(input pipeline, model, update step, checkpoint) in the manner of big_vision.
+
+Every epoch is a pure function of (seed, epoch) and the state after the previous epoch, and
+that state (model and optimizer variables, seed-generator states included) is checkpointed
+after each epoch in the run folder; a run stopped after epoch k and started again resumes
+from there and ends with the same bits as one that was never stopped.
+"""
+
+import json
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data_tools import partition
+from pipeline import arrays
+from pipeline import errors
+from seg import input_pipeline
+from seg import unet
+
+WEIGHTS_FILE = "weights.arrays"
+_CHECKPOINT = re.compile(r"^epoch-(\d{3})\.arrays$")
+
+
+class Stopped(errors.Error):
+  """Raised by --stop_after_epochs: the run stopped early on purpose, checkpoint kept."""
+
+
+def iou(confusion):
+  """Per-class IoU and their mean from a [true, predicted] confusion matrix (classes absent
+  from both truth and prediction count as 1)."""
+  confusion = np.asarray(confusion, np.float64)
+  tp = np.diag(confusion)
+  union = confusion.sum(0) + confusion.sum(1) - tp
+  per_class = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+  return per_class.tolist(), float(per_class.mean())
+
+
+def named_variables(variables, prefix):
+  return [("%s/%04d/%s" % (prefix, i, v.path), v.numpy()) for i, v in enumerate(variables)]
+
+
+def _assign(variables, named, prefix):
+  mine = [n for n in named if n[0].startswith(prefix + "/")]
+  if len(mine) != len(variables):
+    raise errors.Error("checkpoint holds %d %s variables, the model has %d: delete the run "
+                       "folder's checkpoints" % (len(mine), prefix, len(variables)))
+  for variable, (_, value) in zip(variables, mine):
+    variable.assign(value)
+
+
+def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weights=None,
+                       stop_after_epochs=0):
+  """Trains on the training split, validates each epoch, and writes to out_dir:
+  weights.arrays (all model variables), fingerprint.json, history.json, metrics.json.
+
+  run_dir keeps checkpoints/ (resumable state) and tensorboard/ (logs); neither is a result.
+  Returns the final metrics for the manifest.
+  """
+  # --- Input pipeline ----------------------------------------------------------------------
+  info = input_pipeline.split_info(splits_dir)
+  image_size, num_classes = info["image_size"], info["num_classes"]
+  steps = config.steps_per_epoch or info["counts"]["training"] // config.batch_size
+  if steps < 1:
+    raise errors.Error("the training split has %d examples, fewer than batch_size=%d"
+                       % (info["counts"]["training"], config.batch_size))
+
+  # --- Model -------------------------------------------------------------------------------
+  model = unet.build(config.model_arch, image_size, num_classes, seed,
+                     dropout_rate=config.dropout_rate, backbone_weights=backbone_weights,
+                     freeze_backbone=config.freeze_backbone,
+                     seeded_dropout=config.seeded_dropout,
+                     batchnorm_momentum=config.batchnorm_momentum)
+  optimizer = keras.optimizers.Adam(config.learning_rate)
+  optimizer.build(model.trainable_variables)
+
+  # --- Update step -------------------------------------------------------------------------
+  def confusion(masks, logits):
+    return tf.math.confusion_matrix(tf.reshape(masks, [-1]),
+                                    tf.reshape(tf.argmax(logits, -1, output_type=tf.int32), [-1]),
+                                    num_classes=num_classes, dtype=tf.int64)
+
+  def pixel_losses(masks, logits):
+    return keras.losses.sparse_categorical_crossentropy(masks, logits, from_logits=True)
+
+  @tf.function
+  def train_step(images, masks):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      loss = tf.reduce_mean(pixel_losses(masks, logits))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, confusion(masks, logits)
+
+  @tf.function
+  def eval_step(images, masks):
+    logits = model(images, training=False)
+    return tf.reduce_sum(pixel_losses(masks, logits)), confusion(masks, logits)
+
+  def evaluate(split):
+    batches, count = input_pipeline.evaluation_batches(splits_dir, split, config.eval_batch_size)
+    total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
+    for images, masks in batches:
+      loss_sum, cm = eval_step(images, masks)
+      total += float(loss_sum)
+      matrix += cm.numpy()
+    per_class, mean = iou(matrix)
+    return {"loss": total / max(1, count * image_size * image_size), "iou": mean,
+            "iou_per_class": dict(zip(partition.CLASS_NAMES, per_class)), "examples": count}
+
+  # --- Checkpoint --------------------------------------------------------------------------
+  checkpoint_dir = os.path.join(run_dir, "checkpoints")
+  os.makedirs(checkpoint_dir, exist_ok=True)
+  history, start = [], 0
+  found = sorted(int(m.group(1)) for m in map(_CHECKPOINT.match, os.listdir(checkpoint_dir))
+                 if m and int(m.group(1)) <= config.epochs)
+  if found:
+    start = found[-1]
+    named = arrays.load(os.path.join(checkpoint_dir, "epoch-%03d.arrays" % start))
+    _assign(model.variables, named, "model")
+    _assign(optimizer.variables, named, "optimizer")
+    with open(os.path.join(checkpoint_dir, "epoch-%03d.history.json" % start)) as f:
+      history = json.load(f)
+    logging.info("train: resuming after epoch %d from %s", start, checkpoint_dir)
+
+  def save_checkpoint(epoch):
+    path = os.path.join(checkpoint_dir, "epoch-%03d" % epoch)
+    with open(path + ".history.json.tmp", "w") as f:
+      json.dump(history, f)
+    os.replace(path + ".history.json.tmp", path + ".history.json")
+    arrays.save(path + ".arrays", named_variables(model.variables, "model") +
+                named_variables(optimizer.variables, "optimizer"))
+    for old in os.listdir(checkpoint_dir):  # keep only the newest
+      if not old.startswith("epoch-%03d." % epoch):
+        os.unlink(os.path.join(checkpoint_dir, old))
+
+  # --- Training loop -----------------------------------------------------------------------
+  summaries = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  for epoch in range(start, config.epochs):
+    print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
+    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "iou"])
+    total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
+    batches = input_pipeline.training_batches(splits_dir, seed, epoch, config.batch_size, steps,
+                                              augment=config.augment)
+    for step, (images, masks) in enumerate(batches, 1):
+      loss, cm = train_step(images, masks)
+      total += float(loss)
+      matrix += cm.numpy()
+      progress.update(step, [("loss", total / step), ("iou", iou(matrix)[1])])
+    validation = evaluate("validation")
+    record = {"epoch": epoch + 1, "loss": total / steps, "iou": iou(matrix)[1],
+              "val_loss": validation["loss"], "val_iou": validation["iou"]}
+    history.append(record)
+    print("  validation loss %.4f, IoU %.4f" % (validation["loss"], validation["iou"]),
+          flush=True)
+    with summaries.as_default(step=epoch + 1):
+      for name, value in record.items():
+        if name != "epoch":
+          tf.summary.scalar(name, value)
+    summaries.flush()
+    save_checkpoint(epoch + 1)
+    if stop_after_epochs and epoch + 1 == stop_after_epochs and epoch + 1 < config.epochs:
+      raise Stopped("stopped after epoch %d as --stop_after_epochs asked; run again to resume"
+                    % (epoch + 1))
+
+  # --- Outputs -----------------------------------------------------------------------------
+  weights = named_variables(model.variables, "model")
+  arrays.save(os.path.join(out_dir, WEIGHTS_FILE), weights)
+  fingerprint = arrays.fingerprint(weights)
+  validation = evaluate("validation")
+  metrics = {"validation": validation, "training_steps": steps * config.epochs,
+             "weights_digest": fingerprint["digest"]}
+  for name, value in (("fingerprint.json", fingerprint), ("history.json", history),
+                      ("metrics.json", metrics)):
+    with open(os.path.join(out_dir, name), "w") as f:
+      json.dump(value, f, indent=1, sort_keys=True)
+      f.write("\n")
+  logging.info("train: validation IoU %.4f, weights digest %s", validation["iou"],
+               fingerprint["digest"])
+  return metrics
+
+
+def load_weights(model, out_dir):
+  """Loads a train output's weights.arrays into a model built with the same config."""
+  _assign(model.variables, arrays.load(os.path.join(out_dir, WEIGHTS_FILE)), "model")
