@@ -7,6 +7,7 @@ with an HTTP Range request on the next try.
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import sys
 import time
@@ -47,7 +48,11 @@ def _download(url, part_path, pinned, timeout, out):
     started, last = time.monotonic(), 0.0
     with open(part_path, "ab" if have else "wb") as f:
       while True:
-        chunk = response.read(1 << 20)
+        try:
+          chunk = response.read(1 << 20)
+        except http.client.IncompleteRead as e:
+          f.write(e.partial)  # keep what arrived: the next try resumes after it
+          raise
         if not chunk:
           break
         f.write(chunk)
@@ -57,6 +62,8 @@ def _download(url, part_path, pinned, timeout, out):
           last = time.monotonic()
     _progress(pinned.name, have, pinned.size, started, out)
     out.write("\n")
+  if have < pinned.size:  # kept: the next try resumes after it
+    raise ConnectionError("the connection closed after %d of %d bytes" % (have, pinned.size))
 
 
 def fetch(store, pinned, mirrors, timeout=60, out=None):
@@ -69,18 +76,26 @@ def fetch(store, pinned, mirrors, timeout=60, out=None):
   failures = []
   for mirror in mirrors:
     url = mirror.rstrip("/") + "/" + pinned.name
-    try:
-      _download(url, part, pinned, timeout, out)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-      failures.append("%s: %s" % (url, getattr(e, "reason", e)))
-      continue
-    size = os.path.getsize(part)
-    sha256 = digest.file_digest(part)
-    if size == pinned.size and sha256 == pinned.sha256:
-      return store.blob_path(store.put_blob(part))
-    failures.append("%s: got %d bytes with sha256 %s, want %d bytes with sha256 %s"
-                    % (url, size, sha256, pinned.size, pinned.sha256))
-    os.unlink(part)  # wrong bytes: do not resume from them
+    for _ in range(2):
+      resumed = os.path.exists(part) and os.path.getsize(part) > 0
+      try:
+        _download(url, part, pinned, timeout, out)
+      except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        if isinstance(e, urllib.error.HTTPError):
+          failures.append("%s: HTTP %d %s" % (url, e.code, e.reason))
+        else:
+          failures.append("%s: %s" % (url, getattr(e, "reason", e)))
+        break
+      size = os.path.getsize(part)
+      sha256 = digest.file_digest(part)
+      if size == pinned.size and sha256 == pinned.sha256:
+        return store.blob_path(store.put_blob(part))
+      os.unlink(part)  # wrong bytes: never resume from them
+      if not resumed:
+        failures.append("%s: got %d bytes with sha256 %s, want %d bytes with sha256 %s"
+                        % (url, size, sha256, pinned.size, pinned.sha256))
+        break
+      # The bytes this resumed from may have come from elsewhere: try this mirror afresh.
   raise FetchError(
       "could not download %s from any mirror:\n  %s\nWithout network, pass the archives you "
       "have with --source=DIR, or train offline on --dataset=synthetic."

@@ -70,14 +70,15 @@ def _rgb_jpeg(data):
 
 
 def _check_trimap(data, size):
-  """None if the trimap is usable, else the reason it is not."""
+  """None if the trimap is usable, else (reason, detail)."""
   with Image.open(io.BytesIO(data)) as picture:
     picture.load()
     if picture.size != size:
-      return "trimap size %dx%d differs from image size %dx%d" % (picture.size + size)
+      return ("trimap size differs from image size",
+              "%dx%d vs %dx%d" % (picture.size + size))
     values = set(np.unique(np.asarray(picture)).tolist())
   if not values <= _VALID_TRIMAP:
-    return "trimap holds values %s, not only 1, 2, 3" % sorted(values - _VALID_TRIMAP)
+    return "trimap values other than 1, 2, 3", str(sorted(values - _VALID_TRIMAP))
   return None
 
 
@@ -101,9 +102,9 @@ def build(extracted, out_dir, log_every=1000):
   normalised = collections.defaultdict(list)
   from_file_name = []
 
-  def skip(name, reason):
-    logging.info("petset: skipped %s: %s", name, reason)
-    skipped[reason.split(":")[0]].append(name)
+  def skip(name, reason, detail=""):
+    logging.info("petset: skipped %s: %s%s", name, reason, " (%s)" % detail if detail else "")
+    skipped[reason].append(name)
 
   names = sorted(os.listdir(images_dir))
   image_ids = set()
@@ -127,20 +128,20 @@ def build(extracted, out_dir, log_every=1000):
     try:
       image, reason, size = _rgb_jpeg(raw)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-      skip(name, "image does not decode: %s" % e)
+      skip(name, "image does not decode", e)
       continue
     with open(trimap_path, "rb") as f:
       trimap = f.read()
     try:
       problem = _check_trimap(trimap, size)
     except (OSError, ValueError) as e:
-      problem = "trimap does not decode: %s" % e
+      problem = "trimap does not decode", e
     if problem:
-      skip(name, problem)
+      skip(name, *problem)
       continue
     metadata = _metadata(stem, rows, table)
     if metadata is None:
-      skip(name, "unknown breed: no list.txt row and no breed named %r" % oxford.breed_of(stem))
+      skip(name, "no list.txt row and an unknown breed", oxford.breed_of(stem))
       continue
     if reason:
       logging.info("petset: normalised %s: %s -> JPEG RGB", name, reason)

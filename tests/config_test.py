@@ -1,0 +1,62 @@
+"""Training configuration: config file, the seed's hyperparameter file, flags."""
+
+import json
+import os
+
+from absl.testing import absltest
+
+from pipeline import errors
+from seg import config
+
+
+class ConfigTest(absltest.TestCase):
+
+  def write(self, values):
+    path = self.create_tempfile(content=json.dumps(values)).full_path
+    return path
+
+  def test_real_dataset_defaults_are_the_seeds_best(self):
+    c = config.resolve("oxford_iiit_pet")
+    self.assertEqual((c.batch_size, c.epochs, c.steps_per_epoch, c.learning_rate, c.model_arch,
+                      c.backbone_weights, c.freeze_backbone),
+                     (60, 12, 84, 0.0018464290366223407, "mobilenetv2", "imagenet", True))
+
+  def test_synthetic_defaults_need_no_download(self):
+    self.assertEqual(config.resolve("synthetic").backbone_weights, "none")
+
+  def test_precedence_config_then_seed_file_then_flags(self):
+    seed_file = self.write({"batch_size": 8, "epochs": 3, "iterations": 7, "learning_rate": 0.1,
+                            "model_arch": "VGG19", "steps_per_epoch": 5})
+    c = config.resolve("synthetic", hyperparam_path=seed_file, overrides={"epochs": 9,
+                                                                          "augment": None})
+    self.assertEqual((c.batch_size, c.epochs, c.learning_rate, c.model_arch, c.steps_per_epoch),
+                     (8, 9, 0.1, "vgg19", 5))
+    self.assertEqual(c.iterations, 7)
+    self.assertTrue(c.augment)  # None means "not given"
+
+  def test_unknown_keys_are_errors(self):
+    with self.assertRaisesRegex(errors.Error, r"unknown keys \['batchsize'\]"):
+      config.resolve("synthetic", hyperparam_path=self.write({"batchsize": 8}))
+    with self.assertRaisesRegex(errors.Error, "unknown keys"):
+      config.resolve("synthetic", config_path=self.write({"colour": "red"}))
+
+  def test_bad_values_are_named(self):
+    for overrides, pattern in (({"batch_size": 0}, "batch_size=0"),
+                               ({"learning_rate": -1.0}, "learning_rate"),
+                               ({"dropout_rate": 1.0}, "dropout_rate"),
+                               ({"model_arch": "resnet"}, "model_arch 'resnet'"),
+                               ({"backbone_weights": "/nonexistent.h5"}, "backbone_weights")):
+      with self.assertRaisesRegex(errors.Error, pattern):
+        config.resolve("synthetic", overrides=overrides)
+
+  def test_unreadable_file_is_named(self):
+    with self.assertRaisesRegex(errors.Error, "cannot read config /nonexistent.json"):
+      config.resolve("synthetic", config_path="/nonexistent.json")
+
+  def test_shipped_configs_are_complete(self):
+    for name in os.listdir(config.CONFIG_DIR):
+      config.resolve(name[:-len(".json")])
+
+
+if __name__ == "__main__":
+  absltest.main()
