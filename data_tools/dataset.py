@@ -134,14 +134,17 @@ def archives(store, config, settings):
   found = []
   for pinned in PINNED:
     if config.source:
-      path, size, sha256 = fetch.import_file(store, _find_in_source(config.source, pinned.name))
-      if sha256 != pinned.sha256 and not config.allow_unpinned_archives:
-        raise errors.Error(
-            "%s has sha256 %s (%d bytes), not the pinned %s (%d bytes) of the Oxford-IIIT Pet "
-            "%s. If this archive is deliberate (a subset, a repack), pass "
-            "--allow_unpinned_archives; its digest is then recorded in the manifest."
-            % (os.path.join(config.source, pinned.name), sha256, size, pinned.sha256,
-               pinned.size, pinned.name))
+      source_path = _find_in_source(config.source, pinned.name)
+
+      def check(size, sha256, pinned=pinned, source_path=source_path):
+        if sha256 != pinned.sha256 and not config.allow_unpinned_archives:
+          raise errors.Error(
+              "%s has sha256 %s (%d bytes), not the pinned %s (%d bytes) of the Oxford-IIIT "
+              "Pet %s. If this archive is deliberate (a subset, a repack), pass "
+              "--allow_unpinned_archives; its digest is then recorded in the manifest."
+              % (source_path, sha256, size, pinned.sha256, pinned.size, pinned.name))
+
+      path, _, sha256 = fetch.import_file(store, source_path, check)
     else:
       path, sha256 = store.blob_path(pinned.sha256), pinned.sha256
     found.append((pinned.name, path, sha256, sha256 == pinned.sha256))

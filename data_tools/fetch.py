@@ -102,17 +102,24 @@ def fetch(store, pinned, mirrors, timeout=60, out=None):
       % (pinned.name, "\n  ".join(failures)))
 
 
-def import_file(store, path):
-  """Copies a local file into the store's blobs; returns (blob path, size, sha256)."""
+def import_file(store, path, check=None):
+  """Copies a local file into the store's blobs; returns (blob path, size, sha256).
+
+  check(size, sha256), if given, may raise to refuse the file; nothing is stored then.
+  """
   tmp = os.path.join(store.root, "tmp", "import-%d-%s" % (os.getpid(), os.path.basename(path)))
   h = hashlib.sha256()
-  with open(path, "rb") as src, open(tmp, "wb") as dst:
-    for chunk in iter(lambda: src.read(1 << 20), b""):
-      h.update(chunk)
-      dst.write(chunk)
-  size = os.path.getsize(tmp)
-  if store.has_blob(h.hexdigest()):
-    os.unlink(tmp)
-  else:
-    store.put_blob(tmp)
-  return store.blob_path(h.hexdigest()), size, h.hexdigest()
+  try:
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+      for chunk in iter(lambda: src.read(1 << 20), b""):
+        h.update(chunk)
+        dst.write(chunk)
+    size, sha256 = os.path.getsize(tmp), h.hexdigest()
+    if check:
+      check(size, sha256)
+    if not store.has_blob(sha256):
+      store.put_blob(tmp)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return store.blob_path(sha256), size, sha256

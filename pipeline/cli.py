@@ -1,5 +1,6 @@
 """What every stage's main shares: the --store flags and plain error reports."""
 
+import os
 import sys
 
 from absl import app
@@ -41,4 +42,8 @@ def run(function):
     for result in results:
       stage.report(result)
 
+  # `bazel run` starts binaries in their runfiles tree; relative paths in flags (--source,
+  # --store, --flagfile, ...) mean the folder the user ran it from.
+  if os.environ.get("BUILD_WORKING_DIRECTORY"):
+    os.chdir(os.environ["BUILD_WORKING_DIRECTORY"])
   app.run(main)

@@ -134,7 +134,8 @@ class SourceTest(absltest.TestCase):
     config = dataset.DataConfig(source=self.source, image_size=32)
     with self.assertRaisesRegex(errors.Error, r"not the pinned 67195c5e.*--allow_unpinned"):
       dataset.download_stage(self.store, config, self.settings)
-    self.assertEqual(os.listdir(self.store.root + "/objects"), [])
+    for folder in ("objects", "blobs", "keys", "tmp"):
+      self.assertEqual(os.listdir(os.path.join(self.store.root, folder)), [], folder)
 
   def test_unpinned_archives_with_the_flag_are_recorded(self):
     config = dataset.DataConfig(source=self.source, image_size=32, allow_unpinned_archives=True)
