@@ -19,7 +19,7 @@ MAGIC = b"reproseg-arrays 1\n"
 
 
 def _little_endian(array):
-  array = np.ascontiguousarray(array)
+  array = np.asarray(array, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
   return array.astype(array.dtype.newbyteorder("<"), copy=False)
 
 

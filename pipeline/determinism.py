@@ -1,8 +1,14 @@
 """Seeds and determinism switches, as absl flags that every stage accepts.
 
 Every random number in reproseg comes from one --seed through derive_seed(seed, purpose...),
-and every switch that can change the bits of a result is recorded in the stage key. The
-switches that act through the environment (oneDNN) must be set before TensorFlow is
+and every switch that can change the bits of a result is in the stage key. Two modes:
+
+- portable (the default): the thread pools have fixed sizes and oneDNN is capped at AVX2, so
+  the bits do not follow the machine's core count or instruction set (docs/determinism.md);
+- same-machine (--noportable): pools follow the cores and oneDNN uses the CPU's best code
+  path; faster, and the same bits only on the same machine, so the key records the machine.
+
+The switches that act through the environment (oneDNN) must be set before TensorFlow is
 imported: stages call apply() first and import their TensorFlow code after it.
 """
 
@@ -27,47 +33,92 @@ flags.DEFINE_bool(
     "Op determinism: tf.config.experimental.enable_op_determinism() through NVIDIA's "
     "framework-reproducibility (fwr13y), plus TF_CUDNN_DETERMINISTIC=1 for cuDNN on a GPU "
     "(the GPU part is untested here: no GPU). --nodeterministic is the seed's fast_n_close.")
+flags.DEFINE_bool(
+    "portable", True,
+    "The same bits on any x86-64 machine with AVX2: fixed thread pools (4 and 4) and oneDNN "
+    "capped at AVX2 unless set below. --noportable: pools follow the visible cores and oneDNN "
+    "uses the CPU's best instruction set; faster, the same bits only on the same machine, and "
+    "the stage key records the machine (CPU model, flags, visible cores).")
 flags.DEFINE_integer(
-    "inter_op_threads", 2,
-    "TensorFlow's inter-op thread pool size. 0 lets TensorFlow pick from the visible cores, "
-    "which makes the result follow the machine.")
+    "inter_op_threads", None,
+    "TensorFlow's inter-op thread pool size; 0 lets TensorFlow size it from the visible cores. "
+    "Default: 4 with --portable, else 0.")
 flags.DEFINE_integer(
-    "intra_op_threads", 2,
-    "TensorFlow's intra-op thread pool size. It changes the bits of the result; a fixed value "
-    "keeps them the same on machines with other core counts. 0 follows the visible cores.")
+    "intra_op_threads", None,
+    "TensorFlow's intra-op thread pool size. The pool size changes the bits of the result; "
+    "0 lets TensorFlow size it from the visible cores, so the bits follow the machine. "
+    "Default: 4 with --portable (docs/determinism.md says why 4), else 0.")
 flags.DEFINE_bool(
     "onednn", True,
-    "Use oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS). They change the bits of the result.")
+    "Use oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS). On and off give different bits.")
 flags.DEFINE_string(
-    "onednn_max_cpu_isa", "AVX2",
-    "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA), e.g. AVX2, AVX512_CORE, "
-    "SSE41; 'native' leaves it to the CPU. oneDNN picks code paths by instruction set, and each "
-    "gives other bits: a cap that every target machine has makes the result the same on all.")
+    "onednn_max_cpu_isa", None,
+    "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
+    "AVX512_CORE, ...; 'native' leaves it to the CPU. Each instruction set gives other bits. "
+    "Default: AVX2 with --portable, else native.")
 
-_ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI",
-               "AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL")
+ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+              "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
+              "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
+PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "AVX2"}
+MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native"}
+
+
+def cpu_model():
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown"
+
+
+def machine_record():
+  """What makes a same-machine result differ elsewhere: CPU model, flags, visible cores."""
+  cpu_flags = ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu_flags = next((l.split(":", 1)[1] for l in f if l.startswith("flags")), "")
+  except OSError:
+    pass
+  return {"cpu_model": cpu_model(),
+          "cpu_flags_sha256": digest.bytes_digest(" ".join(sorted(cpu_flags.split())).encode()),
+          "visible_cores": len(os.sched_getaffinity(0))}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
   seed: int = 42
   deterministic: bool = True
-  inter_op_threads: int = 2
-  intra_op_threads: int = 2
+  portable: bool = True
+  inter_op_threads: int = PORTABLE_DEFAULTS["inter_op_threads"]
+  intra_op_threads: int = PORTABLE_DEFAULTS["intra_op_threads"]
   onednn: bool = True
-  onednn_max_cpu_isa: str = "AVX2"
+  onednn_max_cpu_isa: str = PORTABLE_DEFAULTS["onednn_max_cpu_isa"]
 
   def __post_init__(self):
-    if self.onednn_max_cpu_isa not in _ISA_VALUES:
-      raise ValueError("--onednn_max_cpu_isa=%s is not one of %s"
-                       % (self.onednn_max_cpu_isa, ", ".join(_ISA_VALUES)))
+    from pipeline import errors  # pylint: disable=g-import-not-at-top
+    if self.onednn_max_cpu_isa not in ISA_VALUES:
+      raise errors.Error("--onednn_max_cpu_isa=%s is not one of %s"
+                         % (self.onednn_max_cpu_isa, ", ".join(ISA_VALUES)))
     for name in ("inter_op_threads", "intra_op_threads"):
       if getattr(self, name) < 0:
-        raise ValueError("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
-                         % (name, getattr(self, name)))
+        raise errors.Error("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
+                           % (name, getattr(self, name)))
+    if self.portable and (self.intra_op_threads == 0 or self.onednn_max_cpu_isa == "native"):
+      raise errors.Error(
+          "--portable needs a fixed --intra_op_threads and a --onednn_max_cpu_isa cap: with "
+          "TensorFlow's pool or oneDNN's native instruction set the bits follow the machine. "
+          "Give both, or pass --noportable")
 
   def record(self):
-    return dataclasses.asdict(self)
+    """For stage keys: the switches, plus the machine where they do not fix the bits."""
+    record = dataclasses.asdict(self)
+    if not self.portable:
+      record["machine"] = machine_record()
+    return record
 
   def environment(self):
     """The environment variables these settings need before TensorFlow loads."""
@@ -78,31 +129,54 @@ class Settings:
     return env
 
 
+def resolve(seed=42, deterministic=True, portable=True, inter_op_threads=None,
+            intra_op_threads=None, onednn=True, onednn_max_cpu_isa=None):
+  """Settings with the unset switches filled in from the mode's defaults."""
+  defaults = PORTABLE_DEFAULTS if portable else MACHINE_DEFAULTS
+  given = {"inter_op_threads": inter_op_threads, "intra_op_threads": intra_op_threads,
+           "onednn_max_cpu_isa": onednn_max_cpu_isa}
+  return Settings(seed=seed, deterministic=deterministic, portable=portable, onednn=onednn,
+                  **{k: defaults[k] if v is None else v for k, v in given.items()})
+
+
 def from_flags():
-  return Settings(seed=FLAGS.seed, deterministic=FLAGS.deterministic,
-                  inter_op_threads=FLAGS.inter_op_threads,
-                  intra_op_threads=FLAGS.intra_op_threads, onednn=FLAGS.onednn,
-                  onednn_max_cpu_isa=FLAGS.onednn_max_cpu_isa)
+  return resolve(seed=FLAGS.seed, deterministic=FLAGS.deterministic, portable=FLAGS.portable,
+                 inter_op_threads=FLAGS.inter_op_threads,
+                 intra_op_threads=FLAGS.intra_op_threads, onednn=FLAGS.onednn,
+                 onednn_max_cpu_isa=FLAGS.onednn_max_cpu_isa)
+
+
+_DERIVED = {}
 
 
 def derive_seed(seed, *purpose):
-  """A 31-bit seed for one purpose, e.g. derive_seed(42, "dropout", 3); stable everywhere."""
+  """A 31-bit seed for one purpose, e.g. derive_seed(42, "dropout", "up0"); stable everywhere.
+
+  Every derivation is remembered for derived_seeds(), which stages put in their manifest.
+  """
   h = hashlib.sha256(digest.canonical_json([seed] + list(purpose))).digest()
-  return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+  value = int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+  _DERIVED["/".join(str(p) for p in (seed,) + purpose)] = value
+  return value
+
+
+def derived_seeds():
+  """{"<seed>/<purpose>/...": value} of every seed derived in this process so far."""
+  return dict(sorted(_DERIVED.items()))
 
 
 def set_environment(settings):
   """Sets the environment switches; fails if TensorFlow already loaded under other ones."""
   env = settings.environment()
   if "tensorflow" in sys.modules:
-    current = {k: os.environ.get(k) for k in env}
-    if "ONEDNN_MAX_CPU_ISA" not in env and os.environ.get("ONEDNN_MAX_CPU_ISA"):
-      current["ONEDNN_MAX_CPU_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
-    if any(current.get(k) != v for k, v in env.items()) or len(current) != len(env):
+    wanted = dict(env)
+    current = {k: os.environ.get(k) for k in set(wanted) | {"ONEDNN_MAX_CPU_ISA"}}
+    wanted.setdefault("ONEDNN_MAX_CPU_ISA", None)
+    if current != wanted:
       raise RuntimeError(
           "TensorFlow was imported before the determinism switches were set (%s wanted, %s "
           "in force): call pipeline.determinism.apply() before importing TensorFlow."
-          % (env, current))
+          % (wanted, current))
   os.environ.pop("ONEDNN_MAX_CPU_ISA", None)
   os.environ.update(env)
 
@@ -122,6 +196,5 @@ def apply(settings):
   if settings.deterministic:
     from fwr13y.d9m.tensorflow import enable_determinism  # pylint: disable=g-import-not-at-top
     enable_determinism()
-  else:
-    tf.config.experimental.disable_op_determinism()
+  # Op determinism is off unless enabled, and cannot be switched off again: nothing to do.
   keras.utils.set_random_seed(derive_seed(settings.seed, "global"))

@@ -16,6 +16,7 @@ import sys
 import time
 
 from pipeline import code
+from pipeline import determinism
 from pipeline import digest
 from pipeline import runtime
 
@@ -88,6 +89,7 @@ def run(store, name, modules, params, inputs, determinism_record, build, verify=
         "output": output,
         "key_record": record,
         "details": details,
+        "derived_seeds": determinism.derived_seeds(),
         "provenance": {
             "git_commit": _git_commit(),
             "host": platform.node(),

@@ -97,10 +97,8 @@ class Store:
     return os.path.join(self.root, "keys", key + ".json")
 
   def run_dir(self, key):
-    """A writable folder for a stage run's side files (not content-addressed)."""
-    path = os.path.join(self.root, "runs", key)
-    os.makedirs(path, exist_ok=True)
-    return path
+    """Where a stage run may keep side files (not content-addressed); made on first use."""
+    return os.path.join(self.root, "runs", key)
 
   # --- Staging and publishing -----------------------------------------------------------------
   @contextlib.contextmanager

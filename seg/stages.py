@@ -46,8 +46,11 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0):
                                        backbone_weights=weights,
                                        stop_after_epochs=stop_after_epochs)
 
-  return stage.run(store, "train", ("seg.training",), config.record(), inputs,
-                   settings.record(), build)
+  params = config.record()
+  if not config.seeded_dropout:
+    # Not repeatable by design (the seed's Figure 9): never a cache hit.
+    params["unrepeatable_run"] = os.urandom(16).hex()
+  return stage.run(store, "train", ("seg.training",), params, inputs, settings.record(), build)
 
 
 def run_pipeline(store, data_config, train_config, settings, stop_after_epochs=0):

@@ -53,6 +53,40 @@ def _assign(variables, named, prefix):
     variable.assign(value)
 
 
+def _confusion(masks, logits, num_classes):
+  return tf.math.confusion_matrix(tf.reshape(masks, [-1]),
+                                  tf.reshape(tf.argmax(logits, -1, output_type=tf.int32), [-1]),
+                                  num_classes=num_classes, dtype=tf.int64)
+
+
+def _pixel_losses(masks, logits):
+  return keras.losses.sparse_categorical_crossentropy(masks, logits, from_logits=True)
+
+
+def make_steps(model, optimizer, num_classes):
+  """(train_step, eval_step) as tf.functions of (float images, int masks).
+
+  train_step applies one Adam update and returns (mean loss, confusion matrix); eval_step
+  returns (summed pixel loss, confusion matrix).
+  """
+
+  @tf.function
+  def train_step(images, masks):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      loss = tf.reduce_mean(_pixel_losses(masks, logits))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, _confusion(masks, logits, num_classes)
+
+  @tf.function
+  def eval_step(images, masks):
+    logits = model(images, training=False)
+    return tf.reduce_sum(_pixel_losses(masks, logits)), _confusion(masks, logits, num_classes)
+
+  return train_step, eval_step
+
+
 def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weights=None,
                        stop_after_epochs=0):
   """Trains on the training split, validates each epoch, and writes to out_dir:
@@ -79,27 +113,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
   optimizer.build(model.trainable_variables)
 
   # --- Update step -------------------------------------------------------------------------
-  def confusion(masks, logits):
-    return tf.math.confusion_matrix(tf.reshape(masks, [-1]),
-                                    tf.reshape(tf.argmax(logits, -1, output_type=tf.int32), [-1]),
-                                    num_classes=num_classes, dtype=tf.int64)
-
-  def pixel_losses(masks, logits):
-    return keras.losses.sparse_categorical_crossentropy(masks, logits, from_logits=True)
-
-  @tf.function
-  def train_step(images, masks):
-    with tf.GradientTape() as tape:
-      logits = model(images, training=True)
-      loss = tf.reduce_mean(pixel_losses(masks, logits))
-    gradients = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss, confusion(masks, logits)
-
-  @tf.function
-  def eval_step(images, masks):
-    logits = model(images, training=False)
-    return tf.reduce_sum(pixel_losses(masks, logits)), confusion(masks, logits)
+  train_step, eval_step = make_steps(model, optimizer, num_classes)
 
   def evaluate(split):
     batches, count = input_pipeline.evaluation_batches(splits_dir, split, config.eval_batch_size)

@@ -6,6 +6,8 @@ gradient, and op determinism would refuse it. Every initialiser and dropout laye
 own seed derived from the run's seed.
 """
 
+import os
+
 import keras
 from keras import layers
 
@@ -59,9 +61,11 @@ def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout):
           0.0, 0.02, seed=determinism.derive_seed(seed, "init", name)))(x)
   x = layers.BatchNormalization(name=name + "_bn")(x)
   if dropout_rate:
-    x = layers.Dropout(
-        dropout_rate, name=name + "_dropout",
-        seed=determinism.derive_seed(seed, "dropout", name) if seeded_dropout else None)(x)
+    # Unseeded means what it meant in 2019: a fresh seed each run. (Keras' seed=None would
+    # draw from its global generator, which --seed fixes.)
+    dropout_seed = (determinism.derive_seed(seed, "dropout", name) if seeded_dropout
+                    else int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF)
+    x = layers.Dropout(dropout_rate, seed=dropout_seed, name=name + "_dropout")(x)
   return layers.ReLU(name=name + "_relu")(x)
 
 

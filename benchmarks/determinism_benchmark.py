@@ -1,0 +1,125 @@
+"""Step-time cost of the determinism settings, measured in one run, interleaved.
+
+One worker process per setting (thread pools and oneDNN are fixed at process start) builds
+the U-Net and its update step on random data; the coordinator then asks each worker in turn
+for a few timed steps, round after round, so every setting sees the same machine noise.
+It prints each setting's median step time and its ratio to the non-deterministic one.
+
+  ./dev python -m benchmarks.determinism_benchmark --archs=mobilenetv2,vgg19
+
+(Run from the repository root.) Record results in BENCHMARKS.md with the machine (lscpu).
+"""
+
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+
+from absl import app
+from absl import flags
+
+from pipeline import determinism
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("archs", ["mobilenetv2", "vgg19"], "Backbones to measure.")
+flags.DEFINE_integer("image_size", 128, "Image side.")
+flags.DEFINE_integer("batch_size", 16, "Batch size.")
+flags.DEFINE_integer("rounds", 6, "Rounds; each worker runs --steps timed steps per round.")
+flags.DEFINE_integer("steps", 4, "Timed steps per worker per round.")
+flags.DEFINE_list("settings", ["nondeterministic", "same_machine", "portable", "recipe_2019"],
+                  "Settings to compare, from SETTINGS; the first is the baseline of the ratios.")
+
+SETTINGS = {
+    # The seed's fast_n_close: no op determinism, pools and instruction set as TF picks them.
+    "nondeterministic": dict(deterministic=False, portable=False),
+    # Same bits on this machine only.
+    "same_machine": dict(deterministic=True, portable=False),
+    # reproseg's default: the same bits on any x86-64 machine with AVX2.
+    "portable": dict(deterministic=True, portable=True),
+    "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
+    "portable_2_threads": dict(deterministic=True, portable=True, intra_op_threads=2,
+                               inter_op_threads=2),
+    # 2019: one inter-op and one intra-op thread.
+    "recipe_2019": dict(deterministic=True, portable=False, inter_op_threads=1,
+                        intra_op_threads=1),
+}
+
+
+def _worker(connection, settings, arch, image_size, batch_size):
+  determinism.apply(settings)
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from seg import training  # pylint: disable=g-import-not-at-top
+  from seg import unet  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
+  masks = tf.constant(rng.integers(0, 3, (batch_size, image_size, image_size)), tf.int32)
+  model = unet.build(arch, image_size, 3, settings.seed)
+  optimizer = keras.optimizers.Adam(1e-3)
+  train_step, _ = training.make_steps(model, optimizer, 3)
+  for _ in range(2):  # tracing and warm-up
+    train_step(images, masks)[0].numpy()
+  connection.send("ready")
+  while True:
+    steps = connection.recv()
+    if steps is None:
+      return
+    times = []
+    for _ in range(steps):
+      start = time.perf_counter()
+      train_step(images, masks)[0].numpy()
+      times.append(time.perf_counter() - start)
+    connection.send(times)
+
+
+def measure(arch, names):
+  context = multiprocessing.get_context("spawn")
+  workers = {}
+  for name in names:
+    settings = determinism.resolve(**SETTINGS[name])
+    parent, child = context.Pipe()
+    process = context.Process(target=_worker, args=(child, settings, arch, FLAGS.image_size,
+                                                    FLAGS.batch_size), daemon=True)
+    process.start()
+    workers[name] = (parent, process)
+  for parent, _ in workers.values():
+    assert parent.recv() == "ready"
+  times = {name: [] for name in names}
+  for round_number in range(FLAGS.rounds):
+    order = names[round_number % len(names):] + names[:round_number % len(names)]
+    for name in order:
+      workers[name][0].send(FLAGS.steps)
+      times[name] += workers[name][0].recv()
+    print("  %s round %d/%d done" % (arch, round_number + 1, FLAGS.rounds), flush=True)
+  for parent, process in workers.values():
+    parent.send(None)
+    process.join()
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv):
+  del argv
+  names = list(FLAGS.settings)
+  unknown = set(names) - set(SETTINGS)
+  if unknown:
+    raise app.UsageError("unknown settings %s; known: %s" % (sorted(unknown), sorted(SETTINGS)))
+  print("machine: %s, %d cores visible; image %d, batch %d, %d rounds x %d steps" % (
+      determinism.cpu_model(), len(os.sched_getaffinity(0)), FLAGS.image_size,
+      FLAGS.batch_size, FLAGS.rounds, FLAGS.steps), flush=True)
+  results = {}
+  for arch in FLAGS.archs:
+    results[arch] = medians = measure(arch, names)
+    base = medians[names[0]]
+    print("\n| %s | median step (s) | ratio to %s |" % (arch, names[0]))
+    print("| --- | --- | --- |")
+    for name in names:
+      print("| %s | %.3f | %.2fx |" % (name, medians[name], medians[name] / base))
+    print(flush=True)
+  print(json.dumps({"python": platform.python_version(), "results": results}))
+
+
+if __name__ == "__main__":
+  app.run(main)

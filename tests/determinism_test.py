@@ -1,0 +1,78 @@
+"""Same inputs, same bits: the tiny pipeline in fresh processes, compared digest for digest
+with tests/golden/tiny_pipeline.json at every stage, under machine and environment changes
+that must not matter, and two negative controls that must.
+
+A failure here means a result's bits changed. If the change is deliberate, regenerate the
+golden digests (README: Golden digests) and record why in CHANGELOG.md.
+"""
+
+import glob
+import os
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from tests import tiny_pipeline as tiny
+
+
+class DeterminismTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.golden = tiny.load_golden()["outputs"]
+
+  def train(self, extra=(), env=None, prefix=(), cwd=None, expect_ok=True):
+    store = self.create_tempdir().full_path
+    result = tiny.run("seg/train", tiny.TINY + ["--store=" + store] + list(extra), env=env,
+                      prefix=prefix, cwd=cwd)
+    if expect_ok:
+      self.assertEqual(result.returncode, 0, result.stderr[-4000:])
+    return result, store
+
+  def test_golden_digests_at_every_stage(self):
+    result, _ = self.train()
+    self.assertEqual(tiny.outputs(result.stdout), self.golden)
+
+  @parameterized.named_parameters(
+      ("one_visible_core", {}, ("taskset", "-c", "0")),
+      ("onednn_isa_in_the_environment", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, ()),
+      ("onednn_avx2_in_the_environment", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, ()),
+      ("locale_time_zone_hash_seed", {"TZ": "Asia/Kathmandu", "LANG": "de_DE.UTF-8",
+                                      "LC_ALL": "C", "PYTHONHASHSEED": "12345"}, ()),
+  )
+  def test_the_machine_and_environment_do_not_change_the_bits(self, env, prefix):
+    result, _ = self.train(env=env, prefix=prefix, cwd=self.create_tempdir().full_path)
+    self.assertEqual(tiny.outputs(result.stdout), self.golden)
+
+  def test_stopped_and_resumed_ends_with_the_same_bits(self):
+    stopped, store = self.train(["--stop_after_epochs=1"], expect_ok=False)
+    self.assertEqual(stopped.returncode, 1, stopped.stderr[-4000:])
+    self.assertIn("stopped after epoch 1", stopped.stderr)
+    checkpoints = glob.glob(os.path.join(store, "runs", "*", "checkpoints", "*"))
+    self.assertEqual(sorted(map(os.path.basename, checkpoints)),
+                     ["epoch-001.arrays", "epoch-001.history.json"])
+    resumed = tiny.run("seg/train", tiny.TINY + ["--store=" + store])
+    self.assertEqual(resumed.returncode, 0, resumed.stderr[-4000:])
+    self.assertIn("resuming after epoch 1", resumed.stderr)
+    self.assertEqual(tiny.outputs(resumed.stdout), self.golden)
+
+  # --- Negative controls: the comparisons above can see a difference. ---------------------
+  def test_unseeded_dropout_changes_the_bits(self):
+    """The seed's Figure 9: dropout left unseeded gives new weights on every run."""
+    runs = [tiny.outputs(self.train(["--noseeded_dropout"])[0].stdout) for _ in range(2)]
+    for outputs in runs:
+      self.assertEqual({k: v for k, v in outputs.items() if k != "train"},
+                       {k: v for k, v in self.golden.items() if k != "train"})
+      self.assertNotEqual(outputs["train"], self.golden["train"])
+    self.assertNotEqual(runs[0]["train"], runs[1]["train"])
+
+  def test_other_threads_without_determinism_change_the_bits(self):
+    result, _ = self.train(["--nodeterministic", "--noportable", "--intra_op_threads=1"])
+    outputs = tiny.outputs(result.stdout)
+    self.assertEqual(outputs["partition"], self.golden["partition"])
+    self.assertNotEqual(outputs["train"], self.golden["train"])
+
+
+if __name__ == "__main__":
+  absltest.main()
