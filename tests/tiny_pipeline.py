@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
 RUNFILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,10 +19,17 @@ _LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cach
 
 
 def run(binary, args, env=None, prefix=(), cwd=None):
-  """Runs a binary of this workspace (e.g. "seg/train"); returns the CompletedProcess."""
+  """Runs a binary of this workspace (e.g. "seg/train"); returns the CompletedProcess.
+
+  Outside Bazel (the Nix flake's check), the binary is its *_main.py run by this Python.
+  """
   environment = dict(os.environ)
   environment.update(env or {})
-  return subprocess.run(list(prefix) + [os.path.join(RUNFILES, binary)] + list(args),
+  command = [os.path.join(RUNFILES, binary)]
+  if not os.path.exists(command[0]):
+    command = [sys.executable, command[0] + "_main.py"]
+    environment["PYTHONPATH"] = RUNFILES
+  return subprocess.run(list(prefix) + command + list(args),
                         capture_output=True, text=True, env=environment, cwd=cwd, check=False)
 
 
