@@ -53,6 +53,14 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(os.listdir(os.path.join(store, "objects")), [])
     self.assertEqual(os.listdir(os.path.join(store, "keys")), [])
 
+  def test_helpfull_documents_every_seed_and_switch(self):
+    result = run("seg/train", ["--helpfull"])  # absl exits 1 after help
+    for flag in ("--seed", "--[no]deterministic", "--[no]portable", "--inter_op_threads",
+                 "--intra_op_threads", "--[no]onednn:", "--onednn_max_cpu_isa",
+                 "--[no]seeded_dropout", "--[no]augment", "--store", "--dataset",
+                 "--hyperparam_fn_path", "--flagfile"):
+      self.assertIn(flag, result.stdout, flag)
+
   def test_bad_flag_values_are_named(self):
     for args, pattern in ((["--dataset=pets"], "dataset"),
                           (["--image_size=100"], "--image_size=100"),

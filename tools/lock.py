@@ -19,7 +19,11 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run as a script (python3 tools/X.py) and imported as tools.X alike.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import generated  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = generated.ROOT
 # The oldest glibc that the target machines have (Debian 12 has 2.36; 2.28 covers RHEL 8).
 PLATFORM_ARGS = [arg for minor in range(28, 4, -1)
                  for arg in ("--platform", "manylinux_2_%d_x86_64" % minor)]
@@ -83,17 +87,8 @@ def main():
           if e not in base]
   for name, text in (("requirements.lock", render(base)),
                      ("requirements-cuda.lock", render(cuda, CUDA_HEADER))):
-    lock = os.path.join(ROOT, name)
-    if args.check:
-      with open(lock) as f:
-        if f.read() != text:
-          sys.exit("%s is out of date: run python3.11 tools/lock.py" % name)
-      continue
-    with open(lock + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(lock + ".tmp", lock)
-    print("wrote %s (%d packages)" % (name, text.count("\n# wheel:")))
-
+    generated.write_or_check(name, text, args.check, "python3.11 tools/lock.py",
+                             "%d packages" % text.count("\n# wheel:"))
 
 if __name__ == "__main__":
   main()

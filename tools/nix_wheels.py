@@ -14,7 +14,11 @@ import os
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run as a script (python3 tools/X.py) and imported as tools.X alike.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import generated  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = generated.ROOT
 PAIRS = (("requirements.lock", "nix/python-wheels.nix"),
          ("requirements-cuda.lock", "nix/python-wheels-cuda.nix"))
 _WHEEL = re.compile(r"^(?P<pname>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<python>[^-]+)-"
@@ -65,17 +69,8 @@ def main():
   for lock, output in PAIRS:
     with open(os.path.join(ROOT, lock)) as f:
       text = render(read_lock(f.read()), lock)
-    path = os.path.join(ROOT, output)
-    if args.check:
-      with open(path) as f:
-        if f.read() != text:
-          sys.exit("%s is out of date: run python3 tools/nix_wheels.py" % output)
-      continue
-    with open(path + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
-    print("wrote %s (%d wheels)" % (output, text.count("pname =")))
-
+    generated.write_or_check(output, text, args.check, "python3 tools/nix_wheels.py",
+                             "%d wheels" % text.count("pname ="))
 
 if __name__ == "__main__":
   main()
