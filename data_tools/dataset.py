@@ -124,11 +124,11 @@ def _find_in_source(folder, name):
 
 
 def archives(store, config, settings):
-  """[(name, path, sha256, pinned?)] of the two archives the petset is made from."""
+  """(the synthetic stage's Result or None, [(name, path, sha256, pinned?)] of the two
+  archives the petset is made from)."""
   if config.dataset == "synthetic":
     made = synthetic_stage(store, config, settings)
-    with open(os.path.join(store.root, "objects", made.digest + ".sha256")) as f:
-      digests = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f)
+    digests = store.file_digests(made.digest)
     return made, [(p.name, os.path.join(made.path, p.name), digests[p.name], False)
                   for p in PINNED]
   found = []

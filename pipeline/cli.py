@@ -23,7 +23,7 @@ flags.DEFINE_bool(
 
 
 def open_store():
-  return storelib.Store(FLAGS.store)
+  return storelib.Store(FLAGS.store, verify_on_hit=FLAGS.verify_store)
 
 
 def run(function):

@@ -61,7 +61,7 @@ def report(result, out=None):
         file=out or sys.stdout, flush=True)
 
 
-def run(store, name, modules, params, inputs, determinism_record, build, verify=False):
+def run(store, name, modules, params, inputs, determinism_record, build):
   """Returns the stage's Result, building it with build(out_dir, run_dir) on a miss.
 
   modules names the stage's code (its import closure is digested into the key).
@@ -74,7 +74,7 @@ def run(store, name, modules, params, inputs, determinism_record, build, verify=
   with store.lock(key):
     manifest = store.lookup(key)
     if manifest is not None:
-      if verify:
+      if store.verify_on_hit:
         store.verify(manifest["output"])
       return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
                     manifest)

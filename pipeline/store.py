@@ -81,8 +81,10 @@ def write_file_atomically(path, data):
 class Store:
   """A content-addressed store rooted at a folder (created on first use)."""
 
-  def __init__(self, root=None):
+  def __init__(self, root=None, verify_on_hit=False):
+    """verify_on_hit: re-hash a stored output whenever a stage takes it from the store."""
     self.root = os.path.abspath(root or default_root())
+    self.verify_on_hit = verify_on_hit
     for sub in ("objects", "keys", "blobs", "runs", "tmp", "locks"):
       os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
@@ -158,6 +160,12 @@ class Store:
     if not os.path.isdir(self.object_path(manifest["output"])):
       return None
     return manifest
+
+  def file_digests(self, digest):
+    """{relative path: sha256} of a stored output, from its listing."""
+    with open(self.object_path(digest) + ".sha256") as f:
+      return {path: sha256 for sha256, path in
+              (line.rstrip("\n").split("  ", 1) for line in f)}
 
   def verify(self, digest):
     """Recomputes a stored tree's digest; raises StoreError if the bytes have changed."""

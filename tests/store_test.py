@@ -93,6 +93,13 @@ class StoreTest(absltest.TestCase):
     self.assertEqual(os.listdir(os.path.join(self.store.root, "keys")), [])
     self.assertEqual(os.listdir(os.path.join(self.store.root, "tmp")), [])
 
+  def test_file_digests_read_the_listing(self):
+    with self.store.staging() as out:
+      write(out, {"a": b"A", "d/b": b"B"})
+      got = self.store.put_tree(out)
+    self.assertEqual(self.store.file_digests(got), {"a": hashlib.sha256(b"A").hexdigest(),
+                                                    "d/b": hashlib.sha256(b"B").hexdigest()})
+
   def test_verify_catches_a_modified_output(self):
     with self.store.staging() as out:
       write(out, {"a": b"A"})
@@ -165,6 +172,18 @@ class StageTest(absltest.TestCase):
     self.assertEqual(manifest["key"], digest.record_digest(manifest["key_record"]))
     self.assertIn("wall_seconds", manifest["provenance"])
     self.assertIn("requirements_lock", manifest["key_record"]["runtime"])
+
+  def test_verify_on_hit_catches_a_tampered_output(self):
+    first = self.run_stage()
+    path = os.path.join(first.path, "result")
+    os.chmod(first.path, 0o755)
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+      f.write(b"43")
+    self.assertTrue(self.run_stage().cached)  # unchecked by default: a hit is cheap
+    checking = storelib.Store(self.store.root, verify_on_hit=True)
+    with self.assertRaisesRegex(errors.Error, "modified on disk"):
+      self.run_stage(store=checking)
 
   def test_a_missing_output_is_rebuilt(self):
     first = self.run_stage()
