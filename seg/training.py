@@ -154,6 +154,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
 
   # --- Training loop -----------------------------------------------------------------------
   summaries = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  validation = None
   for epoch in range(start, config.epochs):
     print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
     progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "iou"])
@@ -185,7 +186,8 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
   weights = named_variables(model.variables, "model")
   arrays.save(os.path.join(out_dir, WEIGHTS_FILE), weights)
   fingerprint = arrays.fingerprint(weights)
-  validation = evaluate("validation")
+  if validation is None:  # every epoch came from the checkpoint
+    validation = evaluate("validation")
   metrics = {"validation": validation, "training_steps": steps * config.epochs,
              "weights_digest": fingerprint["digest"]}
   for name, value in (("fingerprint.json", fingerprint), ("history.json", history),
