@@ -10,6 +10,7 @@ from there and ends with the same bits as one that was never stopped.
 import json
 import os
 import re
+import sys
 
 import keras
 import numpy as np
@@ -157,7 +158,9 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
   validation = None
   for epoch in range(start, config.epochs):
     print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
-    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "iou"])
+    # A live bar on a terminal; one line per epoch in a log.
+    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "iou"],
+                                   verbose=1 if sys.stdout.isatty() else 2)
     total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
     batches = input_pipeline.training_batches(splits_dir, seed, epoch, config.batch_size, steps,
                                               augment=config.augment)
