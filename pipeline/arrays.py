@@ -27,7 +27,7 @@ def encode(named_arrays):
   """Bytes of [(name, array)] in the format above."""
   header, blobs, offset = [], [], 0
   for name, array in named_arrays:
-    array = _little_endian(np.asarray(array))
+    array = _little_endian(array)
     data = array.tobytes()
     header.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
                    "offset": offset, "nbytes": len(data)})
@@ -62,7 +62,7 @@ def fingerprint(named_arrays):
   per = {}
   total = hashlib.sha256()
   for name, array in named_arrays:
-    array = _little_endian(np.asarray(array))
+    array = _little_endian(array)
     h = hashlib.sha256(digest.canonical_json([name, array.dtype.str, list(array.shape)]))
     h.update(array.tobytes())
     per[name] = h.hexdigest()

@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from pipeline import digest
+from pipeline import errors
 
 FLAGS = flags.FLAGS
 
@@ -64,25 +65,25 @@ PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_c
 MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native"}
 
 
-def cpu_model():
+def _cpuinfo(field):
+  """The first value of a /proc/cpuinfo field ("model name", "flags"), or None."""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
-        if line.startswith("model name"):
+        if line.split(":", 1)[0].strip() == field:
           return line.split(":", 1)[1].strip()
   except OSError:
     pass
-  return "unknown"
+  return None
+
+
+def cpu_model():
+  return _cpuinfo("model name") or "unknown"
 
 
 def machine_record():
   """What makes a same-machine result differ elsewhere: CPU model, flags, visible cores."""
-  cpu_flags = ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu_flags = next((l.split(":", 1)[1] for l in f if l.startswith("flags")), "")
-  except OSError:
-    pass
+  cpu_flags = _cpuinfo("flags") or ""
   return {"cpu_model": cpu_model(),
           "cpu_flags_sha256": digest.bytes_digest(" ".join(sorted(cpu_flags.split())).encode()),
           "visible_cores": len(os.sched_getaffinity(0))}
@@ -99,7 +100,6 @@ class Settings:
   onednn_max_cpu_isa: str = PORTABLE_DEFAULTS["onednn_max_cpu_isa"]
 
   def __post_init__(self):
-    from pipeline import errors  # pylint: disable=g-import-not-at-top
     if self.onednn_max_cpu_isa not in ISA_VALUES:
       raise errors.Error("--onednn_max_cpu_isa=%s is not one of %s"
                          % (self.onednn_max_cpu_isa, ", ".join(ISA_VALUES)))

@@ -7,11 +7,10 @@ A deliberate reproducibility break: say why in CHANGELOG.md, in the same commit.
 
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 
+from pipeline import determinism
 from tests import tiny_pipeline as tiny
 
 
@@ -26,10 +25,7 @@ def main():
   outputs = tiny.outputs(result.stdout)
   if sorted(outputs) != sorted(tiny.STAGES):
     sys.exit("expected a line per stage, got:\n" + result.stdout)
-  cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-  model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines()
-                if l.startswith("Model name")), platform.processor())
-  golden = {"flags": tiny.TINY, "outputs": outputs, "written_on": model}
+  golden = {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model()}
   path = os.path.join(workspace, "tests", "golden", "tiny_pipeline.json")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
