@@ -65,6 +65,8 @@
             pythonEnv
             pkgs.bazel_7
             pkgs.git
+            # The cross-CPU test runs this interpreter under emulated CPU models (qemu-x86_64).
+            pkgs.qemu-user
           ];
           # What ./dev and Bazel's interpreter rule (third_party/bazel/python_interpreter.bzl) read.
           BAZEL_PYTHON = "${pythonEnv}/bin/python3";
@@ -103,7 +105,10 @@
       checks.${system}.tests =
         pkgs.runCommand "reproseg-tests"
           {
-            nativeBuildInputs = [ cpuPython ];
+            nativeBuildInputs = [
+              cpuPython
+              pkgs.qemu-user
+            ];
             src = self;
           }
           ''

@@ -25,7 +25,9 @@ from pipeline import determinism
 FLAGS = flags.FLAGS
 flags.DEFINE_list("archs", ["mobilenetv2", "vgg19"], "Backbones to measure.")
 flags.DEFINE_integer("image_size", 128, "Image side.")
-flags.DEFINE_integer("batch_size", 16, "Batch size.")
+flags.DEFINE_integer("batch_size", 16, "Batch size (the seed's real configuration: 60).")
+flags.DEFINE_bool("freeze_backbone", False,
+                  "Freeze the encoder, as the seed's real configuration does.")
 flags.DEFINE_integer("rounds", 6, "Rounds; each worker runs --steps timed steps per round.")
 flags.DEFINE_integer("steps", 4, "Timed steps per worker per round.")
 flags.DEFINE_list("settings", ["nondeterministic", "same_machine", "portable", "recipe_2019"],
@@ -38,16 +40,21 @@ SETTINGS = {
     "same_machine": dict(deterministic=True, portable=False),
     # reproseg's default: the same bits on any x86-64 machine with AVX2.
     "portable": dict(deterministic=True, portable=True),
-    "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
+    # Portable but for one part each, to see what each part costs (not portable themselves).
+    "portable_native_isa": dict(deterministic=True, portable=False, inter_op_threads=4,
+                                intra_op_threads=4, exact_layers=True),
+    "portable_keras_layers": dict(deterministic=True, portable=False, inter_op_threads=4,
+                                  intra_op_threads=4, onednn_max_cpu_isa="AVX2"),
     "portable_2_threads": dict(deterministic=True, portable=True, intra_op_threads=2,
                                inter_op_threads=2),
+    "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
     # 2019: one inter-op and one intra-op thread.
     "recipe_2019": dict(deterministic=True, portable=False, inter_op_threads=1,
                         intra_op_threads=1),
 }
 
 
-def _worker(connection, settings, arch, image_size, batch_size):
+def _worker(connection, settings, arch, image_size, batch_size, freeze_backbone):
   determinism.apply(settings)
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -57,7 +64,8 @@ def _worker(connection, settings, arch, image_size, batch_size):
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
   masks = tf.constant(rng.integers(0, 3, (batch_size, image_size, image_size)), tf.int32)
-  model = unet.build(arch, image_size, 3, settings.seed)
+  model = unet.build(arch, image_size, 3, settings.seed, freeze_backbone=freeze_backbone,
+                     exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(1e-3)
   train_step, _ = training.make_steps(model, optimizer, 3)
   for _ in range(2):  # tracing and warm-up
@@ -82,7 +90,8 @@ def measure(arch, names):
     settings = determinism.resolve(**SETTINGS[name])
     parent, child = context.Pipe()
     process = context.Process(target=_worker, args=(child, settings, arch, FLAGS.image_size,
-                                                    FLAGS.batch_size), daemon=True)
+                                                    FLAGS.batch_size, FLAGS.freeze_backbone),
+                              daemon=True)
     process.start()
     workers[name] = (parent, process)
   for parent, _ in workers.values():
@@ -106,9 +115,10 @@ def main(argv):
   unknown = set(names) - set(SETTINGS)
   if unknown:
     raise app.UsageError("unknown settings %s; known: %s" % (sorted(unknown), sorted(SETTINGS)))
-  print("machine: %s, %d cores visible; image %d, batch %d, %d rounds x %d steps" % (
-      determinism.cpu_model(), len(os.sched_getaffinity(0)), FLAGS.image_size,
-      FLAGS.batch_size, FLAGS.rounds, FLAGS.steps), flush=True)
+  print("machine: %s, %d cores visible; image %d, batch %d, encoder %s, %d rounds x %d steps"
+        % (determinism.cpu_model(), len(os.sched_getaffinity(0)), FLAGS.image_size,
+           FLAGS.batch_size, "frozen" if FLAGS.freeze_backbone else "trainable", FLAGS.rounds,
+           FLAGS.steps), flush=True)
   results = {}
   for arch in FLAGS.archs:
     results[arch] = medians = measure(arch, names)

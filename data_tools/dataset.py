@@ -1,39 +1,27 @@
 """The data stages and their flags: synthetic → download (the petset) → partition.
 
-  synthetic   (only for --dataset=synthetic) the twin archives, from --seed
-  download    the petset, a pure function of the two archives' digests
-  partition   TFRecord splits of the petset at --image_size
+  synthetic   (only for --dataset=synthetic) the twin archives, from --seed (synthetic.py)
+  download    the petset, a pure function of the two archives' digests (download.py)
+  partition   TFRecord splits of the petset at --image_size (partition.py)
 
 prepare() runs them in order through the store; each is a cache hit when its key is stored.
+Each stage's build function lives in its own module, whose import closure is its code in
+the key (pipeline/code.py): this module only chains them.
 """
 
 import dataclasses
 import os
 
 from absl import flags
-from absl import logging
 
-from data_tools import archive
+from data_tools import download
 from data_tools import fetch
 from data_tools import partition
-from data_tools import petset
 from data_tools import synthetic
 from pipeline import determinism
 from pipeline import errors
-from pipeline import stage
 
 FLAGS = flags.FLAGS
-
-# The Oxford-IIIT Pet archives as TensorFlow Datasets records them.
-PINNED = (
-    fetch.Pinned("images.tar.gz", 791918971,
-                 "67195c5e1c01f1ab5f9b6a5d22b8c27a580d896ece458917e61d459337fa318d"),
-    fetch.Pinned("annotations.tar.gz", 19173078,
-                 "52425fb6de5c424942b7626b428656fcbd798db970a937df61750c0f1d358e91"),
-)
-PINNED_BY_NAME = {p.name: p for p in PINNED}
-MIRRORS = ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/",
-           "https://thor.robots.ox.ac.uk/~vgg/data/pets/")
 
 flags.DEFINE_enum(
     "dataset", "oxford_iiit_pet", ["oxford_iiit_pet", "synthetic"],
@@ -47,7 +35,7 @@ flags.DEFINE_bool(
     "allow_unpinned_archives", False,
     "Accept --source archives whose sha256 differs from the pinned one (a subset, a repack). "
     "Their digests are recorded in the manifest and key the petset as always.")
-flags.DEFINE_list("mirrors", list(MIRRORS),
+flags.DEFINE_list("mirrors", list(download.MIRRORS),
                   "Base URLs to download the archives from, tried in order.")
 flags.DEFINE_integer("download_timeout", 60, "Seconds without data before a mirror is dropped.")
 flags.DEFINE_integer("synthetic_images", 400, "Number of pets in the synthetic dataset.")
@@ -66,7 +54,7 @@ class DataConfig:
   dataset: str = "oxford_iiit_pet"
   source: str = None
   allow_unpinned_archives: bool = False
-  mirrors: tuple = MIRRORS
+  mirrors: tuple = download.MIRRORS
   download_timeout: int = 60
   synthetic_images: int = 400
   synthetic_image_size: int = 96
@@ -102,18 +90,6 @@ def config_from_flags():
 
 
 # --- Stages -------------------------------------------------------------------------------------
-def synthetic_stage(store, config, settings):
-  params = {"seed": determinism.derive_seed(settings.seed, "synthetic"),
-            "images": config.synthetic_images, "image_size": config.synthetic_image_size,
-            "quirks": config.synthetic_quirks}
-
-  def build(out, unused_run_dir):
-    return {"members": synthetic.write_archives(out, params["seed"], params["images"],
-                                                params["image_size"], params["quirks"])}
-
-  return stage.run(store, "synthetic", ("data_tools.synthetic",), params, {}, {}, build)
-
-
 def _find_in_source(folder, name):
   for candidate in (name, name[:-len(".gz")]):
     path = os.path.join(folder, candidate)
@@ -127,12 +103,14 @@ def archives(store, config, settings):
   """(the synthetic stage's Result or None, [(name, path, sha256, pinned?)] of the two
   archives the petset is made from)."""
   if config.dataset == "synthetic":
-    made = synthetic_stage(store, config, settings)
+    made = synthetic.run_stage(store, determinism.derive_seed(settings.seed, "synthetic"),
+                               config.synthetic_images, config.synthetic_image_size,
+                               config.synthetic_quirks)
     digests = store.file_digests(made.digest)
     return made, [(p.name, os.path.join(made.path, p.name), digests[p.name], False)
-                  for p in PINNED]
+                  for p in download.PINNED]
   found = []
-  for pinned in PINNED:
+  for pinned in download.PINNED:
     if config.source:
       source_path = _find_in_source(config.source, pinned.name)
 
@@ -154,37 +132,8 @@ def archives(store, config, settings):
 def download_stage(store, config, settings):
   """The petset. Returns (synthetic Result or None, petset Result)."""
   made, found = archives(store, config, settings)
-  inputs = {name: sha256 for name, _, sha256, _ in found}
-
-  def build(out, unused_run_dir):
-    paths = {}
-    for name, path, sha256, _ in found:
-      if not os.path.exists(path):  # pinned and not yet downloaded
-        path = fetch.fetch(store, PINNED_BY_NAME[name], config.mirrors,
-                           timeout=config.download_timeout)
-      paths[name] = path
-    with store.staging(prefix="extract-") as extracted:
-      for name in sorted(paths):
-        logging.info("download: extracting %s", name)
-        archive.extract(paths[name], extracted)
-      details = petset.build(extracted, out)
-    details["archives"] = {name: {"sha256": sha256, "pinned": pinned}
-                           for name, _, sha256, pinned in found}
-    details["dataset"] = config.dataset
-    return details
-
-  return made, stage.run(store, "download", ("data_tools.petset", "data_tools.archive"), {}, inputs, {}, build)
-
-
-def partition_stage(store, config, petset_result):
-  params = {"image_size": config.image_size, "examples_per_shard": config.examples_per_shard}
-
-  def build(out, unused_run_dir):
-    return partition.write_splits(petset_result.path, out, config.image_size,
-                                  config.examples_per_shard)
-
-  return stage.run(store, "partition", ("data_tools.partition",), params,
-                   {"petset": petset_result.digest}, {}, build)
+  return made, download.run_stage(store, found, config.mirrors, config.download_timeout,
+                                  config.dataset)
 
 
 def prepare(store, config, settings, upto="partition"):
@@ -192,5 +141,6 @@ def prepare(store, config, settings, upto="partition"):
   made, petset_result = download_stage(store, config, settings)
   results = [r for r in (made, petset_result) if r is not None]
   if upto == "partition":
-    results.append(partition_stage(store, config, petset_result))
+    results.append(partition.run_stage(store, petset_result, config.image_size,
+                                       config.examples_per_shard))
   return results

@@ -17,6 +17,7 @@ from absl import logging
 from PIL import Image
 
 from pipeline import errors
+from pipeline import stage
 
 SPLITS = ("training", "validation", "calibration", "test")
 NUM_CLASSES = 3
@@ -106,3 +107,14 @@ def write_splits(petset_dir, out_dir, image_size, examples_per_shard=1000, log_e
     f.write("\n")
   logging.info("partition: %s", counts)
   return {"counts": counts}
+
+
+# --- The stage -----------------------------------------------------------------------------
+def run_stage(store, petset_result, image_size, examples_per_shard):
+  """The partition stage on a download Result."""
+  params = {"image_size": image_size, "examples_per_shard": examples_per_shard}
+
+  def build(out, unused_run_dir):
+    return write_splits(petset_result.path, out, image_size, examples_per_shard)
+
+  return stage.run(store, "partition", params, {"petset": petset_result.digest}, {}, build)

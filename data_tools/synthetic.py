@@ -18,6 +18,7 @@ from PIL import Image
 
 from data_tools import archive
 from data_tools import oxford
+from pipeline import stage
 
 # Which pet (by position in generation order) carries which quirk.
 QUIRKS = {
@@ -148,3 +149,14 @@ def write_archives(out_dir, seed, count, size, quirks=True):
   for name, files in members.items():
     archive.write_tar_gz(os.path.join(out_dir, name), files)
   return {name: len(files) for name, files in members.items()}
+
+
+# --- The stage -----------------------------------------------------------------------------
+def run_stage(store, seed, count, size, quirks):
+  """The synthetic stage: both archives, a pure function of its parameters."""
+  params = {"seed": seed, "images": count, "image_size": size, "quirks": quirks}
+
+  def build(out, unused_run_dir):
+    return {"members": write_archives(out, seed, count, size, quirks)}
+
+  return stage.run(store, "synthetic", params, {}, {}, build)

@@ -1,10 +1,14 @@
-"""The digest of a stage's source code: its module and every reproseg module it imports.
+"""The digest of a stage's source code: the module of the function that builds its output,
+and every reproseg module that module imports.
 
-The closure is found by reading import statements (no code runs), so a change to training
-code gives train a new key but leaves the keys of download and partition alone.
+The closure is found by reading import statements (no code runs; an import inside a function
+counts), so a change to training code gives train a new key but leaves the keys of download
+and partition alone. Each stage's build function therefore lives in a module that imports
+only what that stage needs.
 """
 
 import ast
+import inspect
 import os
 
 from pipeline import digest
@@ -38,15 +42,9 @@ def _imported_names(path):
       yield node.module
 
 
-def source_files(module_names):
-  """Relative paths of the modules' files and of every reproseg module they import, sorted."""
-  todo = []
-  for name in module_names:
-    found = _module_file(name)
-    if found is None:
-      raise ValueError("%s is not a reproseg module" % name)
-    todo.append(found)
-  seen = set()
+def _closure(paths):
+  """Relative paths of the files and of every reproseg module they import, sorted."""
+  todo, seen = list(paths), set()
   while todo:
     path = todo.pop()
     if path in seen:
@@ -59,6 +57,32 @@ def source_files(module_names):
   return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
 
 
-def code_record(module_names):
-  """{relative path: sha256} of the modules' source closure."""
-  return {p: digest.file_digest(os.path.join(ROOT, p)) for p in source_files(module_names)}
+def source_files(module_names):
+  """Relative paths of the modules' files and of every reproseg module they import, sorted."""
+  paths = []
+  for name in module_names:
+    found = _module_file(name)
+    if found is None:
+      raise ValueError("%s is not a reproseg module" % name)
+    paths.append(found)
+  return _closure(paths)
+
+
+def defining_file(function):
+  """The reproseg source file that defines a function (its module may be __main__)."""
+  path = os.path.abspath(inspect.getsourcefile(function))
+  relative = os.path.relpath(path, ROOT)
+  if relative.split(os.sep)[0] not in PACKAGES + ("tests",):
+    raise ValueError("%s is defined in %s, outside reproseg's packages" % (
+        function.__qualname__, path))
+  return path
+
+
+def file_record(path):
+  """{relative path: sha256} of a source file and its import closure."""
+  return {p: digest.file_digest(os.path.join(ROOT, p)) for p in _closure([path])}
+
+
+def code_record(function):
+  """file_record of the file defining a function: the code that runs when it does."""
+  return file_record(defining_file(function))

@@ -3,8 +3,9 @@
 Every random number in reproseg comes from one --seed through derive_seed(seed, purpose...),
 and every switch that can change the bits of a result is in the stage key. Two modes:
 
-- portable (the default): the thread pools have fixed sizes and oneDNN is capped at AVX2, so
-  the bits do not follow the machine's core count or instruction set (docs/determinism.md);
+- portable (the default): the thread pools have fixed sizes, oneDNN is capped at AVX2 and the
+  model uses seg/exact_layers.py, so the bits follow neither the machine's core count, nor
+  its instruction set, nor its CPU model (docs/determinism.md);
 - same-machine (--noportable): pools follow the cores and oneDNN uses the CPU's best code
   path; faster, and the same bits only on the same machine, so the key records the machine.
 
@@ -12,6 +13,7 @@ The switches that act through the environment (oneDNN) must be set before Tensor
 imported: stages call apply() first and import their TensorFlow code after it.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -36,10 +38,12 @@ flags.DEFINE_bool(
     "(the GPU part is untested here: no GPU). --nodeterministic is the seed's fast_n_close.")
 flags.DEFINE_bool(
     "portable", True,
-    "The same bits on any x86-64 machine with AVX2: fixed thread pools (4 and 4) and oneDNN "
-    "capped at AVX2 unless set below. --noportable: pools follow the visible cores and oneDNN "
-    "uses the CPU's best instruction set; faster, the same bits only on the same machine, and "
-    "the stage key records the machine (CPU model, flags, visible cores).")
+    "The same bits on any x86-64 machine with AVX2 and FMA: fixed thread pools (4 and 4), "
+    "oneDNN capped at AVX2 unless set below, and CPU-independent batch norm and transposed "
+    "convolution layers (seg/exact_layers.py); on a CPU without AVX2 it stops with an error. "
+    "--noportable: pools follow the visible cores, oneDNN uses the CPU's best instruction set "
+    "and the model Keras' own layers; faster, the same bits only on the same machine, and the "
+    "stage key records the machine (CPU model, flags, visible cores).")
 flags.DEFINE_integer(
     "inter_op_threads", None,
     "TensorFlow's inter-op thread pool size; 0 lets TensorFlow size it from the visible cores. "
@@ -58,11 +62,19 @@ flags.DEFINE_string(
     "AVX512_CORE, ...; 'native' leaves it to the CPU. Each instruction set gives other bits. "
     "Default: AVX2 with --portable, else native.")
 
+flags.DEFINE_bool(
+    "exact_layers", None,
+    "Build the U-Net from seg/exact_layers.py: batch norm without the approximate rsqrt "
+    "instruction, transposed convolutions summed over fixed channel chunks; their bits do not "
+    "follow the CPU model. Default: on with --portable, else off (Keras' own layers).")
+
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
               "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
-PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "AVX2"}
-MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native"}
+PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "AVX2",
+                     "exact_layers": True}
+MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
+                    "exact_layers": False}
 
 
 def _cpuinfo(field):
@@ -79,6 +91,41 @@ def _cpuinfo(field):
 
 def cpu_model():
   return _cpuinfo("model name") or "unknown"
+
+
+# What each instruction-set cap needs from the CPU: on a CPU without it, oneDNN silently
+# runs a lower instruction set and the bits change, so portable mode refuses to run.
+ISA_CPU_FEATURES = {
+    "SSE41": ("SSE41",),
+    "AVX": ("AVX",),
+    "AVX2": ("AVX2", "FMA3"),
+    "AVX512_CORE": ("AVX512F", "AVX512BW", "AVX512VL", "AVX512DQ"),
+}
+
+
+def cpu_features():
+  """{feature: bool} as the CPU reports them through CPUID (what oneDNN reads too).
+
+  NumPy's runtime dispatch table: /proc/cpuinfo would show the host under an emulator.
+  """
+  from numpy._core import _multiarray_umath  # pylint: disable=g-import-not-at-top
+  return dict(_multiarray_umath.__cpu_features__)
+
+
+def check_cpu(settings):
+  """Raises errors.Error if portable settings cap oneDNN above what this CPU has."""
+  if not settings.portable:
+    return
+  features = cpu_features()
+  missing = [f for f in ISA_CPU_FEATURES.get(settings.onednn_max_cpu_isa, ())
+             if not features.get(f)]
+  if missing:
+    raise errors.Error(
+        "portable mode caps oneDNN at %s, but this CPU lacks %s, so it would run other code "
+        "and train other bits than every other machine: pass --noportable for results tied "
+        "to this machine, or run on a CPU with %s"
+        % (settings.onednn_max_cpu_isa, ", ".join(missing),
+           " and ".join(ISA_CPU_FEATURES[settings.onednn_max_cpu_isa])))
 
 
 def machine_record():
@@ -98,6 +145,7 @@ class Settings:
   intra_op_threads: int = PORTABLE_DEFAULTS["intra_op_threads"]
   onednn: bool = True
   onednn_max_cpu_isa: str = PORTABLE_DEFAULTS["onednn_max_cpu_isa"]
+  exact_layers: bool = PORTABLE_DEFAULTS["exact_layers"]
 
   def __post_init__(self):
     if self.onednn_max_cpu_isa not in ISA_VALUES:
@@ -107,11 +155,12 @@ class Settings:
       if getattr(self, name) < 0:
         raise errors.Error("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
                            % (name, getattr(self, name)))
-    if self.portable and (self.intra_op_threads == 0 or self.onednn_max_cpu_isa == "native"):
+    if self.portable and (self.intra_op_threads == 0 or self.onednn_max_cpu_isa == "native"
+                          or not self.exact_layers):
       raise errors.Error(
-          "--portable needs a fixed --intra_op_threads and a --onednn_max_cpu_isa cap: with "
-          "TensorFlow's pool or oneDNN's native instruction set the bits follow the machine. "
-          "Give both, or pass --noportable")
+          "--portable needs a fixed --intra_op_threads, a --onednn_max_cpu_isa cap and "
+          "--exact_layers: with TensorFlow's pool, oneDNN's native instruction set or Keras' "
+          "own layers the bits follow the machine. Keep the defaults, or pass --noportable")
 
   def record(self):
     """For stage keys: the switches, plus the machine where they do not fix the bits."""
@@ -129,21 +178,21 @@ class Settings:
     return env
 
 
-def resolve(seed=42, deterministic=True, portable=True, inter_op_threads=None,
-            intra_op_threads=None, onednn=True, onednn_max_cpu_isa=None):
-  """Settings with the unset switches filled in from the mode's defaults."""
+def resolve(seed=42, deterministic=True, portable=True, onednn=True, **switches):
+  """Settings with the switches of PORTABLE_DEFAULTS that are unset (or None) filled in from
+  the mode's defaults."""
   defaults = PORTABLE_DEFAULTS if portable else MACHINE_DEFAULTS
-  given = {"inter_op_threads": inter_op_threads, "intra_op_threads": intra_op_threads,
-           "onednn_max_cpu_isa": onednn_max_cpu_isa}
+  unknown = set(switches) - set(defaults)
+  if unknown:
+    raise TypeError("unknown switches %s" % sorted(unknown))
+  filled = {k: defaults[k] if switches.get(k) is None else switches[k] for k in defaults}
   return Settings(seed=seed, deterministic=deterministic, portable=portable, onednn=onednn,
-                  **{k: defaults[k] if v is None else v for k, v in given.items()})
+                  **filled)
 
 
 def from_flags():
   return resolve(seed=FLAGS.seed, deterministic=FLAGS.deterministic, portable=FLAGS.portable,
-                 inter_op_threads=FLAGS.inter_op_threads,
-                 intra_op_threads=FLAGS.intra_op_threads, onednn=FLAGS.onednn,
-                 onednn_max_cpu_isa=FLAGS.onednn_max_cpu_isa)
+                 onednn=FLAGS.onednn, **{k: getattr(FLAGS, k) for k in PORTABLE_DEFAULTS})
 
 
 _DERIVED = {}
@@ -182,7 +231,11 @@ def set_environment(settings):
 
 
 def apply(settings):
-  """Puts the settings in force for this process: environment, TensorFlow, seeds."""
+  """Puts the settings in force for this process: environment, TensorFlow, seeds.
+
+  Raises errors.Error if this CPU cannot give the portable bits (check_cpu).
+  """
+  check_cpu(settings)
   set_environment(settings)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
@@ -195,6 +248,7 @@ def apply(settings):
       raise RuntimeError("TensorFlow already started with other thread pools: %s" % e) from e
   if settings.deterministic:
     from fwr13y.d9m.tensorflow import enable_determinism  # pylint: disable=g-import-not-at-top
-    enable_determinism()
+    with contextlib.redirect_stdout(sys.stderr):  # its notice is not a result
+      enable_determinism()
   # Op determinism is off unless enabled, and cannot be switched off again: nothing to do.
   keras.utils.set_random_seed(derive_seed(settings.seed, "global"))

@@ -31,10 +31,10 @@ class Result:
   manifest: dict
 
 
-def key_record(name, modules, params, inputs, determinism_record):
+def key_record(name, build, params, inputs, determinism_record):
   return {
       "stage": name,
-      "code": code.code_record(modules),
+      "code": code.code_record(build),
       "params": params,
       "inputs": inputs,
       "runtime": runtime.fingerprint(determinism_record),
@@ -61,15 +61,14 @@ def report(result, out=None):
         file=out or sys.stdout, flush=True)
 
 
-def run(store, name, modules, params, inputs, determinism_record, build):
+def run(store, name, params, inputs, determinism_record, build):
   """Returns the stage's Result, building it with build(out_dir, run_dir) on a miss.
 
-  modules names the stage's code (its import closure is digested into the key).
-
   build writes the output files into out_dir (and may keep resumable state in run_dir) and
-  returns a JSON-able dict of details (counts, metrics) for the manifest.
+  returns a JSON-able dict of details (counts, metrics) for the manifest. The module that
+  defines build, and its import closure, are the stage's code in the key.
   """
-  record = key_record(name, modules, params, inputs, determinism_record)
+  record = key_record(name, build, params, inputs, determinism_record)
   key = digest.record_digest(record)
   with store.lock(key):
     manifest = store.lookup(key)

@@ -22,10 +22,13 @@ import shutil
 import stat
 import tempfile
 
+from absl import logging
+
 from pipeline import digest as digestlib
 from pipeline import errors
 
 STORE_ENV = "REPROSEG_STORE"
+_LOCK_SUFFIX = ".lock"
 
 
 def default_root():
@@ -62,8 +65,26 @@ def remove_tree(path):
     shutil.rmtree(path)
 
 
+def _fsync_path(path):
+  """Flushes a file's or folder's data to disk (a folder: its entries)."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _fsync_tree(root):
+  """Flushes every file and folder of a tree, so a rename after it publishes whole bytes."""
+  for dirpath, _, filenames in os.walk(root):
+    for name in filenames:
+      _fsync_path(os.path.join(dirpath, name))
+    _fsync_path(dirpath)
+
+
 def write_file_atomically(path, data):
-  """Writes bytes to path through a temporary file in the same folder and one rename."""
+  """Writes bytes to path through a temporary file in the same folder and one rename, and
+  flushes both to disk."""
   folder = os.path.dirname(path) or "."
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
   try:
@@ -76,6 +97,7 @@ def write_file_atomically(path, data):
     with contextlib.suppress(FileNotFoundError):
       os.unlink(tmp)
     raise
+  _fsync_path(folder)
 
 
 class Store:
@@ -87,6 +109,8 @@ class Store:
     self.verify_on_hit = verify_on_hit
     for sub in ("objects", "keys", "blobs", "runs", "tmp", "locks"):
       os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+    for path in self.remove_stale_staging():
+      logging.info("store: removed %s, left by a process that died", path)
 
   # --- Paths -------------------------------------------------------------------------------
   def object_path(self, digest):
@@ -105,12 +129,41 @@ class Store:
   # --- Staging and publishing -----------------------------------------------------------------
   @contextlib.contextmanager
   def staging(self, prefix="stage-"):
-    """A fresh folder under tmp/ to build an output in; removed when the block ends."""
-    path = tempfile.mkdtemp(dir=os.path.join(self.root, "tmp"), prefix=prefix)
-    try:
-      yield path
-    finally:
-      remove_tree(path)
+    """A fresh folder under tmp/ to build an output in; removed when the block ends.
+
+    Its process holds a lock on <folder>.lock meanwhile, so that remove_stale_staging() can
+    tell the folders of live processes from those that a killed process left behind.
+    """
+    fd, lock_path = tempfile.mkstemp(dir=os.path.join(self.root, "tmp"), prefix=prefix,
+                                     suffix=_LOCK_SUFFIX)
+    with os.fdopen(fd, "w") as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      path = lock_path[:-len(_LOCK_SUFFIX)]
+      os.mkdir(path)
+      try:
+        yield path
+      finally:
+        remove_tree(path)
+        os.unlink(lock_path)
+
+  def remove_stale_staging(self):
+    """Removes the staging folders of dead processes; returns their paths."""
+    tmp = os.path.join(self.root, "tmp")
+    removed = []
+    for name in sorted(os.listdir(tmp)):
+      lock_path = os.path.join(tmp, name)
+      if not name.endswith(_LOCK_SUFFIX):
+        continue
+      with contextlib.suppress(FileNotFoundError), open(lock_path) as lock:
+        try:
+          fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+          continue  # a live process holds it
+        path = lock_path[:-len(_LOCK_SUFFIX)]
+        remove_tree(path)
+        os.unlink(lock_path)
+        removed.append(path)
+    return removed
 
   def put_tree(self, staged):
     """Moves a staged tree into objects/ under its digest and returns the digest.
@@ -123,13 +176,15 @@ class Store:
     target = self.object_path(digest)
     if not os.path.isdir(target):
       _make_read_only(staged)
+      _fsync_tree(staged)
       try:
         os.rename(staged, target)
       except OSError as e:
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
           raise
-        # Another process published the same content first.
-      os.makedirs(staged)  # staging() removes it when the block ends
+        # Another process published the same content first; staging() removes ours.
+      else:
+        _fsync_path(os.path.dirname(target))
     listing_path = target + ".sha256"
     if not os.path.exists(listing_path):
       write_file_atomically(listing_path, listing.encode("utf-8"))
@@ -152,12 +207,18 @@ class Store:
 
   def lookup(self, key):
     """The manifest stored for a key, or None; None too if its output has gone missing."""
+    path = self.manifest_path(key)
     try:
-      with open(self.manifest_path(key)) as f:
+      with open(path) as f:
         manifest = json.load(f)
+      output = manifest["output"]
     except FileNotFoundError:
       return None
-    if not os.path.isdir(self.object_path(manifest["output"])):
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      logging.warning("store: ignoring the unreadable manifest %s (%s); the stage runs again "
+                      "and replaces it", path, e)
+      return None
+    if not os.path.isdir(self.object_path(output)):
       return None
     return manifest
 

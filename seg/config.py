@@ -41,10 +41,11 @@ flags.DEFINE_bool("augment", None, "Random left-right flips (stateless, seeded).
 flags.DEFINE_float("batchnorm_momentum", None,
                    "Momentum of every BatchNormalization layer's moving statistics; unset keeps "
                    "each layer's own (0.999 in the encoder). Default: config.")
-flags.DEFINE_bool("seeded_dropout", True,
+flags.DEFINE_bool("seeded_dropout", None,
                   "Seed the dropout layers. --noseeded_dropout is the seed's Figure 9 "
-                  "experiment: results no longer repeat.")
-flags.DEFINE_integer("eval_batch_size", 32, "Batch size for validation and test evaluation.")
+                  "experiment: results no longer repeat. Default: config (on).")
+flags.DEFINE_integer("eval_batch_size", None,
+                     "Batch size for validation and test evaluation. Default: config (32).")
 flags.DEFINE_integer("stop_after_epochs", 0,
                      "Stop (and fail) after this many epochs, leaving the checkpoint to resume "
                      "from; 0 runs to the end. For testing resumption.")
@@ -128,10 +129,12 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
     raise errors.Error("bad training config: %s" % e) from e
 
 
+OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size", "epochs",
+                  "steps_per_epoch", "learning_rate", "dropout_rate", "augment",
+                  "batchnorm_momentum", "seeded_dropout", "eval_batch_size")
+
+
 def from_flags():
-  overrides = {name: getattr(FLAGS, name) for name in (
-      "model_arch", "backbone_weights", "freeze_backbone", "batch_size", "epochs",
-      "steps_per_epoch", "learning_rate", "dropout_rate", "augment", "batchnorm_momentum",
-      "seeded_dropout",
-      "eval_batch_size")}
+  """The TrainConfig; only flags given on the command line or in a --flagfile override."""
+  overrides = {name: FLAGS[name].value for name in OVERRIDE_FLAGS if FLAGS[name].present}
   return resolve(FLAGS.dataset, FLAGS.config, FLAGS.hyperparam_fn_path, overrides)

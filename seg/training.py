@@ -1,5 +1,6 @@
-"""Training and validation of the U-Net: one function, train_and_evaluate, in four sections
-(input pipeline, model, update step, checkpoint) in the manner of big_vision.
+"""The train stage: training and validation of the U-Net. One function, train_and_evaluate,
+in four sections (input pipeline, model, update step, checkpoint) in the manner of
+big_vision, and train_stage, which runs it through the store.
 
 Every epoch is a pure function of (seed, epoch) and the state after the previous epoch, and
 that state (model and optimizer variables, seed-generator states included) is checkpointed
@@ -19,7 +20,9 @@ from absl import logging
 
 from data_tools import partition
 from pipeline import arrays
+from pipeline import digest
 from pipeline import errors
+from pipeline import stage
 from seg import input_pipeline
 from seg import unet
 
@@ -64,6 +67,14 @@ def _pixel_losses(masks, logits):
   return keras.losses.sparse_categorical_crossentropy(masks, logits, from_logits=True)
 
 
+def loss_and_gradients(model, images, masks):
+  """(logits, mean pixel loss, gradients of model.trainable_variables) of one batch."""
+  with tf.GradientTape() as tape:
+    logits = model(images, training=True)
+    loss = tf.reduce_mean(_pixel_losses(masks, logits))
+  return logits, loss, tape.gradient(loss, model.trainable_variables)
+
+
 def make_steps(model, optimizer, num_classes):
   """(train_step, eval_step) as tf.functions of (float images, int masks).
 
@@ -73,10 +84,7 @@ def make_steps(model, optimizer, num_classes):
 
   @tf.function
   def train_step(images, masks):
-    with tf.GradientTape() as tape:
-      logits = model(images, training=True)
-      loss = tf.reduce_mean(_pixel_losses(masks, logits))
-    gradients = tape.gradient(loss, model.trainable_variables)
+    logits, loss, gradients = loss_and_gradients(model, images, masks)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     return loss, _confusion(masks, logits, num_classes)
 
@@ -88,14 +96,16 @@ def make_steps(model, optimizer, num_classes):
   return train_step, eval_step
 
 
-def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weights=None,
+def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_weights=None,
                        stop_after_epochs=0):
   """Trains on the training split, validates each epoch, and writes to out_dir:
   weights.arrays (all model variables), fingerprint.json, history.json, metrics.json.
 
   run_dir keeps checkpoints/ (resumable state) and tensorboard/ (logs); neither is a result.
+  settings: the pipeline.determinism.Settings in force (its seed, and exact_layers).
   Returns the final metrics for the manifest.
   """
+  seed = settings.seed
   # --- Input pipeline ----------------------------------------------------------------------
   info = input_pipeline.split_info(splits_dir)
   image_size, num_classes = info["image_size"], info["num_classes"]
@@ -109,7 +119,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
                      dropout_rate=config.dropout_rate, backbone_weights=backbone_weights,
                      freeze_backbone=config.freeze_backbone,
                      seeded_dropout=config.seeded_dropout,
-                     batchnorm_momentum=config.batchnorm_momentum)
+                     batchnorm_momentum=config.batchnorm_momentum, exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(config.learning_rate)
   optimizer.build(model.trainable_variables)
 
@@ -206,3 +216,45 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, seed, backbone_weig
 def load_weights(model, out_dir):
   """Loads a train output's weights.arrays into a model built with the same config."""
   _assign(model.variables, arrays.load(os.path.join(out_dir, WEIGHTS_FILE)), "model")
+
+
+# --- The stage -------------------------------------------------------------------------------
+def backbone_weights_file(config, image_size):
+  """The encoder's weights file for config.backbone_weights, or None for 'none'.
+
+  'imagenet' is keras.applications' file, fetched once into ~/.keras/models.
+  """
+  if config.backbone_weights == "none":
+    return None
+  if config.backbone_weights != "imagenet":
+    return config.backbone_weights
+  if config.model_arch == "mobilenetv2" and image_size not in unet.MOBILENETV2_IMAGENET_SIZES:
+    raise errors.Error("MobileNetV2 has ImageNet weights for image sizes %s, not %d: change "
+                       "--image_size or use --backbone_weights=none"
+                       % (unet.MOBILENETV2_IMAGENET_SIZES, image_size))
+  name, url = unet.IMAGENET_WEIGHTS[config.model_arch](image_size)
+  try:
+    return keras.utils.get_file(name, url, cache_subdir="models")
+  except Exception as e:  # get_file raises several types for a failed download
+    raise errors.Error(
+        "could not fetch the ImageNet weights %s (%s). Offline, copy that file into "
+        "~/.keras/models/, pass --backbone_weights=PATH, or train from scratch with "
+        "--backbone_weights=none (the synthetic dataset's default)" % (name, e)) from e
+
+
+def train_stage(store, splits, config, settings, stop_after_epochs=0):
+  """The train stage on a partition Result."""
+  image_size = int(splits.manifest["key_record"]["params"]["image_size"])
+  weights = backbone_weights_file(config, image_size)
+  inputs = {"splits": splits.digest,
+            "backbone_weights": digest.file_digest(weights) if weights else None}
+
+  def build(out, run_dir):
+    return train_and_evaluate(config, splits.path, out, run_dir, settings,
+                              backbone_weights=weights, stop_after_epochs=stop_after_epochs)
+
+  params = config.record()
+  if not config.seeded_dropout:
+    # Not repeatable by design (the seed's Figure 9): never a cache hit.
+    params["unrepeatable_run"] = os.urandom(16).hex()
+  return stage.run(store, "train", params, inputs, settings.record(), build)

@@ -3,7 +3,8 @@ Conv2DTranspose blocks (512, 256, 128, 64 filters) with BatchNorm, ReLU and seed
 
 Conv2DTranspose, not UpSampling2D: nearest-neighbour upsampling has no deterministic GPU
 gradient, and op determinism would refuse it. Every initialiser and dropout layer gets its
-own seed derived from the run's seed.
+own seed derived from the run's seed. With exact=True (portable determinism) the batch norms
+and transposed convolutions are seg.exact_layers' CPU-independent versions.
 """
 
 import os
@@ -12,6 +13,7 @@ import keras
 from keras import layers
 
 from pipeline import determinism
+from seg import exact_layers
 
 # Encoder layers whose outputs feed the decoder, from 1/2 to 1/32 of the input side.
 SKIP_LAYERS = {
@@ -54,12 +56,20 @@ def _preprocess(arch, images):
   return layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="preprocess")(bgr)
 
 
-def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout):
-  x = layers.Conv2DTranspose(
+def _layer_types(exact):
+  """(BatchNormalization, Conv2DTranspose) classes: CPU-independent ones if exact."""
+  if exact:
+    return exact_layers.ExactBatchNormalization, exact_layers.ChunkedConv2DTranspose
+  return layers.BatchNormalization, layers.Conv2DTranspose
+
+
+def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, exact):
+  batch_norm, conv_transpose = _layer_types(exact)
+  x = conv_transpose(
       filters, 3, strides=2, padding="same", use_bias=False, name=name + "_conv",
       kernel_initializer=keras.initializers.RandomNormal(
           0.0, 0.02, seed=determinism.derive_seed(seed, "init", name)))(x)
-  x = layers.BatchNormalization(name=name + "_bn")(x)
+  x = batch_norm(name=name + "_bn")(x)
   if dropout_rate:
     # Unseeded means what it meant in 2019: a fresh seed each run. (Keras' seed=None would
     # draw from its global generator, which --seed fixes.)
@@ -70,7 +80,7 @@ def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout):
 
 
 def build(arch, image_size, num_classes, seed, dropout_rate=0.5, backbone_weights=None,
-          freeze_backbone=False, seeded_dropout=True, batchnorm_momentum=None):
+          freeze_backbone=False, seeded_dropout=True, batchnorm_momentum=None, exact=True):
   """The U-Net as a keras.Model from [batch, size, size, 3] floats in 0..255 to logits.
 
   backbone_weights: a weights file for the encoder (ImageNet or other), or None.
@@ -78,10 +88,14 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, backbone_weight
   batchnorm_momentum: if set, for every BatchNormalization layer. keras.applications' 0.999
   suits fine-tuning; a short run from scratch needs faster moving statistics, or validation
   (which uses them) sees an untrained network.
+  exact: CPU-independent batch norms and transposed convolutions (seg.exact_layers), as
+  portable determinism needs; False gives Keras' own layers.
   """
   backbone = _backbone(arch, image_size)
   if backbone_weights:
     backbone.load_weights(backbone_weights)
+  if exact:
+    backbone = exact_layers.with_exact_batchnorm(backbone)
   encoder = keras.Model(backbone.input,
                         [backbone.get_layer(n).output for n in SKIP_LAYERS[arch]],
                         name="encoder")
@@ -93,15 +107,15 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, backbone_weight
   for i, (filters, skip) in enumerate(zip(DECODER_FILTERS, reversed(skips[:-1]))):
     # Dropout in the first decoder block, as pix2pix's decoder has it.
     x = _up_block(x, filters, seed, "up%d" % i, dropout_rate if i == 0 else 0.0,
-                  seeded_dropout)
+                  seeded_dropout, exact)
     x = layers.Concatenate(name="skip%d" % i)([x, skip])
-  logits = layers.Conv2DTranspose(
+  logits = _layer_types(exact)[1](
       num_classes, 3, strides=2, padding="same", name="logits",
       kernel_initializer=keras.initializers.GlorotUniform(
           seed=determinism.derive_seed(seed, "init", "logits")))(x)
   model = keras.Model(images, logits, name="unet_" + arch)
   if batchnorm_momentum is not None:
     for layer in model._flatten_layers():  # pylint: disable=protected-access
-      if isinstance(layer, layers.BatchNormalization):
+      if isinstance(layer, layers.BatchNormalization):  # the exact one is a subclass
         layer.momentum = batchnorm_momentum
   return model

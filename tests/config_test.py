@@ -3,8 +3,11 @@
 import json
 import os
 
+from absl import flags
 from absl.testing import absltest
+from absl.testing import flagsaver
 
+from data_tools import dataset  # pylint: disable=unused-import  (defines --dataset)
 from pipeline import errors
 from seg import config
 
@@ -33,6 +36,31 @@ class ConfigTest(absltest.TestCase):
                      (8, 9, 0.1, "vgg19", 5))
     self.assertEqual(c.iterations, 7)
     self.assertTrue(c.augment)  # None means "not given"
+
+  def from_command_line(self, *args):
+    """config.from_flags() after parsing args as a command line (flags restored after)."""
+    with flagsaver.flagsaver():
+      flags.FLAGS(["train"] + list(args))
+      return config.from_flags()
+
+  def test_each_layer_wins_over_the_one_below_and_flags_not_given_do_not(self):
+    base = self.write({"batch_size": 5, "seeded_dropout": False, "eval_batch_size": 7,
+                       "epochs": 2})
+    c = self.from_command_line("--dataset=synthetic", "--config=" + base)
+    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size, c.epochs),
+                     (5, False, 7, 2))
+    seed_file = self.write({"batch_size": 6})
+    c = self.from_command_line("--dataset=synthetic", "--config=" + base,
+                               "--hyperparam_fn_path=" + seed_file)
+    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size), (6, False, 7))
+    c = self.from_command_line("--dataset=synthetic", "--config=" + base,
+                               "--hyperparam_fn_path=" + seed_file, "--batch_size=9",
+                               "--seeded_dropout", "--eval_batch_size=3")
+    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size), (9, True, 3))
+    flagfile = self.create_tempfile(content="--eval_batch_size=4\n").full_path
+    c = self.from_command_line("--dataset=synthetic", "--config=" + base,
+                               "--flagfile=" + flagfile)
+    self.assertEqual((c.seeded_dropout, c.eval_batch_size), (False, 4))
 
   def test_unknown_keys_are_errors(self):
     with self.assertRaisesRegex(errors.Error, r"unknown keys \['batchsize'\]"):

@@ -1,6 +1,7 @@
 """Same inputs, same bits: the tiny pipeline in fresh processes, compared digest for digest
 with tests/golden/tiny_pipeline.json at every stage, under machine and environment changes
-that must not matter, and two negative controls that must.
+that must not matter, and two negative controls that must; and training steps at the real
+shapes compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
 
 A failure here means a result's bits changed. If the change is deliberate, regenerate the
 golden digests (README: Golden digests) and record why in CHANGELOG.md.
@@ -12,6 +13,7 @@ import os
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from seg import step_digests
 from tests import tiny_pipeline as tiny
 
 
@@ -33,6 +35,12 @@ class DeterminismTest(parameterized.TestCase):
   def test_golden_digests_at_every_stage(self):
     result, _ = self.train()
     self.assertEqual(tiny.outputs(result.stdout), self.golden)
+
+  @parameterized.parameters("real_shapes", "emulated")
+  def test_golden_digests_of_training_steps_at_128_px(self, name):
+    """The frozen MobileNetV2 encoder at 128 px: the kernels real training runs."""
+    config = {"real_shapes": step_digests.REAL_SHAPES, "emulated": step_digests.EMULATED}[name]
+    self.assertEqual(tiny.step_digests(config), tiny.load_golden_steps()[name])
 
   @parameterized.named_parameters(
       ("one_visible_core", {}, ("taskset", "-c", "0")),

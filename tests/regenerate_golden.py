@@ -1,4 +1,5 @@
-"""Rewrites tests/golden/tiny_pipeline.json from a fresh run of the tiny pipeline.
+"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests
+(tiny_pipeline.json) and the real-shape training steps' digests (step_digests.json).
 
   ./dev bazel run //tests:regenerate_golden
 
@@ -11,7 +12,15 @@ import sys
 import tempfile
 
 from pipeline import determinism
+from seg import step_digests
 from tests import tiny_pipeline as tiny
+
+
+def write_json(path, value):
+  with open(path, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write("\n")
+  print("wrote", path)
 
 
 def main():
@@ -25,13 +34,13 @@ def main():
   outputs = tiny.outputs(result.stdout)
   if sorted(outputs) != sorted(tiny.STAGES):
     sys.exit("expected a line per stage, got:\n" + result.stdout)
-  golden = {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model()}
-  path = os.path.join(workspace, "tests", "golden", "tiny_pipeline.json")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(golden, f, indent=2, sort_keys=True)
-    f.write("\n")
-  print("wrote %s:\n%s" % (path, json.dumps(outputs, indent=2)))
+  folder = os.path.join(workspace, "tests", "golden")
+  os.makedirs(folder, exist_ok=True)
+  write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN)),
+             {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model()})
+  write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),
+             {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES),
+              "emulated": tiny.step_digests(step_digests.EMULATED)})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The content-addressed store and stage keys."""
 
 import hashlib
+import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 
 from absl.testing import absltest
 
@@ -88,7 +91,7 @@ class StoreTest(absltest.TestCase):
       raise RuntimeError("crash mid-stage")
 
     with self.assertRaisesRegex(RuntimeError, "crash"):
-      stage.run(self.store, "s", ("pipeline.store",), {}, {}, {}, build)
+      stage.run(self.store, "s", {}, {}, {}, build)
     self.assertEqual(os.listdir(os.path.join(self.store.root, "objects")), [])
     self.assertEqual(os.listdir(os.path.join(self.store.root, "keys")), [])
     self.assertEqual(os.listdir(os.path.join(self.store.root, "tmp")), [])
@@ -113,6 +116,57 @@ class StoreTest(absltest.TestCase):
       self.store.verify(got)
 
 
+  def test_equal_content_published_at_once_under_two_keys(self):
+    """The publishing race: both publishers end with the one stored object, neither fails."""
+    script = (
+        "import os, sys\n"
+        "from pipeline import store\n"
+        "s = store.Store(sys.argv[1])\n"
+        "for i in range(40):\n"
+        "  with s.staging() as out:\n"
+        "    with open(os.path.join(out, 'f'), 'w') as f: f.write('same %d' % i)\n"
+        "    print(s.put_tree(out))\n")
+    env = dict(os.environ, PYTHONPATH=code.ROOT)
+    processes = [subprocess.Popen([sys.executable, "-c", script, self.store.root], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in processes]
+    for process, (_, stderr) in zip(processes, results):
+      self.assertEqual(process.returncode, 0, stderr)
+    self.assertEqual(results[0][0], results[1][0])
+    self.assertEqual(results[0][0], results[2][0])
+    for digest_line in results[0][0].split():
+      self.store.verify(digest_line)
+    self.assertEqual(os.listdir(os.path.join(self.store.root, "tmp")), [])
+
+  def test_staging_left_by_a_dead_process_is_removed_and_a_live_ones_kept(self):
+    script = ("import os, sys, time\n"
+              "from pipeline import store\n"
+              "with store.Store(sys.argv[1]).staging() as out:\n"
+              "  open(os.path.join(out, 'half'), 'w').close()\n"
+              "  print(out, flush=True)\n"
+              "  time.sleep(600)\n")
+    env = dict(os.environ, PYTHONPATH=code.ROOT)
+    folders = []
+    for _ in range(2):
+      process = subprocess.Popen([sys.executable, "-c", script, self.store.root], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+      folders.append((process, process.stdout.readline().strip()))
+    dead, live = folders
+    dead[0].kill()
+    dead[0].wait()
+    try:
+      self.assertEqual(self.store.remove_stale_staging(), [dead[1]])
+      self.assertFalse(os.path.exists(dead[1]))
+      self.assertTrue(os.path.isdir(live[1]))
+      self.assertEqual(storelib.Store(self.store.root).remove_stale_staging(), [])
+    finally:
+      live[0].kill()
+      live[0].wait()
+    storelib.Store(self.store.root)  # opening a store cleans up
+    self.assertEqual(os.listdir(os.path.join(self.store.root, "tmp")), [])
+
+
 class StageTest(absltest.TestCase):
 
   def setUp(self):
@@ -125,8 +179,8 @@ class StageTest(absltest.TestCase):
     write(out, {"result": b"42"})
     return {"answer": 42}
 
-  def run_stage(self, store=None, params=None, inputs=None, modules=("pipeline.store",)):
-    return stage.run(store or self.store, "s", modules, params or {"p": 1}, inputs or {}, {},
+  def run_stage(self, store=None, params=None, inputs=None):
+    return stage.run(store or self.store, "s", params or {"p": 1}, inputs or {}, {},
                      self.build)
 
   def test_second_run_is_a_cache_hit_with_the_same_digest(self):
@@ -143,17 +197,16 @@ class StageTest(absltest.TestCase):
     self.assertNotEqual(self.run_stage(params={"p": 2}).key, base)
     self.assertNotEqual(self.run_stage(inputs={"x": "0" * 64}).key, base)
 
-  def test_a_source_change_gives_a_new_key(self):
-    base = stage.key_record("s", ("pipeline.store",), {}, {}, {})
-    other = stage.key_record("s", ("pipeline.digest",), {}, {}, {})
-    self.assertNotEqual(digest.record_digest(base), digest.record_digest(other))
-    # Same module set, one file's bytes changed: the code record follows the bytes.
-    record = code.code_record(("pipeline.store",))
-    self.assertIn("pipeline/store.py", record)
+  def test_the_key_covers_the_build_functions_module_and_its_imports(self):
+    record = self.run_stage().manifest["key_record"]["code"]
+    self.assertEqual(record, code.code_record(self.build))
+    self.assertIn("tests/store_test.py", record)  # where self.build is defined
+    self.assertIn("pipeline/store.py", record)  # imported by it
     self.assertIn("pipeline/digest.py", record)  # imported by store.py
     self.assertNotIn("seg/training.py", record)
     with open(os.path.join(code.ROOT, "pipeline/store.py"), "rb") as f:
       self.assertEqual(record["pipeline/store.py"], hashlib.sha256(f.read()).hexdigest())
+
 
   def test_working_directory_and_store_path_do_not_change_the_key(self):
     first = self.run_stage()
@@ -192,6 +245,63 @@ class StageTest(absltest.TestCase):
     self.assertFalse(again.cached)
     self.assertEqual(again.digest, first.digest)
     self.assertEqual(self.calls, 2)
+
+  def test_an_unreadable_manifest_is_a_miss_not_a_traceback(self):
+    first = self.run_stage()
+    for broken in (b"{not json", b"[]", b"{}"):
+      with open(self.store.manifest_path(first.key), "wb") as f:
+        f.write(broken)
+      with self.assertLogs(level="WARNING") as logs:
+        again = self.run_stage()
+      self.assertIn("unreadable manifest", logs.output[0])
+      self.assertFalse(again.cached)
+      self.assertEqual(again.digest, first.digest)
+    self.assertTrue(self.run_stage().cached)
+
+
+class StageCodeTest(absltest.TestCase):
+  """Each stage's key sees an edit to its build module or a module that imports, and no
+  other: checked on a scratch copy of the tree."""
+
+  # Stage: the module that defines its build function.
+  STAGES = {"synthetic": "data_tools/synthetic.py", "download": "data_tools/download.py",
+            "partition": "data_tools/partition.py", "train": "seg/training.py"}
+  # Edited file: the stages whose code record must change.
+  EDITS = {
+      "data_tools/synthetic.py": {"synthetic"},
+      "data_tools/download.py": {"download"},
+      "data_tools/archive.py": {"synthetic", "download"},
+      "data_tools/petset.py": {"download"},
+      "data_tools/partition.py": {"partition", "train"},
+      "seg/training.py": {"train"},
+      "seg/exact_layers.py": {"train"},
+      "seg/input_pipeline.py": {"train"},
+      "pipeline/stage.py": {"synthetic", "download", "partition", "train"},
+      "data_tools/dataset.py": set(),  # chains the stages, builds nothing
+      "seg/stages.py": set(),
+  }
+
+  def code_digests(self, tree):
+    script = ("import json, sys\n"
+              "from pipeline import code, digest\n"
+              "print(json.dumps({s: digest.record_digest(code.file_record(code.ROOT + '/' + p))"
+              " for s, p in json.loads(sys.argv[1]).items()}))\n")
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(self.STAGES)], cwd=tree,
+                            env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout)
+
+  def test_an_edit_changes_the_keys_of_the_stages_that_run_it(self):
+    tree = self.create_tempdir().full_path
+    for package in code.PACKAGES:
+      shutil.copytree(os.path.join(code.ROOT, package), os.path.join(tree, package))
+    before = self.code_digests(tree)
+    for edited, expected in self.EDITS.items():
+      with open(os.path.join(tree, edited), "a") as f:
+        f.write("\n# an edit\n")
+      after = self.code_digests(tree)
+      self.assertEqual({s for s in before if after[s] != before[s]}, expected, edited)
+      before = after
 
 
 if __name__ == "__main__":

@@ -18,19 +18,45 @@ STAGES = ("synthetic", "download", "partition", "train")
 _LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
 
 
-def run(binary, args, env=None, prefix=(), cwd=None):
+GOLDEN_STEPS = os.path.join(os.path.dirname(GOLDEN), "step_digests.json")
+
+
+def emulated(cpu_model):
+  """The command prefix that runs this machine's Python on an emulated CPU model."""
+  return ("qemu-x86_64", "-cpu", cpu_model, sys.executable)
+
+
+def run(binary, args, env=None, prefix=(), cwd=None, python=None, timeout=None):
   """Runs a binary of this workspace (e.g. "seg/train"); returns the CompletedProcess.
 
-  Outside Bazel (the Nix flake's check), the binary is its *_main.py run by this Python.
+  python: a command that runs Python (e.g. emulated(...)); the binary is then its
+  *_main.py run by it, and so it is outside Bazel too (the Nix flake's check).
   """
   environment = dict(os.environ)
   environment.update(env or {})
   command = [os.path.join(RUNFILES, binary)]
-  if not os.path.exists(command[0]):
-    command = [sys.executable, command[0] + "_main.py"]
+  if python or not os.path.exists(command[0]):
+    command = list(python or [sys.executable]) + [command[0] + "_main.py"]
     environment["PYTHONPATH"] = RUNFILES
-  return subprocess.run(list(prefix) + command + list(args),
-                        capture_output=True, text=True, env=environment, cwd=cwd, check=False)
+  return subprocess.run(list(prefix) + command + list(args), capture_output=True, text=True,
+                        env=environment, cwd=cwd, check=False, timeout=timeout)
+
+
+def step_digests(config, python=None, timeout=None):
+  """seg.step_digests of a StepConfig, in a fresh process: the digests as a dict."""
+  result = subprocess.run(list(python or [sys.executable]) + ["-m", "seg.step_digests"] +
+                          config.flags(), capture_output=True, text=True, cwd=RUNFILES,
+                          check=False, env=dict(os.environ, PYTHONPATH=RUNFILES),
+                          timeout=timeout)
+  if result.returncode:
+    raise AssertionError("seg.step_digests failed:\n" + result.stderr[-4000:])
+  return json.loads(result.stdout)
+
+
+def load_golden_steps():
+  """{"real_shapes": digests, "emulated": digests} (seg.step_digests' two StepConfigs)."""
+  with open(GOLDEN_STEPS) as f:
+    return json.load(f)
 
 
 def stage_lines(stdout):

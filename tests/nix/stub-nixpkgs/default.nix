@@ -136,5 +136,6 @@ in
   zlib = stub "zlib" { };
   bazel_7 = stub "bazel-7" { };
   git = stub "git" { };
+  qemu-user = stub "qemu-user" { };
   nixfmt-rfc-style = stub "nixfmt" { };
 }

@@ -1,0 +1,109 @@
+"""Digests of a few training steps of the U-Net on seeded random data: the first step's
+logits, loss and gradients, and every weight after the last step.
+
+This is how reproseg compares machines at the shapes real training has, without a dataset:
+the same flags on two machines must print the same JSON. tests/cross_cpu_test.py runs it
+under emulated CPUs and compares with tests/golden/; benchmarks/gradient_digests.py runs it
+under several determinism settings. Run it by hand with
+
+  ./dev python -m seg.step_digests --image_size=128 --batch_size=60 --freeze_backbone
+
+(every determinism switch, --seed and --portable among them, is a flag here too).
+"""
+
+import dataclasses
+import hashlib
+import json
+
+from absl import app
+from absl import flags
+
+from pipeline import determinism
+
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  arch: str = "mobilenetv2"
+  image_size: int = 128
+  batch_size: int = 60
+  steps: int = 2
+  freeze_backbone: bool = True
+  num_classes: int = 3
+
+
+  def flags(self):
+    """The command-line flags that select this configuration."""
+    return ["--arch=%s" % self.arch, "--image_size=%d" % self.image_size,
+            "--batch_size=%d" % self.batch_size, "--steps=%d" % self.steps,
+            "--%sfreeze_backbone" % ("" if self.freeze_backbone else "no")]
+
+
+# The seed's real training shapes (seg/configs/oxford_iiit_pet.json), with a random encoder.
+REAL_SHAPES = StepConfig()
+# The real image size and layers with a smaller batch, for emulated CPUs (about 15x slower).
+EMULATED = dataclasses.replace(REAL_SHAPES, batch_size=8, steps=1)
+
+
+def _sha256(tensor):
+  return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
+
+
+def digests(config, seed, exact):
+  """{"logits", "loss", "gradients": {variable path: sha256}, "weights"} for a StepConfig.
+
+  Call after pipeline.determinism.apply(); exact: Settings.exact_layers.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from pipeline import arrays  # pylint: disable=g-import-not-at-top
+  from seg import training  # pylint: disable=g-import-not-at-top
+  from seg import unet  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(determinism.derive_seed(seed, "step_digests"))
+  shape = (config.batch_size, config.image_size, config.image_size)
+  batches = [(tf.constant(rng.integers(0, 256, shape + (3,)), tf.float32),
+              tf.constant(rng.integers(0, config.num_classes, shape), tf.int32))
+             for _ in range(config.steps)]
+  model = unet.build(config.arch, config.image_size, config.num_classes, seed,
+                     freeze_backbone=config.freeze_backbone, exact=exact)
+  optimizer = keras.optimizers.Adam(1e-3)
+  optimizer.build(model.trainable_variables)
+
+  @tf.function
+  def step(images, masks):  # training.make_steps' update, with what it computed on the way
+    logits, loss, gradients = training.loss_and_gradients(model, images, masks)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return logits, loss, gradients
+
+  logits, loss, gradients = step(*batches[0])
+  result = {"config": dataclasses.asdict(config), "logits": _sha256(logits),
+            "loss": float(loss).hex(),
+            "gradients": {v.path: _sha256(g) for v, g in zip(model.trainable_variables,
+                                                            gradients)}}
+  for images, masks in batches[1:]:
+    step(images, masks)
+  result["weights"] = arrays.fingerprint(
+      training.named_variables(model.variables, "model"))["digest"]
+  return result
+
+
+def main(argv):
+  del argv
+  settings = determinism.from_flags()
+  determinism.apply(settings)
+  config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size, FLAGS.steps,
+                      FLAGS.freeze_backbone)
+  print(json.dumps(digests(config, settings.seed, settings.exact_layers), indent=1,
+                   sort_keys=True))
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("arch", REAL_SHAPES.arch, "Backbone.")
+  flags.DEFINE_integer("image_size", REAL_SHAPES.image_size, "Image side.")
+  flags.DEFINE_integer("batch_size", REAL_SHAPES.batch_size, "Batch size.")
+  flags.DEFINE_integer("steps", REAL_SHAPES.steps, "Adam steps before the weights' digest.")
+  flags.DEFINE_bool("freeze_backbone", REAL_SHAPES.freeze_backbone, "Freeze the encoder.")
+  app.run(main)

@@ -1,0 +1,75 @@
+"""No op in the train or eval step may depend on approximate hardware instructions
+(seg.exact_layers.APPROXIMATE_OPS), as the graph runs: after grappler's rewrites."""
+
+from absl.testing import absltest
+
+from pipeline import determinism
+
+determinism.apply(determinism.resolve())  # portable, before TensorFlow loads
+
+import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import training  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SIZE = 32
+BATCH = (tf.TensorSpec([4, SIZE, SIZE, 3], tf.float32), tf.TensorSpec([4, SIZE, SIZE], tf.int32))
+VECTOR = tf.TensorSpec([None], tf.float32)
+
+
+def step_audit(arch, exact, freeze_backbone=False):
+  """{step name: approximate ops found} for the U-Net's train and eval steps."""
+  model = unet.build(arch, SIZE, 3, seed=1, freeze_backbone=freeze_backbone, exact=exact)
+  optimizer = keras.optimizers.Adam(1e-3)
+  optimizer.build(model.trainable_variables)
+  train_step, eval_step = training.make_steps(model, optimizer, 3)
+  return {"train": exact_layers.approximate_ops(train_step, *BATCH),
+          "eval": exact_layers.approximate_ops(eval_step, *BATCH)}
+
+
+class GraphAuditTest(absltest.TestCase):
+
+  def test_the_portable_model_has_no_approximate_op(self):
+    # VGG19 has no batch norm: one setting covers its decoder.
+    for arch, frozen in (("mobilenetv2", False), ("mobilenetv2", True), ("vgg19", False)):
+      with self.subTest(arch=arch, freeze_backbone=frozen):
+        self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen),
+                         {"train": {}, "eval": {}})
+
+  # --- Negative controls: the audit sees approximate ops, also those grappler makes. ------
+  def test_keras_batch_normalization_is_caught(self):
+    found = step_audit("mobilenetv2", exact=False)
+    self.assertIn("Rsqrt", found["train"])
+    self.assertIn("Rsqrt", found["eval"])
+
+  def test_an_inserted_rsqrt_is_caught(self):
+    self.assertEqual(list(exact_layers.approximate_ops(tf.function(tf.math.rsqrt), VECTOR)),
+                     ["Rsqrt"])
+
+  def test_grappler_turns_one_over_sqrt_into_rsqrt_and_is_caught(self):
+    one_over_sqrt = tf.function(lambda x: 1.0 / tf.sqrt(x))
+    self.assertEqual(list(exact_layers.approximate_ops(one_over_sqrt, VECTOR)), ["Rsqrt"])
+    exact = tf.function(exact_layers._inverse_sqrt)  # pylint: disable=protected-access
+    self.assertEqual(exact_layers.approximate_ops(exact, VECTOR), {})
+
+  def test_exact_layers_compute_what_keras_layers_compute(self):
+    x = tf.random.stateless_normal([2, 4, 4, 600], seed=[1, 2])
+    for keras_layer, exact_layer in (
+        (keras.layers.BatchNormalization(), exact_layers.ExactBatchNormalization()),
+        (keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same"),
+         exact_layers.ChunkedConv2DTranspose(8, 3, strides=2, padding="same"))):
+      keras_layer.build(x.shape)
+      exact_layer.build(x.shape)
+      exact_layer.set_weights(keras_layer.get_weights())
+      for training in (False, True):
+        with self.subTest(layer=type(exact_layer).__name__, training=training):
+          kwargs = {"training": training} if "Batch" in type(exact_layer).__name__ else {}
+          expected = keras_layer(x, **kwargs).numpy()
+          actual = exact_layer(x, **kwargs).numpy()
+          self.assertLess(abs(expected - actual).max(), 1e-4)
+
+
+if __name__ == "__main__":
+  absltest.main()
