@@ -42,8 +42,12 @@ def run(function):
     for result in results:
       stage.report(result)
 
-  # `bazel run` starts binaries in their runfiles tree; relative paths in flags (--source,
-  # --store, --flagfile, ...) mean the folder the user ran it from.
+  chdir_to_working_directory()
+  app.run(main)
+
+
+def chdir_to_working_directory():
+  """`bazel run` starts binaries in their runfiles tree; relative paths in flags (--source,
+  --store, --flagfile, ...) mean the folder the user ran it from."""
   if os.environ.get("BUILD_WORKING_DIRECTORY"):
     os.chdir(os.environ["BUILD_WORKING_DIRECTORY"])
-  app.run(main)

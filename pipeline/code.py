@@ -57,17 +57,6 @@ def _closure(paths):
   return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
 
 
-def source_files(module_names):
-  """Relative paths of the modules' files and of every reproseg module they import, sorted."""
-  paths = []
-  for name in module_names:
-    found = _module_file(name)
-    if found is None:
-      raise ValueError("%s is not a reproseg module" % name)
-    paths.append(found)
-  return _closure(paths)
-
-
 def defining_file(function):
   """The reproseg source file that defines a function (its module may be __main__)."""
   path = os.path.abspath(inspect.getsourcefile(function))

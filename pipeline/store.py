@@ -29,6 +29,7 @@ from pipeline import errors
 
 STORE_ENV = "REPROSEG_STORE"
 _LOCK_SUFFIX = ".lock"
+_GC_LOCK = "store.lock"
 
 
 def default_root():
@@ -144,7 +145,8 @@ class Store:
         yield path
       finally:
         remove_tree(path)
-        os.unlink(lock_path)
+        with contextlib.suppress(FileNotFoundError):  # a cleaner that raced our flock
+          os.unlink(lock_path)
 
   def remove_stale_staging(self):
     """Removes the staging folders of dead processes; returns their paths."""
@@ -238,10 +240,28 @@ class Store:
 
   @contextlib.contextmanager
   def lock(self, key):
-    """Holds an exclusive lock for a key, so two processes do not compute one stage twice."""
-    with open(os.path.join(self.root, "locks", key + ".lock"), "w") as f:
+    """Holds an exclusive lock for a key, so two processes do not compute one stage twice,
+    and a shared lock on the store, so that gc (exclusive) never runs beside a stage."""
+    with open(os.path.join(self.root, "locks", _GC_LOCK), "a") as store_lock, \
+        open(os.path.join(self.root, "locks", key + ".lock"), "w") as f:
+      fcntl.flock(store_lock, fcntl.LOCK_SH)
       fcntl.flock(f, fcntl.LOCK_EX)
       try:
         yield
       finally:
         fcntl.flock(f, fcntl.LOCK_UN)
+        fcntl.flock(store_lock, fcntl.LOCK_UN)
+
+  @contextlib.contextmanager
+  def exclusive(self):
+    """Holds the store for gc; raises StoreError at once if a stage is running in it."""
+    with open(os.path.join(self.root, "locks", _GC_LOCK), "a") as store_lock:
+      try:
+        fcntl.flock(store_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError as e:
+        raise StoreError("a stage is running in the store %s: run gc again when it has "
+                         "finished" % self.root) from e
+      try:
+        yield
+      finally:
+        fcntl.flock(store_lock, fcntl.LOCK_UN)

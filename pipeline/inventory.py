@@ -1,0 +1,154 @@
+"""Looking after a store: what it holds, where an output came from, whether its bytes are
+intact, and what can be removed. The logic of `bazel run //pipeline:store -- COMMAND`."""
+
+import dataclasses
+import json
+import os
+
+from pipeline import digest as digestlib
+from pipeline import errors
+from pipeline import store as storelib
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One manifest: a stage run whose output is in the store."""
+  stage: str
+  key: str
+  output: str
+  started_utc: str
+  size: int
+  manifest: dict
+
+
+def _tree_size(path):
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def manifests(store):
+  """Every readable manifest, as {key: manifest}."""
+  found = {}
+  for name in sorted(os.listdir(os.path.join(store.root, "keys"))):
+    if name.endswith(".json"):
+      manifest = store.lookup(name[:-len(".json")])
+      if manifest is not None:
+        found[manifest["key"]] = manifest
+  return found
+
+
+def entries(store, stage=None):
+  """Entries, newest first; only one stage's if stage is given."""
+  listed = [Entry(m["stage"], key, m["output"], m["provenance"].get("started_utc", ""),
+                  _tree_size(store.object_path(m["output"])), m)
+            for key, m in manifests(store).items() if stage in (None, m["stage"])]
+  # Newest first by publication: the manifest's write time (start times have whole seconds).
+  return sorted(listed, key=lambda e: os.stat(store.manifest_path(e.key)).st_mtime_ns,
+                reverse=True)
+
+
+def find(store, prefix):
+  """The manifest whose key or output digest starts with prefix; an error unless unique."""
+  if len(prefix) < 4:
+    raise errors.Error("%r: give at least 4 hex digits of a key or output digest" % prefix)
+  matches = {key: m for key, m in manifests(store).items()
+             if key.startswith(prefix) or m["output"].startswith(prefix)}
+  if not matches:
+    raise errors.Error("no key or output in %s starts with %s (see `store ls`)"
+                       % (store.root, prefix))
+  if len(matches) > 1:
+    raise errors.Error("%s is ambiguous: %s; give more digits" % (
+        prefix, ", ".join("%s %s" % (m["stage"], k[:16]) for k, m in sorted(matches.items()))))
+  return next(iter(matches.values()))
+
+
+def lineage(store, manifest):
+  """[manifest, its inputs' manifests, ...] back to the source archives, depth first."""
+  by_output = {}
+  for m in manifests(store).values():
+    by_output.setdefault(m["output"], m)
+  chain, todo = [], [manifest]
+  while todo:
+    current = todo.pop(0)
+    chain.append(current)
+    todo.extend(by_output[d] for d in current["key_record"]["inputs"].values()
+                if isinstance(d, str) and d in by_output)
+  return chain
+
+
+def verify(store, digests=None):
+  """{digest: problem} of the stored outputs (all, or the given ones) whose files no longer
+  match their digest or listing; empty when every one is intact."""
+  objects = os.path.join(store.root, "objects")
+  if digests is None:
+    digests = sorted(n for n in os.listdir(objects) if not n.endswith(".sha256"))
+  damaged = {}
+  for digest in digests:
+    path = store.object_path(digest)
+    if not os.path.isdir(path):
+      damaged[digest] = "missing"
+      continue
+    try:
+      listing = digestlib.tree_listing(path)
+    except (OSError, ValueError) as e:
+      damaged[digest] = str(e)
+      continue
+    if digestlib.bytes_digest(listing.encode("utf-8")) != digest:
+      with open(path + ".sha256") as f:
+        recorded = set(f.read().splitlines())
+      actual = set(listing.splitlines())
+      changed = sorted({line.split("  ", 1)[1] for line in recorded ^ actual})
+      damaged[digest] = "files differ from the listing: " + ", ".join(changed)
+  return damaged
+
+
+def garbage(store, keep_runs=False):
+  """Paths that no manifest needs: unreferenced outputs and blobs, and (unless keep_runs)
+  the run folders (checkpoints, logs) of finished runs. An unfinished run's folder is kept:
+  it is how that run resumes."""
+  kept = manifests(store)
+  outputs = {m["output"] for m in kept.values()}
+  inputs = {d for m in kept.values() for d in m["key_record"]["inputs"].values()
+            if isinstance(d, str)}
+  paths = []
+  objects = os.path.join(store.root, "objects")
+  for name in sorted(os.listdir(objects)):
+    if name.split(".")[0] not in outputs:
+      paths.append(os.path.join(objects, name))
+  blobs = os.path.join(store.root, "blobs")
+  paths += [os.path.join(blobs, n) for n in sorted(os.listdir(blobs)) if n not in inputs]
+  if not keep_runs:
+    runs = os.path.join(store.root, "runs")
+    paths += [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n in kept]
+  return paths
+
+
+def remove(paths):
+  for path in paths:
+    if os.path.isdir(path):
+      storelib.remove_tree(path)
+    elif os.path.exists(path):
+      os.chmod(path, 0o644)
+      os.unlink(path)
+
+
+def size_of(paths):
+  return sum(_tree_size(p) if os.path.isdir(p) else os.path.getsize(p) for p in paths)
+
+
+def summary(store, manifest):
+  """What `store show` prints: the manifest's essentials, files and lineage, as a dict."""
+  def brief(m):
+    return {"stage": m["stage"], "key": m["key"], "output": m["output"],
+            "params": m["key_record"]["params"], "inputs": m["key_record"]["inputs"],
+            "code_sha256": digestlib.record_digest(m["key_record"]["code"])}
+
+  return {"stage": manifest["stage"], "key": manifest["key"], "output": manifest["output"],
+          "path": store.object_path(manifest["output"]),
+          "files": store.file_digests(manifest["output"]),
+          "details": manifest.get("details"), "provenance": manifest["provenance"],
+          "determinism": manifest["key_record"]["runtime"].get("determinism"),
+          "lineage": [brief(m) for m in lineage(store, manifest)]}
+
+
+def to_json(value):
+  return json.dumps(value, indent=1, sort_keys=True)

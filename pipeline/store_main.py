@@ -1,0 +1,92 @@
+"""bazel run //pipeline:store -- COMMAND [ARGS] [--store=DIR]
+
+Looks after reproseg's content-addressed store:
+
+  ls [--stage=NAME]      what is stored: stage, date, key, output digest, size; newest first
+  show PREFIX            one output (by a unique prefix of its key or output digest): its
+                         files, parameters, provenance and lineage back to the archives
+  verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
+                         exit status 1 and a list of damaged outputs on any mismatch
+  gc [--nodry_run]       what no manifest needs (unreferenced outputs and blobs, the run
+                         folders of finished runs unless --keep_runs): listed by default,
+                         removed with --nodry_run; refused while a stage runs in the store
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from pipeline import cli
+from pipeline import errors
+from pipeline import inventory
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...).")
+flags.DEFINE_bool("dry_run", True, "gc: only list what would be removed.")
+flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints and logs of finished runs.")
+
+COMMANDS = ("ls", "show", "verify", "gc")
+
+
+def _size(n):
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if n < 1024 or unit == "GiB":
+      return "%.0f %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
+    n /= 1024
+
+
+def ls(store, args):
+  del args
+  rows = inventory.entries(store, FLAGS.stage)
+  print("%-10s %-25s %-16s %-16s %10s" % ("stage", "started (UTC)", "key", "output", "size"))
+  for e in rows:
+    print("%-10s %-25s %-16s %-16s %10s" % (e.stage, e.started_utc, e.key[:16], e.output[:16],
+                                           _size(e.size)))
+  print("%d outputs in %s" % (len(rows), store.root))
+
+
+def show(store, args):
+  if len(args) != 1:
+    raise errors.Error("show takes one key or output digest prefix (see `store ls`)")
+  print(inventory.to_json(inventory.summary(store, inventory.find(store, args[0]))))
+
+
+def verify(store, args):
+  damaged = inventory.verify(store, args or None)
+  for digest, problem in sorted(damaged.items()):
+    print("DAMAGED %s: %s" % (digest, problem))
+  if damaged:
+    print("%d damaged: delete them (or run `store gc --nodry_run` after deleting their "
+          "manifests) and run their stages again" % len(damaged))
+    sys.exit(1)
+  print("every output checked is intact")
+
+
+def gc(store, args):
+  del args
+  with store.exclusive():
+    paths = inventory.garbage(store, keep_runs=FLAGS.keep_runs)
+    total = inventory.size_of(paths)
+    for path in paths:
+      print(("would remove " if FLAGS.dry_run else "removing ") + path)
+    if not FLAGS.dry_run:
+      inventory.remove(paths)
+  print("%s %d paths, %s%s" % ("would free" if FLAGS.dry_run else "freed", len(paths),
+                                _size(total), " (--nodry_run removes them)"
+                                if FLAGS.dry_run and paths else ""))
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    raise app.UsageError("give a command: %s (see --help)" % ", ".join(COMMANDS))
+  try:
+    globals()[argv[1]](cli.open_store(), argv[2:])
+  except errors.Error as e:
+    print("error: %s" % e, file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  cli.chdir_to_working_directory()
+  app.run(main)

@@ -1,0 +1,121 @@
+"""The store command's logic (pipeline/inventory.py) and its binary: ls, show, verify, gc."""
+
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from pipeline import code
+from pipeline import errors
+from pipeline import inventory
+from pipeline import stage
+from pipeline import store as storelib
+
+
+def _write(out, name, data):
+  with open(os.path.join(out, name), "w") as f:
+    f.write(data)
+
+
+class InventoryTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.store = storelib.Store(self.create_tempdir().full_path)
+    self.first = stage.run(self.store, "first", {"p": 1}, {}, {}, self.build_first)
+    self.second = stage.run(self.store, "second", {"q": 2}, {"first": self.first.digest}, {},
+                            self.build_second)
+
+  def build_first(self, out, run_dir):
+    os.makedirs(run_dir, exist_ok=True)
+    _write(run_dir, "checkpoint", "resume from here")
+    _write(out, "a.txt", "A")
+    _write(out, "b.txt", "B")
+    return {}
+
+  def build_second(self, out, unused_run_dir):
+    _write(out, "c.txt", "C")
+    return {}
+
+  def store_main(self, *args):
+    return subprocess.run(
+        [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py"),
+         "--store=" + self.store.root] + list(args), capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=code.ROOT), check=False)
+
+  def test_ls_lists_newest_first_and_filters_by_stage(self):
+    self.assertEqual([e.stage for e in inventory.entries(self.store)], ["second", "first"])
+    self.assertEqual([e.key for e in inventory.entries(self.store, "first")], [self.first.key])
+    result = self.store_main("ls")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn(self.first.key[:16], result.stdout)
+    self.assertIn("2 outputs", result.stdout)
+
+  def test_show_finds_by_prefix_and_traces_the_lineage(self):
+    for prefix in (self.second.key[:8], self.second.digest[:8]):
+      summary = inventory.summary(self.store, inventory.find(self.store, prefix))
+      self.assertEqual([m["stage"] for m in summary["lineage"]], ["second", "first"])
+      self.assertEqual(summary["lineage"][1]["output"], self.first.digest)
+      self.assertEqual(sorted(summary["files"]), ["c.txt"])
+    with self.assertRaisesRegex(errors.Error, "no key or output"):
+      inventory.find(self.store, "ffffffff" if not self.first.key.startswith("f") else "0000")
+    with self.assertRaisesRegex(errors.Error, "at least 4"):
+      inventory.find(self.store, "ab")
+    result = self.store_main("show", self.first.digest[:10])
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn('"stage": "first"', result.stdout)
+
+  def test_verify_finds_a_flipped_byte_a_deleted_file_and_an_added_file(self):
+    self.assertEqual(inventory.verify(self.store), {})
+    path = self.first.path
+    os.chmod(path, 0o755)
+    for damage in ("flip", "delete", "add"):
+      with self.subTest(damage=damage):
+        if damage == "flip":
+          os.chmod(os.path.join(path, "a.txt"), 0o644)
+          _write(path, "a.txt", "Z")
+        elif damage == "delete":
+          os.unlink(os.path.join(path, "b.txt"))
+        else:
+          _write(path, "extra.txt", "?")
+        damaged = inventory.verify(self.store)
+        self.assertEqual(list(damaged), [self.first.digest])
+        self.assertEqual(inventory.verify(self.store, [self.second.digest]), {})
+        result = self.store_main("verify")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("DAMAGED " + self.first.digest, result.stdout)
+    self.assertIn("a.txt, b.txt, extra.txt", damaged[self.first.digest])
+
+  def test_gc_lists_then_removes_only_what_no_manifest_needs(self):
+    with self.store.staging() as out:
+      _write(out, "orphan", "no manifest refers to me")
+      orphan = self.store.put_tree(out)
+    unfinished = self.store.run_dir("0" * 64)
+    os.makedirs(unfinished)
+    dry = self.store_main("gc")
+    self.assertEqual(dry.returncode, 0, dry.stderr)
+    self.assertIn("would remove " + self.store.object_path(orphan), dry.stdout)
+    self.assertIn("would remove " + self.store.run_dir(self.first.key), dry.stdout)
+    self.assertTrue(os.path.isdir(self.store.object_path(orphan)))
+    real = self.store_main("gc", "--nodry_run")
+    self.assertEqual(real.returncode, 0, real.stderr)
+    self.assertFalse(os.path.exists(self.store.object_path(orphan)))
+    self.assertFalse(os.path.exists(self.store.object_path(orphan) + ".sha256"))
+    self.assertFalse(os.path.exists(self.store.run_dir(self.first.key)))
+    self.assertTrue(os.path.isdir(unfinished))  # a run that may still resume
+    self.assertEqual(inventory.verify(self.store), {})
+    self.assertTrue(stage.run(self.store, "first", {"p": 1}, {}, {}, self.build_first).cached)
+
+  def test_gc_is_refused_while_a_stage_runs(self):
+    with self.store.lock("1" * 64):
+      with self.assertRaisesRegex(errors.Error, "a stage is running"):
+        with self.store.exclusive():
+          pass
+      result = self.store_main("gc", "--nodry_run")
+    self.assertEqual(result.returncode, 1)
+    self.assertIn("error: a stage is running", result.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
