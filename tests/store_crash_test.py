@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 from absl.testing import absltest
@@ -19,13 +18,9 @@ KILLS = 10
 
 
 def popen(store):
-  """The tiny pipeline's train binary, started in the background."""
-  command = [os.path.join(tiny.RUNFILES, "seg/train")]
-  env = dict(os.environ)
-  if not os.path.exists(command[0]):  # outside Bazel
-    command = [sys.executable, command[0] + "_main.py"]
-    env["PYTHONPATH"] = tiny.RUNFILES
-  return subprocess.Popen(command + tiny.TINY + ["--store=" + store], env=env,
+  """The tiny pipeline's train binary, started in the background in its own session."""
+  argv, env = tiny.command("seg/train")
+  return subprocess.Popen(argv + tiny.TINY + ["--store=" + store], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
 

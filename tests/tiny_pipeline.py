@@ -26,19 +26,25 @@ def emulated(cpu_model):
   return ("qemu-x86_64", "-cpu", cpu_model, sys.executable)
 
 
-def run(binary, args, env=None, prefix=(), cwd=None, python=None, timeout=None):
-  """Runs a binary of this workspace (e.g. "seg/train"); returns the CompletedProcess.
+def command(binary, env=None, python=None):
+  """(argv, environment) that run a binary of this workspace (e.g. "seg/train").
 
   python: a command that runs Python (e.g. emulated(...)); the binary is then its
   *_main.py run by it, and so it is outside Bazel too (the Nix flake's check).
   """
   environment = dict(os.environ)
   environment.update(env or {})
-  command = [os.path.join(RUNFILES, binary)]
-  if python or not os.path.exists(command[0]):
-    command = list(python or [sys.executable]) + [command[0] + "_main.py"]
+  argv = [os.path.join(RUNFILES, binary)]
+  if python or not os.path.exists(argv[0]):
+    argv = list(python or [sys.executable]) + [argv[0] + "_main.py"]
     environment["PYTHONPATH"] = RUNFILES
-  return subprocess.run(list(prefix) + command + list(args), capture_output=True, text=True,
+  return argv, environment
+
+
+def run(binary, args, env=None, prefix=(), cwd=None, python=None, timeout=None):
+  """Runs a binary of this workspace (see command()); returns the CompletedProcess."""
+  argv, environment = command(binary, env, python)
+  return subprocess.run(list(prefix) + argv + list(args), capture_output=True, text=True,
                         env=environment, cwd=cwd, check=False, timeout=timeout)
 
 
