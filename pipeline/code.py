@@ -57,6 +57,21 @@ def _closure(paths):
   return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
 
 
+def source_tree():
+  """The reproseg tree the user works in: the workspace under `bazel run`, else ROOT."""
+  return os.environ.get("BUILD_WORKSPACE_DIRECTORY") or ROOT
+
+
+def module_name(script):
+  """The module name of a reproseg script path ("<...>/seg/train_main.py" → "seg.train_main"),
+  found from its last package folder, so a runfiles path works too; None if not one."""
+  parts = os.path.normpath(script).split(os.sep)
+  starts = [i for i, part in enumerate(parts[:-1]) if part in PACKAGES]
+  if not starts or not parts[-1].endswith(".py"):
+    return None
+  return ".".join(parts[starts[-1]:])[:-len(".py")]
+
+
 def defining_file(function):
   """The reproseg source file that defines a function (its module may be __main__)."""
   path = os.path.abspath(inspect.getsourcefile(function))

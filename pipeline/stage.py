@@ -43,7 +43,7 @@ def key_record(name, build, params, inputs, determinism_record):
 
 def _git_commit():
   """The source tree's commit, with '+dirty' for local changes; None outside git."""
-  tree = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or code.ROOT
+  tree = code.source_tree()
   try:
     commit = subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True,
                             text=True, check=True, timeout=10).stdout.strip()
@@ -55,10 +55,11 @@ def _git_commit():
 
 
 def report(result, out=None):
-  """Prints one line a stage: its name, output digest and key."""
-  print("%-10s output %s  key %s%s" % (result.name, result.digest, result.key,
-                                        "  (cache hit)" if result.cached else ""),
-        file=out or sys.stdout, flush=True)
+  """Prints a stage's line (its name, output digest and key: scripts read it), and under it
+  the output's folder."""
+  print("%-10s output %s  key %s%s\n%-10s in %s" % (
+      result.name, result.digest, result.key, "  (cache hit)" if result.cached else "", "",
+      result.path), file=out or sys.stdout, flush=True)
 
 
 def run(store, name, params, inputs, determinism_record, build):
@@ -93,6 +94,7 @@ def run(store, name, params, inputs, determinism_record, build):
             "git_commit": _git_commit(),
             "host": platform.node(),
             "argv": sys.argv,
+            "working_directory": os.getcwd(),
             "started_utc": started.isoformat(timespec="seconds"),
             "wall_seconds": round(time.monotonic() - clock, 3),
         },

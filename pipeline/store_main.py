@@ -7,6 +7,12 @@ Looks after reproseg's content-addressed store:
                          files, parameters, provenance and lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
                          exit status 1 and a list of damaged outputs on any mismatch
+  check PREFIX           rebuild that output from its stored inputs in a scratch store, with
+                         the recorded command and switches, and compare the bits: exit status
+                         0 if identical, 1 with the files (and variables) that differ
+  diff PREFIX PREFIX     two outputs side by side: what differs in their keys (parameters,
+                         inputs, code files, runtime), their metrics, and their files; for
+                         arrays files (weights), each variable: equal or the largest |A - B|
   gc [--nodry_run]       what no manifest needs (unreferenced outputs and blobs, the run
                          folders of finished runs unless --keep_runs): listed by default,
                          removed with --nodry_run; refused while a stage runs in the store
@@ -18,15 +24,17 @@ from absl import app
 from absl import flags
 
 from pipeline import cli
+from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
+from pipeline import rebuild
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...).")
 flags.DEFINE_bool("dry_run", True, "gc: only list what would be removed.")
 flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints and logs of finished runs.")
 
-COMMANDS = ("ls", "show", "verify", "gc")
+COMMANDS = ("ls", "show", "verify", "check", "diff", "gc")
 
 
 def _size(n):
@@ -61,6 +69,26 @@ def verify(store, args):
           "manifests) and run their stages again" % len(damaged))
     sys.exit(1)
   print("every output checked is intact")
+
+
+def check(store, args):
+  if len(args) != 1:
+    raise errors.Error("check takes one key or output digest prefix (see `store ls`)")
+  outcome = rebuild.check(store, inventory.find(store, args[0]))
+  print("\n".join(rebuild.describe(outcome)))
+  if not outcome.identical:
+    sys.exit(1)
+
+
+def diff(store, args):
+  if len(args) != 2:
+    raise errors.Error("diff takes two key or output digest prefixes (see `store ls`)")
+  a, b = (inventory.find(store, prefix) for prefix in args)
+  for name, m in (("A", a), ("B", b)):
+    print("%-8s %s, key %s, output %s" % (name, m["stage"], m["key"][:16], m["output"][:16]))
+  lines = (compare.describe_records(a, b) + compare.describe_details(a, b) +
+           compare.describe_outputs(compare.output_differences(store, a, store, b)))
+  print("\n".join(lines))
 
 
 def gc(store, args):

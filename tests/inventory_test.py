@@ -1,14 +1,19 @@
-"""The store command's logic (pipeline/inventory.py) and its binary: ls, show, verify, gc."""
+"""The store command's logic (pipeline/inventory.py, compare.py) and its binary: ls, show,
+verify, diff, gc. `check` needs a real stage binary: tests/pipeline_e2e_test.py."""
 
 import os
 import subprocess
 import sys
 
 from absl.testing import absltest
+import numpy as np
 
+from pipeline import arrays
 from pipeline import code
+from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
+from pipeline import rebuild
 from pipeline import stage
 from pipeline import store as storelib
 
@@ -115,6 +120,73 @@ class InventoryTest(absltest.TestCase):
       result = self.store_main("gc", "--nodry_run")
     self.assertEqual(result.returncode, 1)
     self.assertIn("error: a stage is running", result.stderr)
+
+
+class DiffTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.store = storelib.Store(self.create_tempdir().full_path)
+
+  def weights(self, seed, tweak):
+    def build(out, unused_run_dir):
+      named = [("kernel", np.arange(6, dtype=np.float32).reshape(2, 3)),
+               ("bias", np.zeros(3, np.float32))]
+      if tweak:
+        named[0][1][1, 2] += 0.25
+      arrays.save(os.path.join(out, "weights.arrays"), named)
+      _write(out, "notes.txt", "same in both")
+      return {"validation": {"iou": 0.5 + tweak}}
+    return stage.run(self.store, "train", {"lr": 0.1}, {}, {"seed": seed}, build)
+
+  def test_differences_of_nested_records(self):
+    self.assertEqual(compare.differences({"a": {"b": 1, "c": 2}, "d": [1]},
+                                         {"a": {"b": 1, "c": 3}, "e": 0}),
+                     [("a.c", 2, 3), ("d", [1], "(absent)"), ("e", "(absent)", 0)])
+    self.assertEqual(compare.differences({"x": 1}, {"x": 1}), [])
+
+  def test_equal_and_differing_variables_are_told_apart(self):
+    a, b = self.weights(42, 0), self.weights(7, 1)
+    found = compare.output_differences(self.store, a.manifest, self.store, b.manifest)
+    self.assertEqual(found["files"], ["weights.arrays"])
+    self.assertEqual(found["arrays"]["weights.arrays"],
+                     [compare.VariableDifference("kernel", "differ", 0.25),
+                      compare.VariableDifference("bias", "equal")])
+    same = compare.output_differences(self.store, a.manifest, self.store, a.manifest)
+    self.assertEqual(same, {"files": [], "arrays": {}})  # negative control
+
+  def test_diff_command_names_the_seed_the_metric_and_the_variable(self):
+    a, b = self.weights(42, 0), self.weights(7, 1)
+    result = subprocess.run(
+        [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py"),
+         "--store=" + self.store.root, "diff", a.key[:8], b.digest[:8]],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=code.ROOT),
+        check=False)
+    self.assertEqual(result.returncode, 0, result.stderr)
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for expected in ("params same", "code same", "runtime 1 differs",
+                     "determinism.seed 42 7", "validation.iou 0.5 1.5",
+                     "files 1 differs: weights.arrays", "0.25 kernel", "equal bias"):
+      self.assertIn(expected, lines, result.stdout)
+
+
+class RebuildCommandTest(absltest.TestCase):
+
+  def manifest(self, argv0):
+    return {"output": "ab" * 32, "provenance": {
+        "argv": [argv0, "--seed=7", "--store=/old"], "working_directory": "/nonexistent"}}
+
+  def test_the_recorded_binary_runs_as_a_module_into_the_scratch_store(self):
+    argv, cwd, env = rebuild.command(
+        self.manifest("/b/seg/train.runfiles/reproseg/seg/train_main.py"), "/scratch")
+    self.assertEqual(argv, [sys.executable, "-m", "seg.train_main", "--seed=7", "--store=/old",
+                            "--store=/scratch"])
+    self.assertEqual(cwd, os.getcwd())  # the recorded folder is gone
+    self.assertEqual(env["PYTHONPATH"], code.source_tree())
+
+  def test_a_script_outside_reproseg_cannot_be_rebuilt(self):
+    with self.assertRaisesRegex(errors.Error, "not by a reproseg stage binary"):
+      rebuild.command(self.manifest("/usr/bin/ipython"), "/scratch")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """End to end through the binaries, as a user runs them: tiny synthetic data, fresh processes."""
 
+import json
 import os
+import shutil
 import subprocess
+import sys
 
 from absl.testing import absltest
 
+from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import run
 from tests.tiny_pipeline import stage_lines
 from tests.tiny_pipeline import TINY
@@ -30,6 +34,53 @@ class PipelineTest(absltest.TestCase):
                    cwd=os.path.join(store, "objects", train_digest), check=True)
     for name in ("weights.arrays", "fingerprint.json", "history.json", "metrics.json"):
       self.assertTrue(os.path.isfile(os.path.join(store, "objects", train_digest, name)), name)
+
+  def test_store_check_rebuilds_identical_bits_and_catches_a_false_manifest(self):
+    store = self.create_tempdir().full_path
+    runs = [run("seg/train", TINY + ["--store=" + store, "--seed=%d" % seed]) for seed in (42, 7)]
+    for result in runs:
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    (_, _, key42, _), (_, out7, _, _) = (stage_lines(r.stdout)[-1] for r in runs)
+    check = run("pipeline/store", ["--store=" + store, "check", key42[:12]])
+    self.assertEqual(check.returncode, 0, check.stdout + check.stderr[-3000:])
+    self.assertIn("IDENTICAL: train " + key42[:16], check.stdout)
+    self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
+    # Negative control: a manifest that claims the seed-7 bits for the seed-42 key.
+    manifest_path = os.path.join(store, "keys", key42 + ".json")
+    with open(manifest_path) as f:
+      manifest = json.load(f)
+    manifest["output"] = out7
+    with open(manifest_path, "w") as f:
+      json.dump(manifest, f)
+    check = run("pipeline/store", ["--store=" + store, "check", key42[:12]])
+    self.assertEqual(check.returncode, 1, check.stdout + check.stderr[-3000:])
+    self.assertIn("DIFFERENT: train " + key42[:16], check.stdout)
+    self.assertIn("weights.arrays", check.stdout)
+
+  def test_an_edited_build_module_reruns_its_stage_and_the_later_ones(self):
+    tree = self.create_tempdir().full_path
+    for package in ("pipeline", "data_tools", "seg"):
+      shutil.copytree(os.path.join(RUNFILES, package), os.path.join(tree, package))
+    shutil.copy(os.path.join(RUNFILES, "requirements.lock"), tree)
+    store = self.create_tempdir().full_path
+
+    def quickstart():
+      result = subprocess.run([sys.executable, "-m", "seg.train_main"] + TINY +
+                              ["--store=" + store], capture_output=True, text=True, cwd=tree,
+                              env=dict(os.environ, PYTHONPATH=tree), check=False)
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      return stage_lines(result.stdout)
+
+    before = quickstart()
+    with open(os.path.join(tree, "data_tools", "partition.py"), "a") as f:
+      f.write("\n# an edit\n")
+    after = quickstart()
+    self.assertEqual([(s[0], s[3]) for s in after],
+                     [("synthetic", True), ("download", True), ("partition", False),
+                      ("train", False)])
+    self.assertNotEqual(after[2][2], before[2][2])
+    # A comment changes keys, not bits.
+    self.assertEqual([s[1] for s in after], [s[1] for s in before])
 
   def test_partition_alone_shares_the_data_stages(self):
     store = self.create_tempdir().full_path
