@@ -102,7 +102,8 @@ def _read_json(path, what):
 
 
 def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
-  """The TrainConfig from the three layers; unknown keys are errors, not silently dropped."""
+  """The TrainConfig from the three layers. Unknown keys in a config file are errors; in the
+  seed's hyperparameter file they are named in a warning and ignored."""
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
   path = config_path or os.path.join(CONFIG_DIR, dataset + ".json")
   values = _read_json(path, "config")
@@ -112,10 +113,12 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
                        % (path, sorted(unknown), sorted(fields)))
   if hyperparam_path:
     seed_values = _read_json(hyperparam_path, "hyperparameter file")
-    unknown = set(seed_values) - set(SEED_FORMAT_KEYS)
-    if unknown:
-      raise errors.Error("hyperparameter file %s has unknown keys %s (the seed's format has %s)"
-                         % (hyperparam_path, sorted(unknown), ", ".join(SEED_FORMAT_KEYS)))
+    unknown = sorted(set(seed_values) - set(SEED_FORMAT_KEYS))
+    if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
+      logging.warning("hyperparameter file %s: ignoring %s, which are not hyperparameters (the "
+                      "seed's format has %s)", hyperparam_path, ", ".join(unknown),
+                      ", ".join(SEED_FORMAT_KEYS))
+      seed_values = {k: v for k, v in seed_values.items() if k in SEED_FORMAT_KEYS}
     if "model_arch" in seed_values:
       seed_values["model_arch"] = str(seed_values["model_arch"]).lower()
     values.update(seed_values)

@@ -62,11 +62,16 @@ class ConfigTest(absltest.TestCase):
                                "--flagfile=" + flagfile)
     self.assertEqual((c.seeded_dropout, c.eval_batch_size), (False, 4))
 
-  def test_unknown_keys_are_errors(self):
-    with self.assertRaisesRegex(errors.Error, r"unknown keys \['batchsize'\]"):
-      config.resolve("synthetic", hyperparam_path=self.write({"batchsize": 8}))
+  def test_unknown_config_keys_are_errors(self):
     with self.assertRaisesRegex(errors.Error, "unknown keys"):
       config.resolve("synthetic", config_path=self.write({"colour": "red"}))
+
+  def test_extra_keys_of_the_seeds_file_are_named_and_ignored(self):
+    with self.assertLogs(level="WARNING") as logs:
+      c = config.resolve("synthetic", hyperparam_path=self.write(
+          {"batch_size": 8, "rays_ckpt": "/tmp/ckpt", "batchsize": 9}))
+    self.assertEqual(c.batch_size, 8)
+    self.assertIn("ignoring batchsize, rays_ckpt", logs.output[0])
 
   def test_bad_values_are_named(self):
     for overrides, pattern in (({"batch_size": 0}, "batch_size=0"),
