@@ -20,8 +20,8 @@ def split_info(splits_dir):
     return json.load(f)
 
 
-def _parse(image_size):
-  spec = {"index": tf.io.FixedLenFeature([], tf.int64),
+def _parse(image_size, key):
+  spec = {key: tf.io.FixedLenFeature([], tf.int64 if key == "index" else tf.string),
           "image": tf.io.FixedLenFeature([], tf.string),
           "mask": tf.io.FixedLenFeature([], tf.string)}
 
@@ -29,18 +29,19 @@ def _parse(image_size):
     example = tf.io.parse_single_example(record, spec)
     image = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), [image_size, image_size, 3])
     mask = tf.reshape(tf.io.decode_raw(example["mask"], tf.uint8), [image_size, image_size])
-    return example["index"], image, mask
+    return example[key], image, mask
 
   return parse
 
 
-def records(splits_dir, split):
-  """The split's (index, uint8 image, uint8 mask) examples in stored order, and their count."""
+def records(splits_dir, split, key="index"):
+  """The split's (key, uint8 image, uint8 mask) examples in stored order (by pet id), and
+  their count; key is "index" (the example's number) or "pet_id"."""
   if split not in partition.SPLITS:
     raise ValueError("unknown split %r" % split)
   info = split_info(splits_dir)
   files = [os.path.join(splits_dir, name) for name in info["shards"][split]]
-  dataset = tf.data.TFRecordDataset(files).map(_parse(info["image_size"]),
+  dataset = tf.data.TFRecordDataset(files).map(_parse(info["image_size"], key),
                                                num_parallel_calls=tf.data.AUTOTUNE,
                                                deterministic=True)
   return dataset, info["counts"][split]

@@ -1,11 +1,37 @@
-"""The seg pipeline: the data stages first, then training (seg.training.train_stage)."""
+"""The seg pipeline, each function running the stages before its own (or taking them from the
+store): data stages → train → calibrate → evaluate (or export). Each returns every stage's Result.
+
+TensorFlow code is imported inside, after determinism.apply() has run.
+"""
 
 from data_tools import dataset
 
 
-def run_pipeline(store, data_config, train_config, settings, stop_after_epochs=0):
-  """download (and synthetic) → partition → train; returns every stage's Result."""
-  from seg import training  # pylint: disable=g-import-not-at-top  (after determinism.apply)
+def train(store, data_config, train_config, settings, stop_after_epochs=0):
+  from seg import training  # pylint: disable=g-import-not-at-top
   results = dataset.prepare(store, data_config, settings)
   return results + [training.train_stage(store, results[-1], train_config, settings,
                                          stop_after_epochs)]
+
+
+def calibrate(store, data_config, train_config, settings):
+  from seg import calibration  # pylint: disable=g-import-not-at-top
+  results = train(store, data_config, train_config, settings)
+  splits, trained = results[-2:]
+  return results + [calibration.calibrate_stage(store, splits, trained, train_config, settings)]
+
+
+def export(store, data_config, train_config, settings):
+  from seg import export as export_lib  # pylint: disable=g-import-not-at-top
+  results = calibrate(store, data_config, train_config, settings)
+  splits, trained, calibrated = results[-3:]
+  return results + [export_lib.export_stage(store, splits, trained, calibrated, train_config,
+                                            settings)]
+
+
+def evaluate(store, data_config, train_config, settings, split="test", gallery_size=12):
+  from seg import evaluation  # pylint: disable=g-import-not-at-top
+  results = calibrate(store, data_config, train_config, settings)
+  splits, trained, calibrated = results[-3:]
+  return results + [evaluation.evaluate_stage(store, splits, trained, calibrated, train_config,
+                                              settings, split, gallery_size)]

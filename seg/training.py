@@ -24,6 +24,7 @@ from pipeline import digest
 from pipeline import errors
 from pipeline import stage
 from seg import input_pipeline
+from seg import metrics
 from seg import unet
 
 WEIGHTS_FILE = "weights.arrays"
@@ -32,16 +33,6 @@ _CHECKPOINT = re.compile(r"^epoch-(\d{3})\.arrays$")
 
 class Stopped(errors.Error):
   """Raised by --stop_after_epochs: the run stopped early on purpose, checkpoint kept."""
-
-
-def iou(confusion):
-  """Per-class IoU and their mean from a [true, predicted] confusion matrix (classes absent
-  from both truth and prediction count as 1)."""
-  confusion = np.asarray(confusion, np.float64)
-  tp = np.diag(confusion)
-  union = confusion.sum(0) + confusion.sum(1) - tp
-  per_class = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-  return per_class.tolist(), float(per_class.mean())
 
 
 def named_variables(variables, prefix):
@@ -96,6 +87,17 @@ def make_steps(model, optimizer, num_classes):
   return train_step, eval_step
 
 
+def build_model(config, info, settings, backbone_weights=None, exact=None):
+  """The U-Net of a training config for a partition's splits.json info; exact layers as the
+  settings say unless exact is given (export builds Keras' stock layers too)."""
+  return unet.build(config.model_arch, info["image_size"], info["num_classes"], settings.seed,
+                    dropout_rate=config.dropout_rate, backbone_weights=backbone_weights,
+                    freeze_backbone=config.freeze_backbone,
+                    seeded_dropout=config.seeded_dropout,
+                    batchnorm_momentum=config.batchnorm_momentum,
+                    exact=settings.exact_layers if exact is None else exact)
+
+
 def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_weights=None,
                        stop_after_epochs=0):
   """Trains on the training split, validates each epoch, and writes to out_dir:
@@ -115,11 +117,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
                        % (info["counts"]["training"], config.batch_size))
 
   # --- Model -------------------------------------------------------------------------------
-  model = unet.build(config.model_arch, image_size, num_classes, seed,
-                     dropout_rate=config.dropout_rate, backbone_weights=backbone_weights,
-                     freeze_backbone=config.freeze_backbone,
-                     seeded_dropout=config.seeded_dropout,
-                     batchnorm_momentum=config.batchnorm_momentum, exact=settings.exact_layers)
+  model = build_model(config, info, settings, backbone_weights)
   optimizer = keras.optimizers.Adam(config.learning_rate)
   optimizer.build(model.trainable_variables)
 
@@ -133,7 +131,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
       loss_sum, cm = eval_step(images, masks)
       total += float(loss_sum)
       matrix += cm.numpy()
-    per_class, mean = iou(matrix)
+    per_class, mean = metrics.iou(matrix)
     return {"loss": total / max(1, count * image_size * image_size), "iou": mean,
             "iou_per_class": dict(zip(partition.CLASS_NAMES, per_class)), "examples": count}
 
@@ -178,9 +176,9 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
       loss, cm = train_step(images, masks)
       total += float(loss)
       matrix += cm.numpy()
-      progress.update(step, [("loss", total / step), ("iou", iou(matrix)[1])])
+      progress.update(step, [("loss", total / step), ("iou", metrics.iou(matrix)[1])])
     validation = evaluate("validation")
-    record = {"epoch": epoch + 1, "loss": total / steps, "iou": iou(matrix)[1],
+    record = {"epoch": epoch + 1, "loss": total / steps, "iou": metrics.iou(matrix)[1],
               "val_loss": validation["loss"], "val_iou": validation["iou"]}
     history.append(record)
     print("  validation loss %.4f, IoU %.4f" % (validation["loss"], validation["iou"]),
@@ -201,16 +199,16 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
   fingerprint = arrays.fingerprint(weights)
   if validation is None:  # every epoch came from the checkpoint
     validation = evaluate("validation")
-  metrics = {"validation": validation, "training_steps": steps * config.epochs,
+  result = {"validation": validation, "training_steps": steps * config.epochs,
              "weights_digest": fingerprint["digest"]}
   for name, value in (("fingerprint.json", fingerprint), ("history.json", history),
-                      ("metrics.json", metrics)):
+                      ("metrics.json", result)):
     with open(os.path.join(out_dir, name), "w") as f:
       json.dump(value, f, indent=1, sort_keys=True)
       f.write("\n")
   logging.info("train: validation IoU %.4f, weights digest %s", validation["iou"],
                fingerprint["digest"])
-  return metrics
+  return result
 
 
 def load_weights(model, out_dir):

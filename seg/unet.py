@@ -11,6 +11,7 @@ import os
 
 import keras
 from keras import layers
+import numpy as np
 
 from pipeline import determinism
 from seg import exact_layers
@@ -51,8 +52,12 @@ def _preprocess(arch, images):
   """uint8-range RGB floats to what the backbone was trained on."""
   if arch == "mobilenetv2":
     return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(images)
-  # VGG19: BGR, minus the ImageNet channel means (keras.applications' "caffe" mode).
-  bgr = layers.Lambda(lambda x: x[..., ::-1], name="rgb_to_bgr")(images)
+  # VGG19: BGR, minus the ImageNet channel means (keras.applications' "caffe" mode). The
+  # channel swap is a fixed permutation matrix (exact: one product by 1, the rest by 0), not a
+  # Lambda, so that a saved model loads with stock Keras and safe_mode on.
+  swap = np.eye(3, dtype=np.float32)[::-1]
+  bgr = layers.Dense(3, use_bias=False, trainable=False, name="rgb_to_bgr",
+                     kernel_initializer=keras.initializers.Constant(swap))(images)
   return layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="preprocess")(bgr)
 
 

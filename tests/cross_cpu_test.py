@@ -30,7 +30,7 @@ class CrossCpuTest(parameterized.TestCase):
   @parameterized.parameters(*AVX2_MODELS)
   def test_tiny_pipeline_gives_the_golden_digests(self, model):
     store = self.create_tempdir().full_path
-    result = tiny.run("seg/train", tiny.TINY + ["--store=" + store],
+    result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store],
                       python=tiny.emulated(model), timeout=TIMEOUT)
     self.assertEqual(result.returncode, 0, result.stderr[-4000:])
     self.assertEqual(tiny.outputs(result.stdout), tiny.load_golden()["outputs"])

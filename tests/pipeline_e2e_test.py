@@ -8,32 +8,60 @@ import sys
 
 from absl.testing import absltest
 
+from tests.tiny_pipeline import PIPELINE
 from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import run
 from tests.tiny_pipeline import stage_lines
+from tests.tiny_pipeline import STAGES
 from tests.tiny_pipeline import TINY
 
 
 class PipelineTest(absltest.TestCase):
 
-  def test_train_then_cache_hit_with_the_same_digests(self):
+  def test_every_stage_then_cache_hits_with_the_same_digests(self):
     store = self.create_tempdir().full_path
-    first = run("seg/train", TINY + ["--store=" + store])
+    first = run(PIPELINE, TINY + ["--store=" + store])
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     stages = stage_lines(first.stdout)
-    self.assertEqual([s[0] for s in stages], ["synthetic", "download", "partition", "train"])
+    self.assertEqual([s[0] for s in stages], list(STAGES))
     self.assertFalse(any(s[3] for s in stages))
-    second = run("seg/train", TINY + ["--store=" + store])
+    second = run(PIPELINE, TINY + ["--store=" + store])
     self.assertEqual(second.returncode, 0, second.stderr[-3000:])
     again = stage_lines(second.stdout)
     self.assertEqual([s[:3] for s in again], [s[:3] for s in stages])
     self.assertTrue(all(s[3] for s in again), second.stdout)
-    # The output is what its digest says, checkable without reproseg.
-    train_digest = stages[-1][1]
-    subprocess.run(["sha256sum", "--check", "--quiet", os.path.join("..", train_digest + ".sha256")],
-                   cwd=os.path.join(store, "objects", train_digest), check=True)
-    for name in ("weights.arrays", "fingerprint.json", "history.json", "metrics.json"):
-      self.assertTrue(os.path.isfile(os.path.join(store, "objects", train_digest, name)), name)
+    outputs = {name: os.path.join(store, "objects", output) for name, output, _, _ in stages}
+    lines = first.stdout.splitlines()  # each stage line is followed by its folder
+    for name, output in outputs.items():
+      after = lines[lines.index(next(l for l in lines if l.startswith(name + " "))) + 1]
+      self.assertEqual(after.split(), ["in", output])
+    # An output is what its digest says, checkable without reproseg.
+    subprocess.run(["sha256sum", "--check", "--quiet",
+                    os.path.join("..", stages[3][1] + ".sha256")], cwd=outputs["train"],
+                   check=True)
+    for stage, names in (("train", ("weights.arrays", "fingerprint.json", "history.json",
+                                    "metrics.json")),
+                         ("calibrate", ("calibration.json", "reliability.png")),
+                         ("evaluate", ("metrics.json", "confusion.json", "confusion.png",
+                                       "gallery.png"))):
+      self.assertEqual(sorted(os.listdir(outputs[stage])), sorted(names), stage)
+    with open(os.path.join(outputs["evaluate"], "metrics.json")) as f:
+      measured = json.load(f)
+    self.assertEqual(sorted(measured["iou"]), ["background", "border", "pet"])
+    self.assertGreater(measured["temperature"], 0)
+    self.assertEqual(measured["examples"], 3)  # the tiny test split
+    with open(os.path.join(outputs["evaluate"], "gallery.png"), "rb") as f:
+      self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+  def test_an_unknown_split_is_one_line_and_stores_nothing(self):
+    store = self.create_tempdir().full_path
+    result = run(PIPELINE, TINY + ["--store=" + store, "--split=bogus"])
+    self.assertEqual(result.returncode, 1)
+    self.assertIn("--split=bogus", result.stderr)
+    self.assertIn("training|validation|calibration|test", result.stderr)
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertFalse(os.path.exists(os.path.join(store, "keys")) and
+                     os.listdir(os.path.join(store, "keys")))
 
   def test_store_check_rebuilds_identical_bits_and_catches_a_false_manifest(self):
     store = self.create_tempdir().full_path

@@ -28,7 +28,7 @@ def main():
   if not workspace:
     sys.exit("run me with: ./dev bazel run //tests:regenerate_golden")
   with tempfile.TemporaryDirectory() as store:
-    result = tiny.run("seg/train", tiny.TINY + ["--store=" + store])
+    result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store])
   if result.returncode:
     sys.exit(result.stderr)
   outputs = tiny.outputs(result.stdout)

@@ -18,8 +18,8 @@ KILLS = 10
 
 
 def popen(store):
-  """The tiny pipeline's train binary, started in the background in its own session."""
-  argv, env = tiny.command("seg/train")
+  """The tiny pipeline (every stage), started in the background in its own session."""
+  argv, env = tiny.command(tiny.PIPELINE)
   return subprocess.Popen(argv + tiny.TINY + ["--store=" + store], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
@@ -43,7 +43,7 @@ class StoreCrashTest(absltest.TestCase):
       time.sleep(rng.uniform(1.0, 20.0))
       os.killpg(process.pid, signal.SIGKILL)
       process.communicate(timeout=60)
-    result = tiny.run("seg/train", tiny.TINY + ["--store=" + store], timeout=600)
+    result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store], timeout=600)
     self.assertEqual(result.returncode, 0, result.stderr[-4000:])
     self.assertEqual(tiny.outputs(result.stdout), golden)
     self.assert_store_is_whole(store)

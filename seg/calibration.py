@@ -1,0 +1,69 @@
+"""The calibrate stage: temperature scaling fitted on the calibration split.
+
+One scalar T > 0 divides the logits; it is the T that minimises the calibration split's
+per-pixel negative log-likelihood (seg.metrics.fit_temperature: a bounded search, no
+randomness). Dividing by T keeps every argmax, so masks do not change; only the
+probabilities do. Output: calibration.json (T, NLL and ECE before and after, the reliability
+bins) and reliability.png.
+"""
+
+import json
+import os
+
+from absl import logging
+
+from pipeline import stage
+from seg import inference
+from seg import input_pipeline
+from seg import metrics
+from seg import pictures
+
+CALIBRATION_FILE = "calibration.json"
+SEARCH = {"low": 0.05, "high": 20.0, "iterations": 48}
+
+
+def calibrate(outputs, batch_size):
+  """{temperature, nll, ece, reliability} of inference.SplitOutputs of the calibration split."""
+  batches = outputs.batches(batch_size)
+  temperature = metrics.fit_temperature(batches, **SEARCH)
+  before, after = metrics.reliability(batches, 1.0), metrics.reliability(batches, temperature)
+  return {"temperature": temperature,
+          "nll": {"before": metrics.nll(batches, 1.0), "after": metrics.nll(batches, temperature)},
+          "ece": {"before": before["ece"], "after": after["ece"]},
+          "reliability": {"before": before, "after": after},
+          "examples": len(outputs.pet_ids), "pixels": int(outputs.masks.size)}
+
+
+def write(report, out_dir):
+  with open(os.path.join(out_dir, CALIBRATION_FILE), "w") as f:
+    json.dump(report, f, indent=1, sort_keys=True)
+    f.write("\n")
+  pictures.save(pictures.reliability_diagram(
+      report["reliability"]["before"], report["reliability"]["after"], report["temperature"],
+      "Reliability on the calibration split (%d pets, %d pixels)"
+      % (report["examples"], report["pixels"])), os.path.join(out_dir, "reliability.png"))
+
+
+def load_temperature(calibration_dir):
+  with open(os.path.join(calibration_dir, CALIBRATION_FILE)) as f:
+    return json.load(f)["temperature"]
+
+
+def calibrate_stage(store, splits, train, config, settings):
+  """The calibrate stage on partition and train Results."""
+
+  def build(out, unused_run_dir):
+    info = input_pipeline.split_info(splits.path)
+    model = inference.load_model(train.path, config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, "calibration", config.eval_batch_size)
+    report = calibrate(outputs, config.eval_batch_size)
+    write(report, out)
+    logging.info("calibrate: T = %.4f; ECE %.4f → %.4f; NLL %.4f → %.4f", report["temperature"],
+                 report["ece"]["before"], report["ece"]["after"], report["nll"]["before"],
+                 report["nll"]["after"])
+    return {k: report[k] for k in ("temperature", "nll", "ece", "examples")}
+
+  params = {"model": config.record(), "method": "temperature", "ece_bins": metrics.ECE_BINS,
+            "search": SEARCH}
+  return stage.run(store, "calibrate", params, {"splits": splits.digest, "train": train.digest},
+                   settings.record(), build)

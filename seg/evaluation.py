@@ -1,0 +1,98 @@
+"""The evaluate stage: the trained, calibrated model measured on a split (test by default).
+
+Output: metrics.json (mean IoU, IoU and Dice/F1 per class, pixel accuracy, NLL and ECE with
+and without calibration), confusion.json and confusion.png, and gallery.png (the split's first
+pets by pet id: photo, true mask, predicted mask, errors). The same metrics and pictures go to
+TensorBoard in the run folder.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data_tools import partition
+from pipeline import stage
+from seg import calibration
+from seg import inference
+from seg import input_pipeline
+from seg import metrics
+from seg import pictures
+
+GALLERY_SIZE = 12
+
+
+def measure(outputs, temperature, batch_size):
+  """metrics.json's content for inference.SplitOutputs and a calibration temperature."""
+  matrix = inference.confusion(outputs.masks, outputs.predictions(), len(partition.CLASS_NAMES))
+  batches = outputs.batches(batch_size)
+  result = metrics.segmentation(matrix, partition.CLASS_NAMES)
+  result.update({
+      "examples": len(outputs.pet_ids), "temperature": temperature,
+      "nll": {"uncalibrated": metrics.nll(batches, 1.0),
+              "calibrated": metrics.nll(batches, temperature)},
+      "ece": {"uncalibrated": metrics.reliability(batches, 1.0)["ece"],
+              "calibrated": metrics.reliability(batches, temperature)["ece"]}})
+  return result, matrix
+
+
+def _write_json(value, path):
+  with open(path, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+    f.write("\n")
+
+
+def pictures_of(outputs, matrix, split, result, gallery_size):
+  """{file name: PIL image} of the gallery and the confusion matrix."""
+  return {
+      "gallery.png": pictures.gallery(
+          outputs, gallery_size, partition.CLASS_NAMES,
+          "%s split: the first %d pets by id; mean IoU %.4f over all %d"
+          % (split, min(gallery_size, len(outputs.pet_ids)), result["mean_iou"],
+             result["examples"])),
+      "confusion.png": pictures.confusion_matrix(
+          matrix, partition.CLASS_NAMES, "%s split: pixel accuracy %.4f" %
+          (split, result["pixel_accuracy"]))}
+
+
+def log_to_tensorboard(run_dir, split, result, images):
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  with writer.as_default(step=0):
+    for name, value in (("mean_iou", result["mean_iou"]),
+                        ("pixel_accuracy", result["pixel_accuracy"]),
+                        ("ece_calibrated", result["ece"]["calibrated"]),
+                        ("ece_uncalibrated", result["ece"]["uncalibrated"])):
+      tf.summary.scalar("%s/%s" % (split, name), value)
+    for name, image in images.items():
+      tf.summary.image("%s/%s" % (split, name[:-len(".png")]),
+                       np.asarray(image)[None])
+  writer.close()
+
+
+def evaluate_stage(store, splits, train, calibrated, config, settings, split="test",
+                   gallery_size=GALLERY_SIZE):
+  """The evaluate stage on partition, train and calibrate Results."""
+
+  def build(out, run_dir):
+    info = input_pipeline.split_info(splits.path)
+    model = inference.load_model(train.path, config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, split, config.eval_batch_size)
+    temperature = calibration.load_temperature(calibrated.path)
+    result, matrix = measure(outputs, temperature, config.eval_batch_size)
+    _write_json(result, os.path.join(out, "metrics.json"))
+    _write_json({"classes": list(partition.CLASS_NAMES), "rows": "true", "columns": "predicted",
+                 "pixels": matrix.tolist()}, os.path.join(out, "confusion.json"))
+    images = pictures_of(outputs, matrix, split, result, gallery_size)
+    for name, image in images.items():
+      pictures.save(image, os.path.join(out, name))
+    log_to_tensorboard(run_dir, split, result, images)
+    logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
+                 result["mean_iou"], result["pixel_accuracy"])
+    return result
+
+  params = {"model": config.record(), "split": split, "gallery_size": gallery_size,
+            "ece_bins": metrics.ECE_BINS}
+  inputs = {"splits": splits.digest, "train": train.digest, "calibrate": calibrated.digest}
+  return stage.run(store, "evaluate", params, inputs, settings.record(), build)

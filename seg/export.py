@@ -1,0 +1,140 @@
+"""The export stage: the trained, calibrated model in files that stock TensorFlow and Keras
+load with no reproseg code, with reproducible bytes.
+
+- saved_model/: a SavedModel whose serving signature takes a uint8 image batch of any size
+  ([n, h, w, 3]) and returns "class_ids" (int32 [n, h, w]) and "probabilities" (float32
+  [n, h, w, classes], calibrated: the temperature is baked in). The graph is the exact one the
+  pipeline runs (seg.exact_layers' ops are traced into it), so its masks are predict's.
+- model.keras: the same weights in Keras' stock layers, [n, size, size, 3] floats in 0..255 →
+  calibrated probabilities. Stock layers use the approximate rsqrt of batch norm, so its
+  probabilities may differ from the SavedModel's in the last bits.
+
+What would change the bytes from run to run, and what is done about it: the SavedModel's
+fingerprint.pb carries a random uuid (set here from the file's own hashes); a .keras file
+carries the save time (zip entry times and metadata.json's date_saved: dropped) and Python
+object ids (config.json's shared_object_id: renumbered in order of appearance).
+"""
+
+import hashlib
+import json
+import os
+import zipfile
+
+import keras
+import tensorflow as tf
+from tensorflow.core.protobuf import fingerprint_pb2
+
+from pipeline import stage
+from seg import calibration
+from seg import inference
+from seg import input_pipeline
+from seg import training
+
+SAVED_MODEL = "saved_model"
+KERAS_FILE = "model.keras"
+
+
+# --- The serving function -----------------------------------------------------------------------
+class Segmenter(tf.Module):
+  """images (uint8, any size) → class ids and calibrated probabilities at that size."""
+
+  def __init__(self, model, temperature, image_size):
+    super().__init__()
+    self.model = model
+    self._temperature = float(temperature)
+    self._image_size = int(image_size)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+  def serve(self, images):
+    size = tf.shape(images)[1:3]
+    # Antialiased bilinear, as close as TensorFlow gets to the partition stage's PIL resize.
+    x = tf.image.resize(tf.cast(images, tf.float32), [self._image_size] * 2, antialias=True)
+    logits = self.model(x, training=False)
+    probabilities = tf.image.resize(tf.nn.softmax(logits / self._temperature, -1), size)
+    return {"class_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
+            "probabilities": probabilities}
+
+
+# --- Files with reproducible bytes --------------------------------------------------------------
+def _fix_fingerprint(saved_model_dir):
+  """fingerprint.pb's uuid is random by design; make it a digest of the file's other fields."""
+  path = os.path.join(saved_model_dir, "fingerprint.pb")
+  fingerprint = fingerprint_pb2.FingerprintDef()
+  with open(path, "rb") as f:
+    fingerprint.ParseFromString(f.read())
+  fingerprint.ClearField("uuid")
+  content = fingerprint.SerializeToString(deterministic=True)
+  fingerprint.uuid = str(int.from_bytes(hashlib.sha256(content).digest()[:16], "big"))
+  with open(path, "wb") as f:
+    f.write(fingerprint.SerializeToString(deterministic=True))
+
+
+def write_saved_model(segmenter, path):
+  tf.saved_model.save(segmenter, path, signatures={"serving_default": segmenter.serve})
+  _fix_fingerprint(path)
+
+
+def _renumber_shared_objects(config):
+  """config with every shared_object_id (a Python id()) replaced by 1, 2, ... in order."""
+  numbers = {}
+
+  def walk(value):
+    if isinstance(value, dict):
+      return {k: (numbers.setdefault(v, len(numbers) + 1) if k == "shared_object_id" else walk(v))
+              for k, v in value.items()}
+    if isinstance(value, list):
+      return [walk(v) for v in value]
+    return value
+
+  return walk(config)
+
+
+def write_keras(model, path, scratch_path):
+  """model.save(), then the zip rewritten without times or object ids."""
+  model.save(scratch_path)
+  with zipfile.ZipFile(scratch_path) as source, zipfile.ZipFile(path, "w") as target:
+    for info in source.infolist():
+      data = source.read(info)
+      if info.filename == "metadata.json":
+        metadata = json.loads(data)
+        metadata.pop("date_saved", None)
+        data = json.dumps(metadata, sort_keys=True).encode()
+      elif info.filename == "config.json":
+        data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+      entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+      entry.external_attr = 0o644 << 16
+      target.writestr(entry, data, compress_type=info.compress_type)
+  os.unlink(scratch_path)
+
+
+# --- The models ---------------------------------------------------------------------------------
+def stock_keras_model(model, config, info, settings, temperature):
+  """The U-Net in Keras' own layers with model's weights, ending in calibrated softmax."""
+  stock = training.build_model(config, info, settings, exact=False)
+  stock.set_weights(model.get_weights())
+  scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(stock.output)
+  probabilities = keras.layers.Softmax(name="probabilities")(scaled)
+  return keras.Model(stock.input, probabilities, name=stock.name + "_calibrated")
+
+
+def export(model, config, info, settings, temperature, out_dir):
+  write_saved_model(Segmenter(model, temperature, info["image_size"]),
+                    os.path.join(out_dir, SAVED_MODEL))
+  write_keras(stock_keras_model(model, config, info, settings, temperature),
+              os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
+
+
+def export_stage(store, splits, train, calibrated, config, settings):
+  """The export stage on partition, train and calibrate Results."""
+
+  def build(out, unused_run_dir):
+    info = input_pipeline.split_info(splits.path)
+    model = inference.load_model(train.path, config, info, settings)
+    temperature = calibration.load_temperature(calibrated.path)
+    export(model, config, info, settings, temperature, out)
+    return {"temperature": temperature, "image_size": info["image_size"],
+            "classes": info["class_names"]}
+
+  inputs = {"splits": splits.digest, "train": train.digest, "calibrate": calibrated.digest}
+  return stage.run(store, "export", {"model": config.record()}, inputs, settings.record(),
+                   build)

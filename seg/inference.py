@@ -1,0 +1,58 @@
+"""A trained model at work: rebuilt from a train output, run over a split."""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import errors
+from seg import input_pipeline
+from seg import training
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOutputs:
+  """A whole split's examples and the model's logits, in stored order (by pet id)."""
+  pet_ids: list
+  images: np.ndarray  # uint8 [n, size, size, 3]
+  masks: np.ndarray   # uint8 [n, size, size], class ids
+  logits: np.ndarray  # float32 [n, size, size, classes]
+
+  def batches(self, batch_size):
+    """[(logits, masks)] in batches, as the calibration metrics take them."""
+    return [(self.logits[i:i + batch_size], self.masks[i:i + batch_size])
+            for i in range(0, len(self.masks), batch_size)]
+
+  def predictions(self):
+    return np.argmax(self.logits, -1).astype(np.uint8)
+
+
+def load_model(train_dir, config, info, settings):
+  """The U-Net of a training config with a train output's weights (from train_dir)."""
+  model = training.build_model(config, info, settings)
+  training.load_weights(model, train_dir)
+  return model
+
+
+def run_on_split(model, splits_dir, split, batch_size):
+  """SplitOutputs of a model over one split, batch by batch."""
+  dataset, _ = input_pipeline.records(splits_dir, split, key="pet_id")
+  forward = tf.function(lambda images: model(tf.cast(images, tf.float32), training=False))
+  pet_ids, images, masks, logits = [], [], [], []
+  for ids, image, mask in dataset.batch(batch_size):
+    pet_ids += [i.decode() for i in ids.numpy()]
+    images.append(image.numpy())
+    masks.append(mask.numpy())
+    logits.append(forward(image).numpy())
+  if not masks:
+    raise errors.Error("the %s split has no examples: a dataset this small leaves it empty; "
+                       "use more pets (--synthetic_images)" % split)
+  return SplitOutputs(pet_ids, np.concatenate(images), np.concatenate(masks),
+                      np.concatenate(logits))
+
+
+def confusion(masks, predictions, num_classes):
+  """int64 [true, predicted] pixel counts."""
+  flat = masks.astype(np.int64).ravel() * num_classes + predictions.astype(np.int64).ravel()
+  return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes,
+                                                                        num_classes)
