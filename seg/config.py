@@ -36,7 +36,10 @@ flags.DEFINE_integer("steps_per_epoch", None,
                      "Training steps per epoch; 0 means one pass over the training split. "
                      "Default: config.")
 flags.DEFINE_float("learning_rate", None, "Adam's learning rate. Default: config.")
-flags.DEFINE_float("dropout_rate", None, "Dropout in the first decoder block. Default: config.")
+flags.DEFINE_float("dropout_rate", None, "Dropout rate in the decoder. Default: config.")
+flags.DEFINE_integer("dropout_blocks", None,
+                     "Decoder blocks with dropout, from the first: 1 (reproseg's default) to 4 "
+                     "(the seed's U-Net). Default: config.")
 flags.DEFINE_bool("augment", None, "Random left-right flips (stateless, seeded). Default: config.")
 flags.DEFINE_float("batchnorm_momentum", None,
                    "Momentum of every BatchNormalization layer's moving statistics; unset keeps "
@@ -61,6 +64,7 @@ class TrainConfig:
   steps_per_epoch: int = 18
   learning_rate: float = 0.001
   dropout_rate: float = 0.5
+  dropout_blocks: int = 1
   augment: bool = True
   batchnorm_momentum: float = None  # None keeps each layer's own
   seeded_dropout: bool = True
@@ -79,6 +83,9 @@ class TrainConfig:
       raise errors.Error("learning_rate=%s: must be positive" % self.learning_rate)
     if not 0 <= self.dropout_rate < 1:
       raise errors.Error("dropout_rate=%s: must be in [0, 1)" % self.dropout_rate)
+    if not 0 <= self.dropout_blocks <= 4:
+      raise errors.Error("dropout_blocks=%s: the decoder has 4 blocks; use 0 to 4"
+                         % self.dropout_blocks)
     if self.batchnorm_momentum is not None and not 0 <= self.batchnorm_momentum < 1:
       raise errors.Error("batchnorm_momentum=%s: must be in [0, 1)" % self.batchnorm_momentum)
     if self.backbone_weights not in ("imagenet", "none") and not os.path.isfile(
@@ -133,7 +140,7 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
 
 
 OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size", "epochs",
-                  "steps_per_epoch", "learning_rate", "dropout_rate", "augment",
+                  "steps_per_epoch", "learning_rate", "dropout_rate", "dropout_blocks", "augment",
                   "batchnorm_momentum", "seeded_dropout", "eval_batch_size")
 
 

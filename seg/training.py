@@ -91,7 +91,8 @@ def build_model(config, info, settings, backbone_weights=None, exact=None):
   """The U-Net of a training config for a partition's splits.json info; exact layers as the
   settings say unless exact is given (export builds Keras' stock layers too)."""
   return unet.build(config.model_arch, info["image_size"], info["num_classes"], settings.seed,
-                    dropout_rate=config.dropout_rate, backbone_weights=backbone_weights,
+                    dropout_rate=config.dropout_rate, dropout_blocks=config.dropout_blocks,
+                    backbone_weights=backbone_weights,
                     freeze_backbone=config.freeze_backbone,
                     seeded_dropout=config.seeded_dropout,
                     batchnorm_momentum=config.batchnorm_momentum,

@@ -84,10 +84,12 @@ def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, exact):
   return layers.ReLU(name=name + "_relu")(x)
 
 
-def build(arch, image_size, num_classes, seed, dropout_rate=0.5, backbone_weights=None,
-          freeze_backbone=False, seeded_dropout=True, batchnorm_momentum=None, exact=True):
+def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=1,
+          backbone_weights=None, freeze_backbone=False, seeded_dropout=True,
+          batchnorm_momentum=None, exact=True):
   """The U-Net as a keras.Model from [batch, size, size, 3] floats in 0..255 to logits.
 
+  dropout_blocks: decoder blocks with dropout, from the first (the seed's U-Net: all 4).
   backbone_weights: a weights file for the encoder (ImageNet or other), or None.
   seeded_dropout=False leaves dropout unseeded: the seed's Figure 9 experiment.
   batchnorm_momentum: if set, for every BatchNormalization layer. keras.applications' 0.999
@@ -110,8 +112,7 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, backbone_weight
   skips = encoder(_preprocess(arch, images))
   x = skips[-1]
   for i, (filters, skip) in enumerate(zip(DECODER_FILTERS, reversed(skips[:-1]))):
-    # Dropout in the first decoder block, as pix2pix's decoder has it.
-    x = _up_block(x, filters, seed, "up%d" % i, dropout_rate if i == 0 else 0.0,
+    x = _up_block(x, filters, seed, "up%d" % i, dropout_rate if i < dropout_blocks else 0.0,
                   seeded_dropout, exact)
     x = layers.Concatenate(name="skip%d" % i)([x, skip])
   logits = _layer_types(exact)[1](

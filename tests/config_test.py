@@ -77,6 +77,7 @@ class ConfigTest(absltest.TestCase):
     for overrides, pattern in (({"batch_size": 0}, "batch_size=0"),
                                ({"learning_rate": -1.0}, "learning_rate"),
                                ({"dropout_rate": 1.0}, "dropout_rate"),
+                               ({"dropout_blocks": 5}, "dropout_blocks=5"),
                                ({"model_arch": "resnet"}, "model_arch 'resnet'"),
                                ({"backbone_weights": "/nonexistent.h5"}, "backbone_weights")):
       with self.assertRaisesRegex(errors.Error, pattern):
