@@ -14,5 +14,9 @@ def download():
   return dataset.prepare(cli.open_store(), dataset.config_from_flags(), settings, upto="download")
 
 
+# The modules whose flags this binary reads, as --help groups them.
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli))
+
+
 if __name__ == "__main__":
-  cli.run(download)
+  cli.run(download, FLAG_GROUPS)

@@ -14,5 +14,9 @@ def partition():
   return dataset.prepare(cli.open_store(), dataset.config_from_flags(), settings)
 
 
+# The modules whose flags this binary reads, as --help groups them.
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli))
+
+
 if __name__ == "__main__":
-  cli.run(partition)
+  cli.run(partition, FLAG_GROUPS)

@@ -26,9 +26,28 @@ def open_store():
   return storelib.Store(FLAGS.store, verify_on_hit=FLAGS.verify_store)
 
 
-def run(function):
+_HELP = ("--help", "-h", "-?", "--helpshort")
+
+
+def help_text(main_module, flag_groups):
+  """The binary's docstring, its own flags, then each (title, module)'s flags."""
+  sections = [(main_module.__doc__ or "").strip()]
+  for title, module in [("its own", "__main__")] + list(flag_groups):
+    listed = FLAGS.module_help(module).strip().split("\n", 1)  # drop absl's module heading
+    if len(listed) == 2:
+      sections.append("%s flags (%s):\n%s" % (
+          title, getattr(module, "__name__", os.path.basename(sys.argv[0])), listed[1]))
+  sections.append("--helpfull lists every flag, absl's and TensorFlow's included.")
+  return "\n\n".join(sections)
+
+
+def run(function, flag_groups=()):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
-  each stage result it returns, and reports errors.Error as one line, exit status 1."""
+  each stage result it returns, and reports errors.Error as one line, exit status 1.
+
+  flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
+  their flags by group after the binary's own.
+  """
 
   def main(argv):
     if len(argv) > 1:
@@ -43,6 +62,9 @@ def run(function):
       stage.report(result)
 
   chdir_to_working_directory()
+  if any(arg in _HELP for arg in sys.argv[1:]):
+    print(help_text(sys.modules["__main__"], flag_groups))
+    sys.exit(0)
   app.run(main)
 
 

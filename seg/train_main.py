@@ -1,12 +1,15 @@
 """bazel run //seg:train -- [--dataset=synthetic] [--flagfile=FILE] [flags]
 
 Trains the U-Net, running (or taking from the store) download and partition first, and
-prints every stage's output digest and key. See --helpfull for every seed and switch.
+prints every stage's output digest and key. --help lists its flags by group.
 """
 
 from absl import flags
 
+from data_tools import dataset
 from pipeline import cli
+from pipeline import determinism
+from seg import config
 from seg import launch
 
 FLAGS = flags.FLAGS
@@ -16,5 +19,12 @@ def train():
   return launch.run_stages("train", stop_after_epochs=FLAGS.stop_after_epochs)
 
 
+# The modules whose flags this binary reads, as --help groups them.
+FLAG_GROUPS = (("training", config),
+               ("data", dataset),
+               ("determinism", determinism),
+               ("store", cli))
+
+
 if __name__ == "__main__":
-  cli.run(train)
+  cli.run(train, FLAG_GROUPS)

@@ -132,6 +132,29 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(os.listdir(os.path.join(store, "objects")), [])
     self.assertEqual(os.listdir(os.path.join(store, "keys")), [])
 
+  def test_help_lists_each_binarys_flags_by_group(self):
+    data = ("data flags (data_tools.dataset):", "--dataset", "--source", "--image_size")
+    determinism = ("determinism flags (pipeline.determinism):", "--seed", "--[no]portable",
+                   "--[no]deterministic", "--onednn_max_cpu_isa")
+    store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store")
+    training = ("training flags (seg.config):", "--batch_size", "--epochs",
+                "--learning_rate", "--model_arch", "--hyperparam_fn_path")
+    expected = {
+        "data_tools/download": data + determinism + store,
+        "data_tools/partition": data + determinism + store,
+        "seg/train": training + data + determinism + store,
+        "seg/calibrate": training + data + determinism + store,
+        "seg/evaluate": ("--split", "--gallery_size") + training + data + determinism + store,
+        "seg/export": training + data + determinism + store,
+        "seg/predict": ("--image", "--images", "--model", "--output_dir") + training + store,
+    }
+    for binary, names in expected.items():
+      result = run(binary, ["--help"])
+      self.assertEqual(result.returncode, 0, binary + result.stderr[-2000:])
+      for name in names:
+        self.assertIn(name, result.stdout, binary)
+      self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out
+
   def test_helpfull_documents_every_seed_and_switch(self):
     result = run("seg/train", ["--helpfull"])  # absl exits 1 after help
     for flag in ("--seed", "--[no]deterministic", "--[no]portable", "--inter_op_threads",
