@@ -56,14 +56,15 @@ def _check_member(member, archive_name):
                        % (archive_name, name))
 
 
-def extract(archive_path, destination):
+def extract(archive_path, destination, name=None):
   """Extracts regular files and folders of a .tar.gz (or plain .tar) into destination.
 
   Refuses, before writing anything, archives with absolute or `..` member names, links or
-  device files. Raises ArchiveError naming the archive on any damage (e.g. truncation).
+  device files. Raises ArchiveError naming the archive (as `name`, the name the user knows,
+  when the file is a store blob named by its digest) on any damage (e.g. truncation).
   Returns the number of files extracted.
   """
-  name = os.path.basename(archive_path)
+  name = name or os.path.basename(archive_path)
   destination = os.path.realpath(destination)
   try:
     with tarfile.open(archive_path, mode="r:*") as tar:
@@ -88,8 +89,8 @@ def extract(archive_path, destination):
             dst.write(chunk)
         count += 1
   except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-    raise ArchiveError("%s is damaged or truncated (%s: %s): delete it and download it again, "
-                       "or pass an intact copy with --source" % (archive_path,
-                                                                 type(e).__name__, e)) from e
+    raise ArchiveError("%s is damaged or truncated (%s: %s; the file is %s): delete it and "
+                       "download it again, or pass an intact copy with --source"
+                       % (name, type(e).__name__, e, archive_path)) from e
   return count
 

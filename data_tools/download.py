@@ -41,7 +41,9 @@ def run_stage(store, found, mirrors, timeout, dataset):
     with store.staging(prefix="extract-") as extracted:
       for name in sorted(paths):
         logging.info("download: extracting %s", name)
-        archive.extract(paths[name], extracted)
+        # Errors name the archive as the user knows it; its path may be a store blob.
+        archive.extract(paths[name], extracted,
+                        name="%s (sha256 %s…)" % (name, inputs[name][:12]))
       details = petset.build(extracted, out)
     details["archives"] = {name: {"sha256": sha256, "pinned": pinned}
                            for name, _, sha256, pinned in found}

@@ -9,6 +9,7 @@ import threading
 
 from absl.testing import absltest
 
+from data_tools import archive
 from data_tools import dataset
 from data_tools import fetch
 from data_tools import synthetic
@@ -161,6 +162,21 @@ class SourceTest(absltest.TestCase):
         dataset.DataConfig(source=source, allow_unpinned_archives=True), settings)
     self.assertEqual(from_source.digest, from_synthetic.digest)
     self.assertEqual(from_source.key, from_synthetic.key)
+
+  def test_a_hostile_archive_is_named_as_the_user_knows_it(self):
+    source = self.create_tempdir().full_path
+    shutil.copy(os.path.join(self.source, "annotations.tar.gz"), source)
+    hostile = os.path.join(source, "images.tar.gz")
+    archive.write_tar_gz(hostile, {"/tmp/evil": b"x"})
+    with open(hostile, "rb") as f:
+      sha256 = hashlib.sha256(f.read()).hexdigest()
+    config = dataset.DataConfig(source=source, allow_unpinned_archives=True)
+    with self.assertRaises(errors.Error) as raised:
+      dataset.download_stage(self.store, config, self.settings)
+    self.assertEqual(str(raised.exception),
+                     "images.tar.gz (sha256 %s…): member '/tmp' has an absolute path; "
+                     "refusing to extract this archive" % sha256[:12])
+    self.assertEqual(os.listdir(os.path.join(self.store.root, "objects")), [])
 
   def test_a_missing_archive_is_named(self):
     empty = self.create_tempdir().full_path
