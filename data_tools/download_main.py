@@ -19,4 +19,4 @@ FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli))
 
 
 if __name__ == "__main__":
-  cli.run(download, FLAG_GROUPS)
+  cli.run(download, FLAG_GROUPS, next_target=("//data_tools:partition",))

@@ -17,6 +17,7 @@ from absl import logging
 from PIL import Image
 
 from pipeline import errors
+from pipeline import tensorflow_startup
 from pipeline import stage
 
 SPLITS = ("training", "validation", "calibration", "test")
@@ -74,7 +75,8 @@ def _example(tf, index, pet_id, metadata, image, mask):
 
 def write_splits(petset_dir, out_dir, image_size, examples_per_shard=1000, log_every=1000):
   """Writes the split shards and splits.json into out_dir; returns the details (counts)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tensorflow_startup.quiet():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
   check_image_size(image_size)
   pet_ids = sorted(os.listdir(petset_dir))
   members = {split: [p for p in pet_ids if split_of(p) == split] for split in SPLITS}

@@ -19,4 +19,4 @@ FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli))
 
 
 if __name__ == "__main__":
-  cli.run(partition, FLAG_GROUPS)
+  cli.run(partition, FLAG_GROUPS, next_target=("//seg:train",))

@@ -1,6 +1,7 @@
 """What every stage's main shares: the --store flags and plain error reports."""
 
 import os
+import shlex
 import sys
 
 from absl import app
@@ -41,12 +42,37 @@ def help_text(main_module, flag_groups):
   return "\n\n".join(sections)
 
 
-def run(function, flag_groups=()):
+def _duration(seconds):
+  minutes, seconds = divmod(round(seconds), 60)
+  return "%dm%02ds" % (minutes, seconds) if minutes else "%ds" % seconds
+
+
+def summary(results, next_target=None):
+  """Lines closing a run: each stage's cache hit or time and folder, the headline metrics
+  (a stage's details["headline"]), and the command to try next with the same flags."""
+  lines = ["", "%-10s %-13s %s" % ("stage", "result", "output folder")]
+  for r in results:
+    took = ("cache hit" if r.cached else
+            "made in " + _duration(r.manifest["provenance"]["wall_seconds"]))
+    lines.append("%-10s %-13s %s" % (r.name, took, r.path))
+  headlines = ["%s: %s" % (r.name, (r.manifest.get("details") or {}).get("headline"))
+               for r in results if (r.manifest.get("details") or {}).get("headline")]
+  lines += headlines
+  if next_target:
+    target, *extra = next_target
+    bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
+    arguments = " ".join([shlex.quote(a) for a in sys.argv[1:]] + extra)
+    lines.append("next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else ""))
+  return lines
+
+
+def run(function, flag_groups=(), next_target=None):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
   each stage result it returns, and reports errors.Error as one line, exit status 1.
 
   flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
   their flags by group after the binary's own.
+  next_target: (Bazel target, extra flag...) a user would run next, with this run's flags.
   """
 
   def main(argv):
@@ -60,6 +86,8 @@ def run(function, flag_groups=()):
       sys.exit(1)
     for result in results:
       stage.report(result)
+    if results:
+      print("\n".join(summary(results, next_target)))
 
   chdir_to_working_directory()
   if any(arg in _HELP for arg in sys.argv[1:]):

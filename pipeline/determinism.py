@@ -23,6 +23,7 @@ from absl import flags
 
 from pipeline import digest
 from pipeline import errors
+from pipeline import tensorflow_startup
 
 FLAGS = flags.FLAGS
 
@@ -230,13 +231,33 @@ def set_environment(settings):
   os.environ.update(env)
 
 
+def describe(settings):
+  """One line for the terminal: the mode and switches in force."""
+  pools = "/".join(str(n) if n else "TensorFlow's" for n in (settings.inter_op_threads,
+                                                             settings.intra_op_threads))
+  return ("determinism: %s, seed %d, op determinism %s, thread pools %s, oneDNN %s%s"
+          % ("portable" if settings.portable else "same-machine (--noportable)", settings.seed,
+             "on" if settings.deterministic else "off", pools,
+             ("capped at " + settings.onednn_max_cpu_isa
+              if settings.onednn_max_cpu_isa != "native" else "native")
+             if settings.onednn else "off",
+             ", exact layers" if settings.exact_layers else ""))
+
+
 def apply(settings):
-  """Puts the settings in force for this process: environment, TensorFlow, seeds.
+  """Puts the settings in force for this process: environment, TensorFlow, seeds; prints
+  describe(settings) in place of TensorFlow's start-up lines (pipeline.tensorflow_startup).
 
   Raises errors.Error if this CPU cannot give the portable bits (check_cpu).
   """
   check_cpu(settings)
   set_environment(settings)
+  with tensorflow_startup.quiet():
+    _start_tensorflow(settings)
+  print(describe(settings), file=sys.stderr, flush=True)
+
+
+def _start_tensorflow(settings):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   try:
@@ -246,6 +267,7 @@ def apply(settings):
     if (tf.config.threading.get_inter_op_parallelism_threads() != settings.inter_op_threads or
         tf.config.threading.get_intra_op_parallelism_threads() != settings.intra_op_threads):
       raise RuntimeError("TensorFlow already started with other thread pools: %s" % e) from e
+  tf.config.list_physical_devices()  # CUDA probing happens here, inside quiet()
   if settings.deterministic:
     from fwr13y.d9m.tensorflow import enable_determinism  # pylint: disable=g-import-not-at-top
     with contextlib.redirect_stdout(sys.stderr):  # its notice is not a result

@@ -24,4 +24,4 @@ FLAG_GROUPS = (("training", config),
 
 
 if __name__ == "__main__":
-  cli.run(calibrate, FLAG_GROUPS)
+  cli.run(calibrate, FLAG_GROUPS, next_target=("//seg:evaluate",))

@@ -61,7 +61,10 @@ def calibrate_stage(store, splits, train, config, settings):
     logging.info("calibrate: T = %.4f; ECE %.4f → %.4f; NLL %.4f → %.4f", report["temperature"],
                  report["ece"]["before"], report["ece"]["after"], report["nll"]["before"],
                  report["nll"]["after"])
-    return {k: report[k] for k in ("temperature", "nll", "ece", "examples")}
+    details = {k: report[k] for k in ("temperature", "nll", "ece", "examples")}
+    details["headline"] = "T %.3f, ECE %.4f → %.4f" % (
+        report["temperature"], report["ece"]["before"], report["ece"]["after"])
+    return details
 
   params = {"model": config.record(), "method": "temperature", "ece_bins": metrics.ECE_BINS,
             "search": SEARCH}

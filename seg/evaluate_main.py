@@ -32,4 +32,4 @@ FLAG_GROUPS = (("training", config),
 
 
 if __name__ == "__main__":
-  cli.run(evaluate, FLAG_GROUPS)
+  cli.run(evaluate, FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))

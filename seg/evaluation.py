@@ -90,7 +90,8 @@ def evaluate_stage(store, splits, train, calibrated, config, settings, split="te
     log_to_tensorboard(run_dir, split, result, images)
     logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
                  result["mean_iou"], result["pixel_accuracy"])
-    return result
+    return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
+        split, result["mean_iou"], result["pixel_accuracy"]))
 
   params = {"model": config.record(), "split": split, "gallery_size": gallery_size,
             "ece_bins": metrics.ECE_BINS}

@@ -25,4 +25,4 @@ FLAG_GROUPS = (("training", config),
 
 
 if __name__ == "__main__":
-  cli.run(export, FLAG_GROUPS)
+  cli.run(export, FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))

@@ -1,6 +1,8 @@
 """What the stage mains share: settings, data and training configs from their flags, the
 determinism switches applied before TensorFlow loads, then a seg.stages function."""
 
+from absl import flags
+
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
@@ -8,10 +10,12 @@ from seg import config
 
 
 def run_stages(name, **kwargs):
-  """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags."""
+  """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
+  (seg.config's --stop_after_epochs included)."""
   settings = determinism.from_flags()
   data_config = dataset.config_from_flags()
   train_config = config.from_flags()
   determinism.apply(settings)  # before TensorFlow is imported
   from seg import stages  # pylint: disable=g-import-not-at-top
-  return getattr(stages, name)(cli.open_store(), data_config, train_config, settings, **kwargs)
+  return getattr(stages, name)(cli.open_store(), data_config, train_config, settings,
+                               stop_after_epochs=flags.FLAGS.stop_after_epochs, **kwargs)

@@ -1,7 +1,8 @@
 """The seg pipeline, each function running the stages before its own (or taking them from the
 store): data stages → train → calibrate → evaluate (or export). Each returns every stage's Result.
 
-TensorFlow code is imported inside, after determinism.apply() has run.
+TensorFlow code is imported inside, after determinism.apply() has run. stop_after_epochs
+reaches the train stage from any of them (tests stop and resume the whole pipeline).
 """
 
 from data_tools import dataset
@@ -14,24 +15,25 @@ def train(store, data_config, train_config, settings, stop_after_epochs=0):
                                          stop_after_epochs)]
 
 
-def calibrate(store, data_config, train_config, settings):
+def calibrate(store, data_config, train_config, settings, stop_after_epochs=0):
   from seg import calibration  # pylint: disable=g-import-not-at-top
-  results = train(store, data_config, train_config, settings)
+  results = train(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained = results[-2:]
   return results + [calibration.calibrate_stage(store, splits, trained, train_config, settings)]
 
 
-def export(store, data_config, train_config, settings):
+def export(store, data_config, train_config, settings, stop_after_epochs=0):
   from seg import export as export_lib  # pylint: disable=g-import-not-at-top
-  results = calibrate(store, data_config, train_config, settings)
+  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained, calibrated = results[-3:]
   return results + [export_lib.export_stage(store, splits, trained, calibrated, train_config,
                                             settings)]
 
 
-def evaluate(store, data_config, train_config, settings, split="test", gallery_size=12):
+def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, split="test",
+             gallery_size=12):
   from seg import evaluation  # pylint: disable=g-import-not-at-top
-  results = calibrate(store, data_config, train_config, settings)
+  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained, calibrated = results[-3:]
   return results + [evaluation.evaluate_stage(store, splits, trained, calibrated, train_config,
                                               settings, split, gallery_size)]

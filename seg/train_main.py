@@ -4,19 +4,15 @@ Trains the U-Net, running (or taking from the store) download and partition firs
 prints every stage's output digest and key. --help lists its flags by group.
 """
 
-from absl import flags
-
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from seg import config
 from seg import launch
 
-FLAGS = flags.FLAGS
-
 
 def train():
-  return launch.run_stages("train", stop_after_epochs=FLAGS.stop_after_epochs)
+  return launch.run_stages("train")
 
 
 # The modules whose flags this binary reads, as --help groups them.
@@ -27,4 +23,4 @@ FLAG_GROUPS = (("training", config),
 
 
 if __name__ == "__main__":
-  cli.run(train, FLAG_GROUPS)
+  cli.run(train, FLAG_GROUPS, next_target=("//seg:evaluate",))

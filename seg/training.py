@@ -249,8 +249,9 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0):
             "backbone_weights": digest.file_digest(weights) if weights else None}
 
   def build(out, run_dir):
-    return train_and_evaluate(config, splits.path, out, run_dir, settings,
-                              backbone_weights=weights, stop_after_epochs=stop_after_epochs)
+    details = train_and_evaluate(config, splits.path, out, run_dir, settings,
+                                 backbone_weights=weights, stop_after_epochs=stop_after_epochs)
+    return dict(details, headline="validation IoU %.4f" % details["validation"]["iou"])
 
   params = config.record()
   if not config.seeded_dropout:
