@@ -5,10 +5,7 @@ taking from the store) download, partition and train first. Writes calibration.j
 reliability.png; prints every stage's output digest and key.
 """
 
-from data_tools import dataset
 from pipeline import cli
-from pipeline import determinism
-from seg import config
 from seg import launch
 
 
@@ -16,12 +13,5 @@ def calibrate():
   return launch.run_stages("calibrate")
 
 
-# The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("training", config),
-               ("data", dataset),
-               ("determinism", determinism),
-               ("store", cli))
-
-
 if __name__ == "__main__":
-  cli.run(calibrate, FLAG_GROUPS, next_target=("//seg:evaluate",))
+  cli.run(calibrate, launch.FLAG_GROUPS, next_target=("//seg:evaluate",))

@@ -7,11 +7,8 @@ confusion.png and gallery.png; prints every stage's output digest and key.
 
 from absl import flags
 
-from data_tools import dataset
 from data_tools import partition
 from pipeline import cli
-from pipeline import determinism
-from seg import config
 from seg import launch
 
 FLAGS = flags.FLAGS
@@ -24,12 +21,5 @@ def evaluate():
   return launch.run_stages("evaluate", split=FLAGS.split, gallery_size=FLAGS.gallery_size)
 
 
-# The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("training", config),
-               ("data", dataset),
-               ("determinism", determinism),
-               ("store", cli))
-
-
 if __name__ == "__main__":
-  cli.run(evaluate, FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))
+  cli.run(evaluate, launch.FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))

@@ -6,10 +6,7 @@ calibrated probabilities) and model.keras, both loadable without reproseg. Print
 stage's output digest and key, and the export's folder.
 """
 
-from data_tools import dataset
 from pipeline import cli
-from pipeline import determinism
-from seg import config
 from seg import launch
 
 
@@ -17,12 +14,5 @@ def export():
   return launch.run_stages("export")
 
 
-# The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("training", config),
-               ("data", dataset),
-               ("determinism", determinism),
-               ("store", cli))
-
-
 if __name__ == "__main__":
-  cli.run(export, FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))
+  cli.run(export, launch.FLAG_GROUPS, next_target=("//seg:predict", "--image=PHOTO.jpg"))

@@ -9,6 +9,11 @@ from pipeline import determinism
 from seg import config
 
 
+# The modules whose flags run_stages reads, as every seg binary's --help groups them.
+FLAG_GROUPS = (("training", config), ("data", dataset), ("determinism", determinism),
+               ("store", cli))
+
+
 def run_stages(name, **kwargs):
   """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
   (seg.config's --stop_after_epochs included)."""

@@ -11,12 +11,10 @@ import sys
 
 from absl import flags
 
-from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
 from pipeline import stage
-from seg import config
 from seg import launch
 from seg import prediction
 
@@ -53,12 +51,5 @@ def predict():
   return []
 
 
-# The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("training", config),
-               ("data", dataset),
-               ("determinism", determinism),
-               ("store", cli))
-
-
 if __name__ == "__main__":
-  cli.run(predict, FLAG_GROUPS)
+  cli.run(predict, launch.FLAG_GROUPS)
