@@ -4,7 +4,9 @@ machine without a GPU), kept off the terminal unless asked for.
 They are written by native code straight to file descriptor 2, before TensorFlow reads
 TF_CPP_MIN_LOG_LEVEL (in TF 2.21 that variable does not silence them), so quiet() captures the
 descriptor itself while TensorFlow starts and then replays every line that is not one of the
-known notices: a real error still shows.
+known notices: a real error still shows. It also sets TF_CPP_MIN_LOG_LEVEL=1 for the rest of
+the run, which hides TensorFlow's later INFO lines (e.g. TFRecordDataset's buffer size) and
+keeps its warnings and errors.
 """
 
 import contextlib
@@ -32,8 +34,12 @@ NOTICES = re.compile(
     r"|^fwr13y\.d9m\.tensorflow\.enable_determinism .* has been applied")
 
 
+# The user's own setting, read before quiet() sets one.
+_USER_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+
+
 def shown():
-  return ("TF_CPP_MIN_LOG_LEVEL" in os.environ or
+  return (_USER_LEVEL is not None or
           (flags.FLAGS.is_parsed() and flags.FLAGS.tensorflow_startup_log))
 
 
@@ -43,6 +49,7 @@ def quiet():
   if shown():
     yield
     return
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"  # INFO off, warnings and errors on
   sys.stderr.flush()
   saved = os.dup(2)
   with tempfile.TemporaryFile() as capture:

@@ -41,9 +41,9 @@ def records(splits_dir, split, key="index"):
     raise ValueError("unknown split %r" % split)
   info = split_info(splits_dir)
   files = [os.path.join(splits_dir, name) for name in info["shards"][split]]
-  # The read buffer is TensorFlow's default, given so that it does not log that it chose it.
-  dataset = tf.data.TFRecordDataset(files, buffer_size=256 << 10).map(
-      _parse(info["image_size"], key), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = tf.data.TFRecordDataset(files).map(_parse(info["image_size"], key),
+                                               num_parallel_calls=tf.data.AUTOTUNE,
+                                               deterministic=True)
   return dataset, info["counts"][split]
 
 

@@ -24,6 +24,12 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     stages = stage_lines(first.stdout)
     self.assertEqual([s[0] for s in stages], list(STAGES))
+    self.assertIn("determinism: portable, seed 42, op determinism on", first.stderr)
+    for chatter in ("I0000", "E0000", "cuInit", "oneDNN custom operations"):
+      self.assertNotIn(chatter, first.stderr)
+    self.assertIn("\nstage      result        output folder\n", first.stdout)
+    self.assertIn("\nevaluate: test mean IoU ", first.stdout)
+    self.assertIn("\nnext: ./dev bazel run //seg:predict -- --dataset=synthetic", first.stdout)
     self.assertFalse(any(s[3] for s in stages))
     second = run(PIPELINE, TINY + ["--store=" + store])
     self.assertEqual(second.returncode, 0, second.stderr[-3000:])
@@ -109,6 +115,17 @@ class PipelineTest(absltest.TestCase):
     self.assertNotEqual(after[2][2], before[2][2])
     # A comment changes keys, not bits.
     self.assertEqual([s[1] for s in after], [s[1] for s in before])
+
+  def test_tensorflow_startup_lines_only_when_asked(self):
+    def partition(*extra):  # in a store of its own: a cache hit would not start TensorFlow
+      return run("data_tools/partition",
+                 TINY[:4] + ["--store=" + self.create_tempdir().full_path] + list(extra))
+
+    quiet, shown = partition(), partition("--tensorflow_startup_log")
+    for result in (quiet, shown):
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertNotIn("oneDNN custom operations", quiet.stderr)
+    self.assertIn("oneDNN custom operations", shown.stderr)  # the control
 
   def test_partition_alone_shares_the_data_stages(self):
     store = self.create_tempdir().full_path
