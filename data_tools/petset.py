@@ -15,7 +15,6 @@ counted in the stage manifest. Nothing is changed silently and nothing crashes t
 
 import collections
 import io
-import json
 import os
 
 import numpy as np
@@ -23,6 +22,7 @@ from absl import logging
 from PIL import Image
 
 from data_tools import oxford
+from pipeline import digest
 from pipeline import errors
 
 _VALID_TRIMAP = frozenset((oxford.TRIMAP_PET, oxford.TRIMAP_BACKGROUND, oxford.TRIMAP_BORDER))
@@ -152,8 +152,7 @@ def build(extracted, out_dir, log_every=1000):
     pet_dir = os.path.join(out_dir, stem)
     os.makedirs(pet_dir)
     for file_name, data in (("image.jpg", image), ("mask.png", trimap),
-                            ("metadata.json", (json.dumps(metadata, indent=1, sort_keys=True)
-                                               + "\n").encode())):
+                            ("metadata.json", digest.readable_json(metadata))):
       with open(os.path.join(pet_dir, file_name), "wb") as f:
         f.write(data)
   for name in sorted(os.listdir(trimaps_dir)):

@@ -30,6 +30,12 @@ def canonical_json(record):
                     allow_nan=False).encode("utf-8")
 
 
+def readable_json(value):
+  """The bytes of a JSON file in a stage output: sorted keys, indent 1, ASCII, a final
+  newline. One encoding everywhere, so equal values give equal files."""
+  return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode("ascii")
+
+
 def record_digest(record):
   return bytes_digest(canonical_json(record))
 

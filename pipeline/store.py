@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import shutil
-import stat
 import tempfile
 
 from absl import logging
@@ -81,6 +80,11 @@ def _fsync_tree(root):
     for name in filenames:
       _fsync_path(os.path.join(dirpath, name))
     _fsync_path(dirpath)
+
+
+def write_json(path, value):
+  """A JSON file of an output, in digest.readable_json's encoding, written atomically."""
+  write_file_atomically(path, digestlib.readable_json(value))
 
 
 def write_file_atomically(path, data):

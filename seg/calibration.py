@@ -13,6 +13,7 @@ import os
 from absl import logging
 
 from pipeline import stage
+from pipeline import store as storelib
 from seg import inference
 from seg import input_pipeline
 from seg import metrics
@@ -35,9 +36,7 @@ def calibrate(outputs, batch_size):
 
 
 def write(report, out_dir):
-  with open(os.path.join(out_dir, CALIBRATION_FILE), "w") as f:
-    json.dump(report, f, indent=1, sort_keys=True)
-    f.write("\n")
+  storelib.write_json(os.path.join(out_dir, CALIBRATION_FILE), report)
   pictures.save(pictures.reliability_diagram(
       report["reliability"]["before"], report["reliability"]["after"], report["temperature"],
       "Reliability on the calibration split (%d pets, %d pixels)"

@@ -6,7 +6,6 @@ pets by pet id: photo, true mask, predicted mask, errors). The same metrics and 
 TensorBoard in the run folder.
 """
 
-import json
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ from absl import logging
 
 from data_tools import partition
 from pipeline import stage
+from pipeline import store as storelib
 from seg import calibration
 from seg import inference
 from seg import input_pipeline
@@ -36,12 +36,6 @@ def measure(outputs, temperature, batch_size):
       "ece": {"uncalibrated": metrics.reliability(batches, 1.0)["ece"],
               "calibrated": metrics.reliability(batches, temperature)["ece"]}})
   return result, matrix
-
-
-def _write_json(value, path):
-  with open(path, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-    f.write("\n")
 
 
 def pictures_of(outputs, matrix, split, result, gallery_size):
@@ -81,9 +75,10 @@ def evaluate_stage(store, splits, train, calibrated, config, settings, split="te
     outputs = inference.run_on_split(model, splits.path, split, config.eval_batch_size)
     temperature = calibration.load_temperature(calibrated.path)
     result, matrix = measure(outputs, temperature, config.eval_batch_size)
-    _write_json(result, os.path.join(out, "metrics.json"))
-    _write_json({"classes": list(partition.CLASS_NAMES), "rows": "true", "columns": "predicted",
-                 "pixels": matrix.tolist()}, os.path.join(out, "confusion.json"))
+    storelib.write_json(os.path.join(out, "metrics.json"), result)
+    storelib.write_json(os.path.join(out, "confusion.json"),
+                     {"classes": list(partition.CLASS_NAMES), "rows": "true",
+                      "columns": "predicted", "pixels": matrix.tolist()})
     images = pictures_of(outputs, matrix, split, result, gallery_size)
     for name, image in images.items():
       pictures.save(image, os.path.join(out, name))

@@ -23,6 +23,7 @@ from pipeline import arrays
 from pipeline import digest
 from pipeline import errors
 from pipeline import stage
+from pipeline import store as storelib
 from seg import input_pipeline
 from seg import metrics
 from seg import unet
@@ -204,9 +205,7 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
              "weights_digest": fingerprint["digest"]}
   for name, value in (("fingerprint.json", fingerprint), ("history.json", history),
                       ("metrics.json", result)):
-    with open(os.path.join(out_dir, name), "w") as f:
-      json.dump(value, f, indent=1, sort_keys=True)
-      f.write("\n")
+    storelib.write_json(os.path.join(out_dir, name), value)
   logging.info("train: validation IoU %.4f, weights digest %s", validation["iou"],
                fingerprint["digest"])
   return result
