@@ -42,7 +42,7 @@ def _seed(store, scratch, manifest):
     if not os.path.exists(target):
       shutil.copytree(source, target, copy_function=os.link)
       shutil.copyfile(source + ".sha256", target + ".sha256")
-    scratch.record(upstream["key"], upstream)
+    scratch.write_manifest(upstream["key"], upstream)
   for m in chain:
     for value in m["key_record"]["inputs"].values():
       if isinstance(value, str) and store.has_blob(value) and not scratch.has_blob(value):

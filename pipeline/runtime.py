@@ -1,4 +1,4 @@
-"""The runtime fingerprint that goes into every stage key: what, besides code, flags and
+"""The runtime record that goes into every stage key: what, besides code, flags and
 inputs, can change a stage's bytes."""
 
 import importlib.metadata
@@ -20,7 +20,7 @@ def lock_digest():
     return None
 
 
-def fingerprint(determinism_record):
+def runtime_record(determinism_record):
   """A JSON-able record of the interpreter, packages and determinism switches in force."""
   versions = {}
   for name in PACKAGES:

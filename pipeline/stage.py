@@ -37,7 +37,7 @@ def key_record(name, build, params, inputs, determinism_record):
       "code": code.code_record(build),
       "params": params,
       "inputs": inputs,
-      "runtime": runtime.fingerprint(determinism_record),
+      "runtime": runtime.runtime_record(determinism_record),
   }
 
 
@@ -99,5 +99,5 @@ def run(store, name, params, inputs, determinism_record, build):
             "wall_seconds": round(time.monotonic() - clock, 3),
         },
     }
-    store.record(key, manifest)
+    store.write_manifest(key, manifest)
   return Result(name, key, output, store.object_path(output), False, manifest)

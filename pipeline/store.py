@@ -207,7 +207,7 @@ class Store:
     return os.path.isfile(self.blob_path(sha256))
 
   # --- Keys and manifests ----------------------------------------------------------------------
-  def record(self, key, manifest):
+  def write_manifest(self, key, manifest):
     write_file_atomically(self.manifest_path(key),
                           (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
