@@ -75,6 +75,21 @@ def lineage(store, manifest):
   return chain
 
 
+def descendants(store, manifest):
+  """The manifests of outputs made, directly or not, from manifest's output."""
+  found, made_from, rest = [], {manifest["output"]}, list(manifests(store).values())
+  grew = True
+  while grew:
+    grew = False
+    for m in list(rest):
+      if made_from & {d for d in m["key_record"]["inputs"].values() if isinstance(d, str)}:
+        found.append(m)
+        made_from.add(m["output"])
+        rest.remove(m)
+        grew = True
+  return found
+
+
 def verify(store, digests=None):
   """{digest: problem} of the stored outputs (all, or the given ones) whose files no longer
   match their digest or listing; empty when every one is intact."""

@@ -1,9 +1,10 @@
 """`store check`: rebuild a stored output from its stored inputs and compare the bits.
 
 The stage's recorded command runs again, from the source tree, into a scratch store that holds
-only the upstream outputs (hard links) and source archives the stored output was made from.
-So the stage itself misses and is computed afresh, and nothing upstream is recomputed unless
-its key no longer matches.
+(as hard links) the upstream outputs and source archives the stored output was made from, and
+the outputs made from it. So the stage itself misses and is computed afresh; nothing upstream
+is recomputed unless its key no longer matches, and the later stages are cache hits if the
+rebuild gives the stored bits (if not, they run again too).
 """
 
 import dataclasses
@@ -34,15 +35,17 @@ class Outcome:
 
 
 def _seed(store, scratch, manifest):
-  """Puts manifest's upstream outputs and input archives into the scratch store."""
+  """Puts into the scratch store manifest's upstream outputs and input archives, and the
+  outputs made from it: if its rebuild has the stored bits, the later stages of the recorded
+  command are cache hits."""
   chain = inventory.lineage(store, manifest)
-  for upstream in chain[1:]:
-    source = store.object_path(upstream["output"])
-    target = scratch.object_path(upstream["output"])
+  for other in chain[1:] + inventory.descendants(store, manifest):
+    source = store.object_path(other["output"])
+    target = scratch.object_path(other["output"])
     if not os.path.exists(target):
       shutil.copytree(source, target, copy_function=os.link)
       shutil.copyfile(source + ".sha256", target + ".sha256")
-    scratch.write_manifest(upstream["key"], upstream)
+    scratch.write_manifest(other["key"], other)
   for m in chain:
     for value in m["key_record"]["inputs"].values():
       if isinstance(value, str) and store.has_blob(value) and not scratch.has_blob(value):

@@ -79,6 +79,12 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(check.returncode, 0, check.stdout + check.stderr[-3000:])
     self.assertIn("IDENTICAL: train " + key42[:16], check.stdout)
     self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
+    # An earlier stage: rebuilt alone, the stages after it are cache hits.
+    partition_key = stage_lines(runs[0].stdout)[2][2]
+    check = run("pipeline/store", ["--store=" + store, "check", partition_key[:12]])
+    self.assertEqual(check.returncode, 0, check.stdout + check.stderr[-3000:])
+    self.assertIn("IDENTICAL: partition " + partition_key[:16], check.stdout)
+    self.assertRegex(check.stderr, r"\ntrain +output [0-9a-f]{64}  key %s  \(cache hit\)" % key42)
     # Negative control: a manifest that claims the seed-7 bits for the seed-42 key.
     manifest_path = os.path.join(store, "keys", key42 + ".json")
     with open(manifest_path) as f:
