@@ -7,6 +7,7 @@ and test (9) TFRecord splits, running download first if its output is not stored
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
+from pipeline import tensorflow_startup
 
 
 def partition():
@@ -15,7 +16,8 @@ def partition():
 
 
 # The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli))
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli),
+               ("output", tensorflow_startup))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ from absl import flags
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
+from pipeline import tensorflow_startup
 from seg import config
 
 
 # The modules whose flags run_stages reads, as every seg binary's --help groups them.
 FLAG_GROUPS = (("training", config), ("data", dataset), ("determinism", determinism),
-               ("store", cli))
+               ("store", cli), ("output", tensorflow_startup))
 
 
 def run_stages(name, **kwargs):

@@ -159,11 +159,12 @@ class PipelineTest(absltest.TestCase):
     data = ("data flags (data_tools.dataset):", "--dataset", "--source", "--image_size")
     determinism = ("determinism flags (pipeline.determinism):", "--seed", "--[no]portable",
                    "--[no]deterministic", "--onednn_max_cpu_isa")
-    store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store")
+    store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store",
+             "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
     training = ("training flags (seg.config):", "--batch_size", "--epochs",
                 "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
-        "data_tools/download": data + determinism + store,
+        "data_tools/download": data + determinism + store[:3],
         "data_tools/partition": data + determinism + store,
         "seg/train": training + data + determinism + store,
         "seg/calibrate": training + data + determinism + store,
