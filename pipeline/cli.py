@@ -49,13 +49,14 @@ def _duration(seconds):
 
 def summary(results, next_target=None):
   """Lines closing a run: each stage's cache hit or time and folder, the headline metrics
-  (a stage's details["headline"]), and the command to try next with the same flags."""
-  lines = ["", "%-10s %-13s %s" % ("stage", "result", "output folder")]
+  (a stage's details["headline"]), and the command to try next with the same flags. Indented,
+  so that no line but a stage's digest line starts with the stage's name."""
+  lines = ["", "  %-10s %-13s %s" % ("stage", "result", "output folder")]
   for r in results:
     took = ("cache hit" if r.cached else
             "made in " + _duration(r.manifest["provenance"]["wall_seconds"]))
-    lines.append("%-10s %-13s %s" % (r.name, took, r.path))
-  headlines = ["%s: %s" % (r.name, (r.manifest.get("details") or {}).get("headline"))
+    lines.append("  %-10s %-13s %s" % (r.name, took, r.path))
+  headlines = ["  %s: %s" % (r.name, (r.manifest.get("details") or {}).get("headline"))
                for r in results if (r.manifest.get("details") or {}).get("headline")]
   lines += headlines
   if next_target:

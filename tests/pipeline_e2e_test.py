@@ -27,8 +27,10 @@ class PipelineTest(absltest.TestCase):
     self.assertIn("determinism: portable, seed 42, op determinism on", first.stderr)
     for chatter in ("I0000", "E0000", "cuInit", "oneDNN custom operations"):
       self.assertNotIn(chatter, first.stderr)
-    self.assertIn("\nstage      result        output folder\n", first.stdout)
-    self.assertIn("\nevaluate: test mean IoU ", first.stdout)
+    self.assertIn("\n  stage      result        output folder\n", first.stdout)
+    self.assertIn("\n  evaluate: test mean IoU ", first.stdout)
+    self.assertEqual([l.split()[0] for l in first.stdout.splitlines()
+                      if l.startswith(STAGES)], list(STAGES))  # only digest lines
     self.assertIn("\nnext: ./dev bazel run //seg:predict -- --dataset=synthetic", first.stdout)
     self.assertFalse(any(s[3] for s in stages))
     second = run(PIPELINE, TINY + ["--store=" + store])
