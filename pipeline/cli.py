@@ -56,9 +56,10 @@ def summary(results, next_target=None):
     took = ("cache hit" if r.cached else
             "made in " + _duration(r.manifest["provenance"]["wall_seconds"]))
     lines.append("  %-10s %-13s %s" % (r.name, took, r.path))
-  headlines = ["  %s: %s" % (r.name, (r.manifest.get("details") or {}).get("headline"))
-               for r in results if (r.manifest.get("details") or {}).get("headline")]
-  lines += headlines
+  for r in results:
+    headline = (r.manifest.get("details") or {}).get("headline")
+    if headline:
+      lines.append("  %s: %s" % (r.name, headline))
   if next_target:
     target, *extra = next_target
     bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"

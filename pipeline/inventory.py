@@ -61,6 +61,12 @@ def find(store, prefix):
   return next(iter(matches.values()))
 
 
+def input_digests(manifest):
+  """The digests a stage was made from (upstream outputs, archives), in key-record order;
+  inputs that are not digests (None: no backbone weights) left out."""
+  return [d for d in manifest["key_record"]["inputs"].values() if isinstance(d, str)]
+
+
 def lineage(store, manifest):
   """[manifest, its inputs' manifests, ...] back to the source archives, depth first."""
   by_output = {}
@@ -70,8 +76,7 @@ def lineage(store, manifest):
   while todo:
     current = todo.pop(0)
     chain.append(current)
-    todo.extend(by_output[d] for d in current["key_record"]["inputs"].values()
-                if isinstance(d, str) and d in by_output)
+    todo.extend(by_output[d] for d in input_digests(current) if d in by_output)
   return chain
 
 
@@ -82,7 +87,7 @@ def descendants(store, manifest):
   while grew:
     grew = False
     for m in list(rest):
-      if made_from & {d for d in m["key_record"]["inputs"].values() if isinstance(d, str)}:
+      if made_from.intersection(input_digests(m)):
         found.append(m)
         made_from.add(m["output"])
         rest.remove(m)
@@ -122,8 +127,7 @@ def garbage(store, keep_runs=False):
   it is how that run resumes."""
   kept = manifests(store)
   outputs = {m["output"] for m in kept.values()}
-  inputs = {d for m in kept.values() for d in m["key_record"]["inputs"].values()
-            if isinstance(d, str)}
+  inputs = {d for m in kept.values() for d in input_digests(m)}
   paths = []
   objects = os.path.join(store.root, "objects")
   for name in sorted(os.listdir(objects)):

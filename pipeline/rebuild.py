@@ -47,8 +47,8 @@ def _seed(store, scratch, manifest):
       shutil.copyfile(source + ".sha256", target + ".sha256")
     scratch.write_manifest(other["key"], other)
   for m in chain:
-    for value in m["key_record"]["inputs"].values():
-      if isinstance(value, str) and store.has_blob(value) and not scratch.has_blob(value):
+    for value in inventory.input_digests(m):
+      if store.has_blob(value) and not scratch.has_blob(value):
         os.link(store.blob_path(value), scratch.blob_path(value))
 
 
