@@ -22,9 +22,62 @@
       # tests/nix_test.py, so the Nix path and the pip path install the very same files.
       cpuWheels = import ./nix/python-wheels.nix;
       cudaWheels = import ./nix/python-wheels-cuda.nix;
+      # The shared libraries each wheel's ELF files need (DT_NEEDED) and hold, per wheel, from
+      # the tables tools/wheel_libraries.py generates from the real wheels.
+      libraryTable =
+        builtins.fromJSON (builtins.readFile ./nix/wheel-libraries.json)
+        // builtins.fromJSON (builtins.readFile ./nix/wheel-libraries-cuda.json);
+      filesOf = name: builtins.attrNames libraryTable.${name}.files;
+      # The wheel that holds each library, by file name (what the loader and autoPatchelfHook
+      # look for).
+      wheelHolding = builtins.listToAttrs (
+        builtins.concatMap (
+          name:
+          map (file: {
+            name = baseNameOf file;
+            value = name;
+          }) (filesOf name)
+        ) (builtins.attrNames libraryTable)
+      );
+      # The other wheels of the lock whose libraries a wheel links against. NVIDIA's wheels link
+      # across wheels (libcusolver.so.11 needs cuBLAS, cuSPARSE and nvJitLink), and
+      # autoPatchelfHook resolves only within a package and its buildInputs, so each wheel gets
+      # those wheels as buildInputs. (nixpkgs' cudaPackages would be a second build of CUDA next
+      # to the locked wheels, at versions that need not match what TensorFlow was built with.)
+      linkedWheels =
+        name:
+        let
+          needed = builtins.concatMap (file: file.needed) (
+            builtins.attrValues libraryTable.${name}.files
+          );
+          holders = map (library: wheelHolding.${library}) (
+            builtins.filter (library: wheelHolding ? ${library}) needed
+          );
+        in
+        builtins.attrNames (
+          builtins.listToAttrs (
+            map (holder: {
+              name = holder;
+              value = null;
+            }) (builtins.filter (holder: holder != name) holders)
+          )
+        );
+
+      # One package per wheel, each with the wheels it links against among its buildInputs.
+      wheelPackages =
+        wheels:
+        let
+          packages = builtins.listToAttrs (
+            map (wheel: {
+              inherit (wheel) name;
+              value = wheelPackage packages wheel;
+            }) wheels
+          );
+        in
+        builtins.attrValues packages;
 
       wheelPackage =
-        wheel:
+        packages: wheel:
         python.pkgs.buildPythonPackage {
           pname = wheel.name;
           inherit (wheel) version;
@@ -41,22 +94,43 @@
               ;
             format = "wheel";
           };
-          # Manylinux wheels carry native code linked for a generic Linux: point it at Nix's libraries.
+          # Manylinux wheels carry native code linked for a generic Linux: point it at Nix's
+          # libraries (glibc comes with the compiler) and at the other wheels it links against.
           nativeBuildInputs = [ pkgs.autoPatchelfHook ];
           buildInputs = [
             pkgs.stdenv.cc.cc.lib
             pkgs.zlib
-          ];
-          # libcuda.so.1 is the host driver's, found at run time (see devShells.cuda).
-          autoPatchelfIgnoreMissingDeps = [ "libcuda.so.1" ];
+          ]
+          ++ map (name: packages.${name}) (linkedWheels wheel.name);
           # The lock, not nixpkgs' metadata, decides the package set; pip check ran on it.
           dontCheckRuntimeDeps = true;
           pythonImportsCheck = [ ];
         };
 
-      pythonWith = wheels: python.withPackages (_: map wheelPackage wheels);
+      pythonWith = wheels: python.withPackages (_: wheelPackages wheels);
       cpuPython = pythonWith cpuWheels;
       cudaPython = pythonWith (cpuWheels ++ cudaWheels);
+      # Where the CUDA wheels' libraries and programs (ptxas) land in the environment.
+      # TensorFlow's own RUNPATH entries for them ($ORIGIN/../nvidia/*/lib) assume one
+      # site-packages folder, and autoPatchelfHook may rewrite them: the shell names the
+      # folders explicitly instead.
+      cudaFolders =
+        predicate:
+        let
+          files = builtins.concatMap filesOf (map (wheel: wheel.name) cudaWheels);
+          folders = builtins.attrNames (
+            builtins.listToAttrs (
+              map (file: {
+                name = dirOf file;
+                value = null;
+              }) (builtins.filter predicate files)
+            )
+          );
+        in
+        builtins.concatStringsSep ":" (
+          map (folder: "${cudaPython}/${python.sitePackages}/${folder}") folders
+        );
+      isLibrary = file: builtins.match ".*\\.so(\\..*)?" (baseNameOf file) != null;
 
       shellWith =
         { pythonEnv, extraHook }:
@@ -84,15 +158,18 @@
           extraHook = "";
         };
         # CUDA and cuDNN come from NVIDIA's wheels in requirements-cuda.lock (CUDA 12.5, cuDNN 9.3,
-        # what TensorFlow 2.21.0 was built against). The driver's libcuda.so.1 is the one part
-        # Nix cannot pin: on NixOS it is in /run/opengl-driver/lib; elsewhere set
+        # what TensorFlow 2.21.0 was built against), found through LD_LIBRARY_PATH (TensorFlow
+        # opens them by name at run time) and ptxas through PATH. The driver's libcuda.so.1 is
+        # the one part Nix cannot pin: on NixOS it is in /run/opengl-driver/lib; elsewhere set
         # REPROSEG_DRIVER_LIB to the folder that holds it (e.g. /usr/lib/x86_64-linux-gnu).
         cuda = shellWith {
           pythonEnv = cudaPython;
           extraHook = ''
+            export LD_LIBRARY_PATH="${cudaFolders isLibrary}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            export PATH="${cudaFolders (file: !isLibrary file)}:$PATH"
             driver=''${REPROSEG_DRIVER_LIB:-/run/opengl-driver/lib}
             if [ -e "$driver/libcuda.so.1" ]; then
-              export LD_LIBRARY_PATH="$driver''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+              export LD_LIBRARY_PATH="$driver:$LD_LIBRARY_PATH"
             else
               echo "reproseg: no libcuda.so.1 in $driver; set REPROSEG_DRIVER_LIB to the driver's folder for GPU runs" >&2
             fi
@@ -120,6 +197,6 @@
             touch $out
           '';
 
-      formatter.${system} = pkgs.nixfmt-rfc-style;
+      formatter.${system} = pkgs.nixfmt;
     };
 }

@@ -5,17 +5,21 @@ nixpkgs overridden by the strict stub in tests/nix/stub-nixpkgs. Each test works
 copy of the flake's files (Bazel's runfiles are symlinks, which Nix would copy as links).
 """
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 
 from absl.testing import absltest
 
 from tools import nix_wheels
+from tools import wheel_libraries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix/python-wheels.nix", "nix/python-wheels-cuda.nix")
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix/python-wheels.nix", "nix/python-wheels-cuda.nix",
+               "nix/wheel-libraries.json", "nix/wheel-libraries-cuda.json")
 STUB = "tests/nix/stub-nixpkgs"
 NIX_OPTIONS = ["--extra-experimental-features", "nix-command flakes",
                "--option", "substituters", "", "--option", "sandbox", "false"]
@@ -48,6 +52,8 @@ class FlakeTest(absltest.TestCase):
     super().setUpClass()
     if not shutil.which("nix"):
       raise AssertionError("nix is not installed: ./dev installs Debian's nix-bin")
+    cls.nix_version = subprocess.run(["nix", "--version"], capture_output=True, text=True,
+                                     check=True).stdout.split()[-1]
 
   def setUp(self):
     super().setUp()
@@ -59,7 +65,14 @@ class FlakeTest(absltest.TestCase):
     for name in FLAKE_FILES:
       os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
       shutil.copyfile(os.path.join(ROOT, name), os.path.join(folder, name))
-    shutil.copytree(os.path.join(ROOT, STUB), os.path.join(folder, STUB))
+    stub = os.path.join(folder, STUB)
+    shutil.copytree(os.path.join(ROOT, STUB), stub)
+    # The stub checks each wheel's libraries as autoPatchelfHook would, from the same tables.
+    for _, table in (wheel_libraries.CPU, wheel_libraries.CUDA):
+      shutil.copyfile(os.path.join(ROOT, table), os.path.join(stub, os.path.basename(table)))
+    # Like nixpkgs 25.11 the stub refuses Nix < 2.18; Debian 12's is 2.8: lower the floor.
+    with open(os.path.join(stub, "minimum-nix-version"), "w") as f:
+      f.write(self.nix_version)
     return folder
 
   def nix(self, folder, *args, check=True):
@@ -79,7 +92,8 @@ class FlakeTest(absltest.TestCase):
                     check=check)
 
   def test_nix_files_parse(self):
-    for name in FLAKE_FILES[:1] + FLAKE_FILES[2:] + (STUB + "/flake.nix", STUB + "/default.nix"):
+    nix_files = [name for name in FLAKE_FILES if name.endswith(".nix")]
+    for name in nix_files + [STUB + "/flake.nix", STUB + "/default.nix"]:
       result = subprocess.run(["nix-instantiate", "--parse", os.path.join(ROOT, name)],
                               env=self.env, capture_output=True, text=True, check=False)
       self.assertEqual(result.returncode, 0, name + ": " + result.stderr)
@@ -102,6 +116,20 @@ class FlakeTest(absltest.TestCase):
     shell, toolchain, python, answer = result.stdout.split()
     self.assertEqual((shell, toolchain, answer), ("impure", "nix", "42"))
     self.assertRegex(python, r"^/nix/store/[a-z0-9]{32}-python3-3\.11-env/bin/python3$")
+
+  def test_the_cuda_shell_finds_the_cuda_wheels_libraries_and_ptxas(self):
+    result = self.stub_nix(self.copy_flake(), ["develop"], "cuda", extra=[
+        "--command", "bash", "-c", 'echo "$LD_LIBRARY_PATH"; echo "$PATH"'])
+    libraries, path = result.stdout.strip().splitlines()[-2:]
+    site = r"/nix/store/[a-z0-9]{32}-python3-3\.11-env/lib/python3\.11/site-packages/nvidia/"
+    with open(os.path.join(ROOT, wheel_libraries.CUDA[1])) as f:
+      files = [path for row in json.load(f).values() for path in row["files"]]
+    self.assertEqual(
+        sorted(re.sub("^" + site, "nvidia/", folder) for folder in libraries.split(":")),
+        sorted({os.path.dirname(path) for path in files if ".so" in path}))
+    self.assertIn("/nvidia/cudnn/lib:", libraries)
+    self.assertRegex(path.split(":")[0], "^" + site + "cuda_nvcc/bin$")
+    self.assertIn("no libcuda.so.1 in /run/opengl-driver/lib", result.stderr)
 
   def flake_wheels(self, folder, shell):
     apply = "shell: (builtins.head shell.packages).wheels"
@@ -139,6 +167,63 @@ class FlakeTest(absltest.TestCase):
       with open(os.path.join(ROOT, output)) as f:
         self.assertEqual(f.read(), expected, "%s is stale: python3 tools/nix_wheels.py" % output)
 
+  def wheel_inputs(self, folder, shell):
+    """{wheel: [names of its buildInputs]} of a shell's Python environment, as evaluated."""
+    apply = ("shell: builtins.listToAttrs (map (p: { name = p.wheel.name; value = p.inputNames; })"
+             " (builtins.head shell.packages).packages)")
+    return json.loads(self.stub_nix(folder, ["eval", "--json"],
+                                    "devShells.x86_64-linux." + shell,
+                                    extra=["--apply", apply]).stdout)
+
+  def test_wheels_that_link_across_wheels_get_those_wheels(self):
+    inputs = self.wheel_inputs(self.copy_flake(), "cuda")
+    system = ["gcc-lib", "zlib"]
+    self.assertEqual(inputs["nvidia-cusolver-cu12"], system + [
+        "python3.11-nvidia-cublas-cu12-12.5.3.2", "python3.11-nvidia-cusparse-cu12-12.5.1.3",
+        "python3.11-nvidia-nvjitlink-cu12-12.5.82"])
+    self.assertEqual(inputs["nvidia-cusparse-cu12"], system + [
+        "python3.11-nvidia-nvjitlink-cu12-12.5.82"])
+    self.assertEqual(inputs["tensorflow"], system)
+
+  def test_the_flake_as_it_was_fails_on_the_cuda_wheels(self):
+    """Only gcc's libraries and zlib as buildInputs: what nixpkgs' autoPatchelfHook refused."""
+    folder = self.copy_flake()
+    path = os.path.join(folder, "flake.nix")
+    with open(path) as f:
+      text = f.read()
+    cross_wheel = "\n          ++ map (name: packages.${name}) (linkedWheels wheel.name);"
+    self.assertIn(cross_wheel, text)
+    with open(path, "w") as f:
+      f.write(text.replace(cross_wheel, ";"))
+    self.stub_nix(folder, ["eval", "--raw"], "devShells.x86_64-linux.default.drvPath")
+    result = self.stub_nix(folder, ["eval", "--raw"], "devShells.x86_64-linux.cuda.drvPath",
+                           check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertRegex(result.stderr, r"auto-patchelf could not satisfy dependency "
+                     r"libnvJitLink\.so\.12 wanted by nvidia/cus(olver|parse)/lib/")
+
+  def test_a_library_no_input_holds_fails(self):
+    folder = self.copy_flake()
+    path = os.path.join(folder, STUB, "wheel-libraries.json")
+    with open(path) as f:
+      table = json.load(f)
+    files = table["numpy"]["files"]
+    files[sorted(files)[0]]["needed"].append("libopenblas.so.0")
+    with open(path, "w") as f:
+      json.dump(table, f)
+    result = self.stub_nix(folder, ["flake", "check", "--no-build"], check=False)
+    self.assertIn("auto-patchelf could not satisfy dependency libopenblas.so.0 wanted by "
+                  + sorted(files)[0] + " (wheel numpy", result.stderr)
+
+  def test_nix_older_than_2_18_is_refused(self):
+    if [int(part) for part in self.nix_version.split(".")[:2]] >= [2, 18]:
+      self.skipTest("Nix %s is recent enough" % self.nix_version)
+    folder = self.copy_flake()
+    os.remove(os.path.join(folder, STUB, "minimum-nix-version"))
+    result = self.stub_nix(folder, ["flake", "check", "--no-build"], check=False)
+    self.assertIn("This version of Nixpkgs requires Nix >= 2.18, please upgrade (this is Nix "
+                  + self.nix_version + ")", result.stderr)
+
   def test_the_stub_is_strict(self):
     for right, wrong, message in (
         ("pkgs.bazel_7", "pkgs.bazel7", "attribute 'bazel7' missing"),
@@ -157,6 +242,71 @@ class FlakeTest(absltest.TestCase):
       result = self.stub_nix(folder, ["flake", "check", "--no-build"], check=False)
       self.assertNotEqual(result.returncode, 0, wrong)
       self.assertIn(message, result.stderr, wrong)
+
+
+class WheelLibrariesTest(absltest.TestCase):
+  """The tables of each wheel's shared libraries (tools/wheel_libraries.py)."""
+
+  def test_the_cpu_table_is_what_the_installed_wheels_hold(self):
+    lock, table = wheel_libraries.CPU
+    with open(os.path.join(ROOT, table)) as f:
+      self.assertEqual(f.read(), wheel_libraries.render(wheel_libraries.table(
+          lock, wheel_libraries.installed_files)),
+                       "%s is stale: ./dev python3 tools/wheel_libraries.py" % table)
+
+  def test_the_cuda_table_is_of_the_cuda_lock(self):
+    lock, table = wheel_libraries.CUDA
+    with open(os.path.join(ROOT, table)) as f:
+      rows = json.load(f)
+    self.assertEqual(differences(lock_entries([lock]), [
+        {"name": name, "version": row["version"], "sha256": row["sha256"]}
+        for name, row in rows.items()]), ([], []),
+                     "%s is stale: see python3 tools/wheel_libraries.py --help" % table)
+    self.assertIn("libcublasLt.so.12", rows["nvidia-cusolver-cu12"]["files"][
+        "nvidia/cusolver/lib/libcusolver.so.11"]["needed"])
+
+  def test_elf_dynamic_entries(self):
+    path = os.path.join(os.path.dirname(tensorflow_file()), "libtensorflow_framework.so.2")
+    with open(path, "rb") as f:
+      soname, needed = wheel_libraries.dynamic_entries(f.read())
+    self.assertEqual(soname, "libtensorflow_framework.so.2")
+    self.assertIn("libc.so.6", needed)
+    with self.assertRaisesRegex(ValueError, "64-bit little-endian"):
+      wheel_libraries.dynamic_entries(b"\x7fELF\x01\x01" + bytes(58))
+
+
+def tensorflow_file():
+  """tensorflow/__init__.py of the installed wheel, found without importing TensorFlow."""
+  return str(next(f for f in importlib.metadata.distribution("tensorflow").files
+                  if str(f) == "tensorflow/__init__.py").locate())
+
+
+class DevTest(absltest.TestCase):
+  """./dev takes the Nix path only with a Nix that the flake's nixpkgs accepts."""
+
+  def dev_with_nix(self, version):
+    folder = self.create_tempdir().full_path
+    with open(os.path.join(folder, "nix"), "w") as f:
+      f.write('#!/bin/sh\n[ "$1" = --version ] && { echo "nix (Nix) %s"; exit 0; }\n'
+              'echo "nix $*"\n' % version)
+    os.chmod(os.path.join(folder, "nix"), 0o755)
+    env = dict(os.environ, PATH=folder + ":" + os.environ["PATH"], REPROSEG_TOOLCHAIN="nix")
+    return subprocess.run([os.path.join(ROOT, "dev"), "echo", "hi"], env=env,
+                          capture_output=True, text=True, check=False)
+
+  def test_a_recent_nix_runs_the_command_in_the_shell(self):
+    result = self.dev_with_nix("2.24.9")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertEqual(result.stdout, "nix --extra-experimental-features nix-command flakes "
+                     "develop %s --command echo hi\n" % ROOT)
+
+  def test_an_old_nix_is_refused_with_the_fix(self):
+    for version in ("2.8.0", "2.17.1"):
+      result = self.dev_with_nix(version)
+      self.assertEqual(result.returncode, 1)
+      self.assertEqual(result.stderr, "dev: error: REPROSEG_TOOLCHAIN=nix: Nix %s is older than "
+                       "2.18, which the flake's nixpkgs needs: upgrade Nix, or use "
+                       "REPROSEG_TOOLCHAIN=venv\n" % version)
 
 
 if __name__ == "__main__":

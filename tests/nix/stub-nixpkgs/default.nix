@@ -5,7 +5,24 @@
 # offline with the host's /bin/sh (run with --option sandbox false): they record what they
 # stand for instead of fetching or compiling anything. The Python environment links the
 # host's python3, so `nix develop --command` can run a command in the shell.
+#
+# Like nixpkgs it refuses a Nix older than it supports, and like nixpkgs' autoPatchelfHook
+# (at evaluation time here, at build time there) it fails when a wheel needs a shared library
+# that neither the wheel, its buildInputs nor glibc hold. It knows a wheel's libraries when the
+# tables nix/wheel-libraries*.json are copied beside this file, as tests/nix_test.py does.
 { system, config }:
+let
+  # nixpkgs 25.11 refuses Nix < 2.18 (lib/minfeatures.nix). A copy of the stub may lower the
+  # floor in a file `minimum-nix-version` (the tests do, to run on Debian 12's Nix 2.8).
+  minimumNix =
+    if builtins.pathExists ./minimum-nix-version then
+      builtins.head (builtins.match "([0-9.]+)\n?" (builtins.readFile ./minimum-nix-version))
+    else
+      "2.18";
+in
+assert
+  builtins.compareVersions builtins.nixVersion minimumNix >= 0
+  || abort "This version of Nixpkgs requires Nix >= ${minimumNix}, please upgrade (this is Nix ${builtins.nixVersion})";
 assert system == "x86_64-linux";
 assert builtins.attrNames config == [ "allowUnfree" ];
 let
@@ -23,6 +40,48 @@ let
       // attrs
     );
   isDrv = x: builtins.isAttrs x && x ? type && x.type == "derivation";
+
+  # {wheel name: {files: {path: {soname, needed}}}}, from the tables beside this file if any.
+  readTable =
+    file: if builtins.pathExists file then builtins.fromJSON (builtins.readFile file) else { };
+  libraryTable =
+    readTable ./wheel-libraries.json // readTable ./wheel-libraries-cuda.json;
+  # What the packages that nixpkgs' autoPatchelfHook searches hold. glibc comes with the
+  # compiler's wrapper and is always searched.
+  glibc = [
+    "ld-linux-x86-64.so.2"
+    "libc.so.6"
+    "libdl.so.2"
+    "libm.so.6"
+    "libpthread.so.0"
+    "libresolv.so.2"
+    "librt.so.1"
+    "libutil.so.1"
+  ];
+  gccLibraries = [
+    "libatomic.so.1"
+    "libgcc_s.so.1"
+    "libgomp.so.1"
+    "libquadmath.so.0"
+    "libstdc++.so.6"
+  ];
+  # autoPatchelfHook's check: every DT_NEEDED of every ELF file resolves by file name.
+  checkLibraries =
+    pname: files: buildInputs:
+    let
+      held =
+        glibc
+        ++ map baseNameOf (builtins.attrNames files)
+        ++ builtins.concatMap (p: p.libraries) buildInputs;
+      missing = builtins.concatMap (
+        path:
+        map (library: "${library} wanted by ${path}") (
+          builtins.filter (library: !builtins.elem library held) files.${path}.needed
+        )
+      ) (builtins.attrNames files);
+    in
+    missing == [ ]
+    || throw "auto-patchelf could not satisfy dependency ${builtins.head missing} (wheel ${pname}; ${toString (builtins.length missing)} unsatisfied in all)";
   hex64 = s: builtins.match "[0-9a-f]{64}" s != null;
 
   fetchPypi =
@@ -54,19 +113,30 @@ let
       src,
       nativeBuildInputs,
       buildInputs,
-      autoPatchelfIgnoreMissingDeps,
       dontCheckRuntimeDeps,
       pythonImportsCheck,
     }:
     assert format == "wheel";
     assert src ? wheel;
     assert builtins.all isDrv (nativeBuildInputs ++ buildInputs);
+    let
+      # The wheel's ELF files, by the lock's name for it (the tables' key).
+      files = (libraryTable.${pname} or { files = { }; }).files;
+    in
+    assert builtins.all (p: p ? libraries) buildInputs;
+    assert
+      builtins.elem autoPatchelfHook nativeBuildInputs -> checkLibraries pname files buildInputs;
     stub "python3.11-${pname}-${version}" { }
     // {
       wheel = src.wheel // { name = pname; };
+      libraries = map baseNameOf (builtins.attrNames files);
+      inputNames = map (p: p.name) buildInputs;
     };
 
+  autoPatchelfHook = stub "auto-patchelf-hook" { };
+
   python311 = {
+    sitePackages = "lib/python3.11/site-packages";
     pkgs = { inherit buildPythonPackage; };
     withPackages =
       f:
@@ -79,8 +149,11 @@ let
           "-c"
           "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/python3 $out/bin/python3"
         ];
+        # Depends on every package, as the real environment does (so their checks run).
+        inherit packages;
       }
       // {
+        inherit packages;
         wheels = map (p: p.wheel) packages;
       };
   };
@@ -131,11 +204,15 @@ in
       "/bin/mkdir -p $out/bin && /bin/ln -s /bin/bash $out/bin/bash"
     ];
   };
-  autoPatchelfHook = stub "auto-patchelf-hook" { };
-  stdenv.cc.cc.lib = stub "gcc-lib" { };
-  zlib = stub "zlib" { };
+  inherit autoPatchelfHook;
+  stdenv.cc.cc.lib = stub "gcc-lib" { } // {
+    libraries = gccLibraries;
+  };
+  zlib = stub "zlib" { } // {
+    libraries = [ "libz.so.1" ];
+  };
   bazel_7 = stub "bazel-7" { };
   git = stub "git" { };
   qemu-user = stub "qemu-user" { };
-  nixfmt-rfc-style = stub "nixfmt" { };
+  nixfmt = stub "nixfmt" { };
 }
