@@ -132,12 +132,18 @@
         );
       isLibrary = file: builtins.match ".*\\.so(\\..*)?" (baseNameOf file) != null;
 
+      # nixpkgs' Bazel 7, reading tools/bazel/bazel7.bazelrc beside the workspace's .bazelrc:
+      # the flags Bazel 7 needs and ./dev's Bazel 4.2.3 must not see.
+      bazel = pkgs.writeShellScriptBin "bazel" ''
+        exec ${pkgs.bazel_7}/bin/bazel --bazelrc=${./tools/bazel/bazel7.bazelrc} "$@"
+      '';
+
       shellWith =
         { pythonEnv, extraHook }:
         pkgs.mkShell {
           packages = [
             pythonEnv
-            pkgs.bazel_7
+            bazel
             pkgs.git
             # The cross-CPU test runs this interpreter under emulated CPU models (qemu-x86_64).
             pkgs.qemu-user

@@ -19,7 +19,8 @@ from tools import wheel_libraries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAKE_FILES = ("flake.nix", "flake.lock", "nix/python-wheels.nix", "nix/python-wheels-cuda.nix",
-               "nix/wheel-libraries.json", "nix/wheel-libraries-cuda.json")
+               "nix/wheel-libraries.json", "nix/wheel-libraries-cuda.json",
+               "tools/bazel/bazel7.bazelrc")
 STUB = "tests/nix/stub-nixpkgs"
 NIX_OPTIONS = ["--extra-experimental-features", "nix-command flakes",
                "--option", "substituters", "", "--option", "sandbox", "false"]
@@ -116,6 +117,16 @@ class FlakeTest(absltest.TestCase):
     shell, toolchain, python, answer = result.stdout.split()
     self.assertEqual((shell, toolchain, answer), ("impure", "nix", "42"))
     self.assertRegex(python, r"^/nix/store/[a-z0-9]{32}-python3-3\.11-env/bin/python3$")
+
+  def test_the_shells_bazel_reads_the_bazel_7_rc_file(self):
+    result = self.stub_nix(self.copy_flake(), ["develop"], extra=[
+        "--command", "bash", "-c", 'cat "$(command -v bazel)"'])
+    wrapper = result.stdout.strip().splitlines()[-1]
+    self.assertRegex(wrapper, r'^exec /nix/store/[a-z0-9]{32}-bazel-7/bin/bazel '
+                     r'--bazelrc=/nix/store/[a-z0-9]{32}-bazel7\.bazelrc "\$@"$')
+    rc_file = wrapper.split("--bazelrc=")[1].split()[0]
+    with open(rc_file) as f, open(os.path.join(ROOT, "tools/bazel/bazel7.bazelrc")) as g:
+      self.assertEqual(f.read(), g.read())
 
   def test_the_cuda_shell_finds_the_cuda_wheels_libraries_and_ptxas(self):
     result = self.stub_nix(self.copy_flake(), ["develop"], "cuda", extra=[

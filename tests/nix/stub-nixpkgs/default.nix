@@ -187,6 +187,17 @@ let
       inherit packages;
     };
 
+  writeShellScriptBin =
+    name: text:
+    stub name {
+      inherit text;
+      passAsFile = [ "text" ];
+      args = [
+        "-c"
+        "/bin/mkdir -p $out/bin && /bin/cp $textPath $out/bin/${name} && /bin/chmod +x $out/bin/${name}"
+      ];
+    };
+
   runCommand =
     name: env: script:
     assert builtins.attrNames env == [
@@ -196,7 +207,13 @@ let
     stub name { passthru_script = script; };
 in
 {
-  inherit fetchPypi python311 mkShell runCommand;
+  inherit
+    fetchPypi
+    python311
+    mkShell
+    runCommand
+    writeShellScriptBin
+    ;
   # `nix develop` starts the shell with the flake's nixpkgs' bashInteractive.
   bashInteractive = stub "bash-interactive" {
     args = [
