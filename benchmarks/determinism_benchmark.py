@@ -15,11 +15,11 @@ import multiprocessing
 import os
 import platform
 import statistics
-import time
 
 from absl import app
 from absl import flags
 
+from benchmarks import timing
 from pipeline import determinism
 
 FLAGS = flags.FLAGS
@@ -68,19 +68,7 @@ def _worker(connection, settings, arch, image_size, batch_size, freeze_backbone)
                      exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(1e-3)
   train_step, _ = training.make_steps(model, optimizer, 3)
-  for _ in range(2):  # tracing and warm-up
-    train_step(images, masks)[0].numpy()
-  connection.send("ready")
-  while True:
-    steps = connection.recv()
-    if steps is None:
-      return
-    times = []
-    for _ in range(steps):
-      start = time.perf_counter()
-      train_step(images, masks)[0].numpy()
-      times.append(time.perf_counter() - start)
-    connection.send(times)
+  timing.serve_steps(connection, train_step, images, masks)
 
 
 def measure(arch, names):

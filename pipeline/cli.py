@@ -74,7 +74,8 @@ def run(function, flag_groups=(), next_target=None):
 
   flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
   their flags by group after the binary's own.
-  next_target: (Bazel target, extra flag...) a user would run next, with this run's flags.
+  next_target: (Bazel target, extra flag...) a user would run next, with this run's flags, or
+  a function that returns one or None once the flags are parsed.
   """
 
   def main(argv):
@@ -89,7 +90,7 @@ def run(function, flag_groups=(), next_target=None):
     for result in results:
       stage.report(result)
     if results:
-      print("\n".join(summary(results, next_target)))
+      print("\n".join(summary(results, next_target() if callable(next_target) else next_target)))
 
   chdir_to_working_directory()
   if any(arg in _HELP for arg in sys.argv[1:]):

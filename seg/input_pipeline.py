@@ -51,9 +51,12 @@ def _to_model(image, mask):
   return tf.cast(image, tf.float32), tf.cast(mask, tf.int32)
 
 
-def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True):
+def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True, rows=None):
   """Batches of epoch `epoch`: `steps` batches of (float image, int mask), reshuffled on each
-  pass over the split (a pass ends, and the next begins, within an epoch when needed)."""
+  pass over the split (a pass ends, and the next begins, within an epoch when needed).
+
+  rows=(start, stop): only those rows of each batch, one worker's slice (seg.distribute).
+  """
   dataset, count = records(splits_dir, "training")
   if count < batch_size:
     raise ValueError("the training split has %d examples, fewer than --batch_size=%d"
@@ -71,11 +74,14 @@ def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True):
 
   dataset = dataset.cache().shuffle(
       count, seed=determinism.derive_seed(seed, "shuffle", epoch), reshuffle_each_iteration=True)
-  return (dataset.repeat()
-          .map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .batch(batch_size, drop_remainder=True)
-          .take(steps)
-          .prefetch(2))
+  dataset = (dataset.repeat()
+             .map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+             .batch(batch_size, drop_remainder=True)
+             .take(steps))
+  if rows:
+    start, stop = rows
+    dataset = dataset.map(lambda images, masks: (images[start:stop], masks[start:stop]))
+  return dataset.prefetch(2)
 
 
 def evaluation_batches(splits_dir, split, batch_size):

@@ -15,13 +15,19 @@ FLAG_GROUPS = (("training", config), ("data", dataset), ("determinism", determin
                ("store", cli), ("output", tensorflow_startup))
 
 
-def run_stages(name, **kwargs):
+def run_stages(name, start_distribution=None, **kwargs):
   """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
-  (seg.config's --stop_after_epochs included)."""
+  (seg.config's --stop_after_epochs included).
+
+  start_distribution: seg.distribute.from_flags, for the binaries that train on several
+  workers; called once TensorFlow's threads are set, before any TensorFlow op.
+  """
   settings = determinism.from_flags()
   data_config = dataset.config_from_flags()
   train_config = config.from_flags()
   determinism.apply(settings)  # before TensorFlow is imported
+  if start_distribution:
+    kwargs["distribution"] = start_distribution()
   from seg import stages  # pylint: disable=g-import-not-at-top
   return getattr(stages, name)(cli.open_store(), data_config, train_config, settings,
                                stop_after_epochs=flags.FLAGS.stop_after_epochs, **kwargs)

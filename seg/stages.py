@@ -8,11 +8,14 @@ reaches the train stage from any of them (tests stop and resume the whole pipeli
 from data_tools import dataset
 
 
-def train(store, data_config, train_config, settings, stop_after_epochs=0):
+def train(store, data_config, train_config, settings, stop_after_epochs=0, distribution=None):
+  """distribution: one of several workers (seg.distribute); a worker other than the chief
+  stores nothing and returns no results."""
   from seg import training  # pylint: disable=g-import-not-at-top
   results = dataset.prepare(store, data_config, settings)
-  return results + [training.train_stage(store, results[-1], train_config, settings,
-                                         stop_after_epochs)]
+  trained = training.train_stage(store, results[-1], train_config, settings, stop_after_epochs,
+                                 distribution)
+  return results + [trained] if trained else []
 
 
 def calibrate(store, data_config, train_config, settings, stop_after_epochs=0):

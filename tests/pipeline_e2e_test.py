@@ -168,7 +168,8 @@ class PipelineTest(absltest.TestCase):
     expected = {
         "data_tools/download": data + determinism + store[:3],
         "data_tools/partition": data + determinism + store,
-        "seg/train": training + data + determinism + store,
+        "seg/train": training + data + determinism + store + (
+            "distribution flags (seg.distribute):", "--distribute"),
         "seg/calibrate": training + data + determinism + store,
         "seg/evaluate": ("--split", "--gallery_size") + training + data + determinism + store,
         "seg/export": training + data + determinism + store,
@@ -180,6 +181,8 @@ class PipelineTest(absltest.TestCase):
       for name in names:
         self.assertIn(name, result.stdout, binary)
       self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out
+      if binary != "seg/train":
+        self.assertNotIn("--distribute", result.stdout, binary)  # only train takes it
 
   def test_helpfull_documents_every_seed_and_switch(self):
     result = run("seg/train", ["--helpfull"])  # absl exits 1 after help

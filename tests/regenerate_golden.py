@@ -1,5 +1,6 @@
-"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests
-(tiny_pipeline.json) and the real-shape training steps' digests (step_digests.json).
+"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests and its
+two-worker train digest (tiny_pipeline.json), and the real-shape training steps' digests
+(step_digests.json).
 
   ./dev bazel run //tests:regenerate_golden
 
@@ -34,10 +35,16 @@ def main():
   outputs = tiny.outputs(result.stdout)
   if sorted(outputs) != sorted(tiny.STAGES):
     sys.exit("expected a line per stage, got:\n" + result.stdout)
+  with tempfile.TemporaryDirectory() as store:
+    workers = tiny.run_workers(tiny.TINY + ["--store=" + store])
+  if any(status for status, _, _ in workers):
+    sys.exit("the two-worker run failed:\n" + "\n".join(err for _, _, err in workers))
   folder = os.path.join(workspace, "tests", "golden")
   os.makedirs(folder, exist_ok=True)
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN)),
-             {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model()})
+             {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model(),
+              "multi_worker": {"workers": len(workers),
+                               "train": tiny.outputs(workers[0][1])["train"]}})
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),
              {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES),
               "emulated": tiny.step_digests(step_digests.EMULATED)})

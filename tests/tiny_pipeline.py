@@ -4,8 +4,12 @@ processes through the real binaries, and its golden digests (tests/golden/)."""
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
 RUNFILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +51,53 @@ def run(binary, args, env=None, prefix=(), cwd=None, python=None, timeout=None):
   argv, environment = command(binary, env, python)
   return subprocess.run(list(prefix) + argv + list(args), capture_output=True, text=True,
                         env=environment, cwd=cwd, check=False, timeout=timeout)
+
+
+def free_ports(count):
+  """Ports on 127.0.0.1 that nothing listens on now."""
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
+def run_workers(args, count=2, timeout=900, worker_args=None):
+  """Runs //seg:train as `count` local workers (--distribute=multi_worker, TF_CONFIG on
+  127.0.0.1 with free ports), worker 0 the chief. Returns [(exit status, stdout, stderr)] by
+  worker. No worker outlives the call: after `timeout` seconds in all, or on any error, each
+  is killed with its process group. worker_args: extra arguments per worker."""
+  cluster = {"worker": ["127.0.0.1:%d" % port for port in free_ports(count)]}
+  processes, logs = [], []
+  try:
+    for index in range(count):
+      tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+      argv, environment = command("seg/train", {"TF_CONFIG": tf_config})
+      extra = list(worker_args[index]) if worker_args else []
+      logs.append((tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")))
+      processes.append(subprocess.Popen(
+          argv + ["--distribute=multi_worker"] + list(args) + extra, stdout=logs[-1][0],
+          stderr=logs[-1][1], env=environment, text=True, start_new_session=True))
+    deadline = time.monotonic() + timeout
+    for process in processes:
+      process.wait(timeout=max(1, deadline - time.monotonic()))
+    results = []
+    for process, (out, err) in zip(processes, logs):
+      out.seek(0)
+      err.seek(0)
+      results.append((process.returncode, out.read(), err.read()))
+    return results
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for out, err in logs:
+      out.close()
+      err.close()
 
 
 def step_digests(config, python=None, timeout=None):
