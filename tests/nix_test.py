@@ -292,6 +292,7 @@ def tensorflow_file():
                   if str(f) == "tensorflow/__init__.py").locate())
 
 
+@absltest.skipIf(os.environ.get("REPROSEG_IN_NIX_BUILD"), "no /usr/bin/env inside a Nix build")
 class DevTest(absltest.TestCase):
   """./dev takes the Nix path only with a Nix that the flake's nixpkgs accepts."""
 
