@@ -3,11 +3,17 @@
 Precedence, lowest first: seg/configs/<dataset>.json (or --config), then the file named by
 --hyperparam_fn_path in the seed's format (batch_size, epochs, iterations, learning_rate,
 model_arch, steps_per_epoch), then any flag given on the command line or in a --flagfile.
+
+Every value used, whichever layer gives it, is checked the same way (TrainConfig): its field's
+type, then its range in RANGES. A bad one is an error naming where it came from, the key, the
+value as given and what is expected; nothing is converted but a JSON integer for a float field.
+A value that a later layer overrides is not used, and not checked.
 """
 
 import dataclasses
 import json
 import os
+import typing
 
 from absl import flags
 from absl import logging
@@ -28,7 +34,8 @@ flags.DEFINE_string("hyperparam_fn_path", None,
 flags.DEFINE_enum("model_arch", None, list(ARCHS), "U-Net encoder. Default: from the config.")
 flags.DEFINE_string("backbone_weights", None,
                     "Encoder weights: imagenet (keras.applications' file, fetched once), none "
-                    "(random, seeded), or the path of a weights file. Default: from the config.")
+                    "(random, seeded: train it with --nofreeze_backbone), or the path of a "
+                    "weights file. Default: from the config.")
 flags.DEFINE_bool("freeze_backbone", None, "Keep the encoder's weights fixed. Default: config.")
 flags.DEFINE_integer("batch_size", None, "Examples per training step. Default: config.")
 flags.DEFINE_integer("epochs", None, "Training epochs. Default: config.")
@@ -54,8 +61,49 @@ flags.DEFINE_integer("stop_after_epochs", 0,
                      "from; 0 runs to the end. For testing resumption.")
 
 
+# Where a value came from, for error messages, besides "in config PATH" and
+# "in hyperparameter file PATH".
+FLAG = "flag"
+DEFAULT = "by default"
+IN_CODE = "in TrainConfig(...)"
+
+
+def _weights_given(value):
+  """Whether value names encoder weights: imagenet, none or an existing file."""
+  return value in ("imagenet", "none") or os.path.isfile(value)
+
+
+# The range of each TrainConfig value, checked after its type (the field's annotation): the one
+# place each is said, as (test, words the user reads). Bool fields have no entry.
+RANGES = {
+    "model_arch": (lambda v: v in ARCHS, "(%s)" % " or ".join(ARCHS)),
+    "backbone_weights": (_weights_given,
+                         "(imagenet, none, or the path of an existing weights file)"),
+    "batch_size": (lambda v: v >= 1, "≥ 1"),
+    "epochs": (lambda v: v >= 1, "≥ 1"),
+    "steps_per_epoch": (lambda v: v >= 0, "≥ 0 (0: one pass over the training split)"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "dropout_rate": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "dropout_blocks": (lambda v: 0 <= v <= 4, "from 0 to 4 (the decoder has 4 blocks)"),
+    "batchnorm_momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "eval_batch_size": (lambda v: v >= 1, "≥ 1"),
+    "iterations": (lambda v: v >= 0, "≥ 0"),
+}
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+  """What training runs with; construction checks every value (see _checked).
+
+  Each value must have its field's type exactly: 4.0 is not an int, true is not an int, "0.1"
+  is not a float. The one exception: an int for a float field (JSON writes 1 for 1.0) is taken
+  and stored as a float, so the record and the stage key do not depend on how it was written.
+  Only the Optional fields (batchnorm_momentum, iterations) may be None (JSON null).
+
+  sources: {field: where its value came from} for error messages: "in config PATH",
+  "in hyperparameter file PATH", FLAG or DEFAULT; fields not in it are named IN_CODE.
+  """
   model_arch: str = "mobilenetv2"
   backbone_weights: str = "none"
   freeze_backbone: bool = False
@@ -66,35 +114,69 @@ class TrainConfig:
   dropout_rate: float = 0.5
   dropout_blocks: int = 1
   augment: bool = True
-  batchnorm_momentum: float = None  # None keeps each layer's own
+  batchnorm_momentum: typing.Optional[float] = None  # None keeps each layer's own
   seeded_dropout: bool = True
   eval_batch_size: int = 32
-  iterations: int = None  # the seed's file carries it; training does not use it
+  iterations: typing.Optional[int] = None  # the seed's file carries it; training does not use it
+  sources: dataclasses.InitVar[dict] = None
 
-  def __post_init__(self):
-    if self.model_arch not in ARCHS:
-      raise errors.Error("model_arch %r: use one of %s" % (self.model_arch, ", ".join(ARCHS)))
-    for name in ("batch_size", "epochs", "eval_batch_size"):
-      if getattr(self, name) < 1:
-        raise errors.Error("%s=%s: must be at least 1" % (name, getattr(self, name)))
-    if self.steps_per_epoch < 0:
-      raise errors.Error("steps_per_epoch=%s: use 0 (one pass) or more" % self.steps_per_epoch)
-    if not self.learning_rate > 0:
-      raise errors.Error("learning_rate=%s: must be positive" % self.learning_rate)
-    if not 0 <= self.dropout_rate < 1:
-      raise errors.Error("dropout_rate=%s: must be in [0, 1)" % self.dropout_rate)
-    if not 0 <= self.dropout_blocks <= 4:
-      raise errors.Error("dropout_blocks=%s: the decoder has 4 blocks; use 0 to 4"
-                         % self.dropout_blocks)
-    if self.batchnorm_momentum is not None and not 0 <= self.batchnorm_momentum < 1:
-      raise errors.Error("batchnorm_momentum=%s: must be in [0, 1)" % self.batchnorm_momentum)
-    if self.backbone_weights not in ("imagenet", "none") and not os.path.isfile(
-        self.backbone_weights):
-      raise errors.Error("backbone_weights=%s: use imagenet, none, or the path of an existing "
-                         "weights file" % self.backbone_weights)
+  def __post_init__(self, sources):
+    sources = sources or {}
+    for field in dataclasses.fields(self):
+      value = _checked(field, getattr(self, field.name), sources)
+      object.__setattr__(self, field.name, value)  # how a frozen dataclass sets its own field
+    _check_encoder_can_learn(self, sources)
 
   def record(self):
     return dataclasses.asdict(self)
+
+
+def _kind(field):
+  """(type, whether None is allowed) from a field's annotation, T or Optional[T]."""
+  args = [a for a in typing.get_args(field.type) if a is not type(None)]
+  return (args[0], True) if args else (field.type, False)
+
+
+def _given(key, value, sources):
+  """key and value as the user gave them: the flag as typed, or the JSON pair and its source."""
+  source = sources.get(key, IN_CODE)
+  if source != FLAG:
+    return "%s: %s %s" % (json.dumps(key), json.dumps(value, default=repr), source)
+  if isinstance(value, bool):
+    return "--%s%s" % ("" if value else "no", key)
+  return "--%s=%s" % (key, value)
+
+
+def _expected(field):
+  """What a field's value must be, in words: "a whole number ≥ 1"."""
+  kind, optional = _kind(field)
+  words = TYPE_WORDS[kind]
+  if field.name in RANGES:
+    words += " " + RANGES[field.name][1]
+  return words + (", or null" if optional else "")
+
+
+def _checked(field, value, sources):
+  """value, checked against field's type and range; an int for a float field as a float."""
+  kind, optional = _kind(field)
+  if value is None and optional:
+    return None
+  has_type = type(value) is kind or (kind is float and type(value) is int)  # not bool
+  if not has_type or (field.name in RANGES and not RANGES[field.name][0](value)):
+    raise errors.Error("%s: expected %s" % (_given(field.name, value, sources), _expected(field)))
+  return float(value) if kind is float else value
+
+
+def _check_encoder_can_learn(config, sources):
+  """Refuses a frozen encoder with random weights: only the decoder would learn, on features
+  that mean nothing (measured at full size on 7,349 synthetic pets: training IoU stayed
+  at 0.2463, one class everywhere, for all 12 epochs)."""
+  if config.freeze_backbone and config.backbone_weights == "none":
+    raise errors.Error(
+        "%s with %s: a frozen encoder with random weights cannot learn. Train the encoder from "
+        "scratch with --nofreeze_backbone, or give it weights: --backbone_weights=imagenet or "
+        "--backbone_weights=PATH" % (_given("freeze_backbone", True, sources),
+                                     _given("backbone_weights", "none", sources)))
 
 
 def _read_json(path, what):
@@ -108,9 +190,25 @@ def _read_json(path, what):
   return values
 
 
+def _read_seed_file(path):
+  """The hyperparameters of a file in the seed's format; other keys are named and ignored."""
+  values = _read_json(path, "hyperparameter file")
+  unknown = sorted(set(values) - set(SEED_FORMAT_KEYS))
+  if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
+    logging.warning("hyperparameter file %s: ignoring %s, which are not hyperparameters (the "
+                    "seed's format has %s)", path, ", ".join(unknown), ", ".join(SEED_FORMAT_KEYS))
+    values = {k: v for k, v in values.items() if k in SEED_FORMAT_KEYS}
+  if isinstance(values.get("model_arch"), str):  # the seed writes names like VGG19; any other
+    values["model_arch"] = values["model_arch"].lower()  # type is left for TrainConfig to refuse
+  return values
+
+
 def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
-  """The TrainConfig from the three layers. Unknown keys in a config file are errors; in the
-  seed's hyperparameter file they are named in a warning and ignored."""
+  """The TrainConfig from the three layers; a bad value is named with the layer it came from.
+
+  Unknown keys in a config file are errors; in the seed's hyperparameter file they are named in
+  a warning and ignored. overrides: {flag name: value}, None for a flag not given.
+  """
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
   path = config_path or os.path.join(CONFIG_DIR, dataset + ".json")
   values = _read_json(path, "config")
@@ -118,25 +216,23 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
   if unknown:
     raise errors.Error("config %s has unknown keys %s (known: %s)"
                        % (path, sorted(unknown), sorted(fields)))
+  sources = dict.fromkeys(fields, DEFAULT)
+  sources.update(dict.fromkeys(values, "in config " + path))
   if hyperparam_path:
-    seed_values = _read_json(hyperparam_path, "hyperparameter file")
-    unknown = sorted(set(seed_values) - set(SEED_FORMAT_KEYS))
-    if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
-      logging.warning("hyperparameter file %s: ignoring %s, which are not hyperparameters (the "
-                      "seed's format has %s)", hyperparam_path, ", ".join(unknown),
-                      ", ".join(SEED_FORMAT_KEYS))
-      seed_values = {k: v for k, v in seed_values.items() if k in SEED_FORMAT_KEYS}
-    if "model_arch" in seed_values:
-      seed_values["model_arch"] = str(seed_values["model_arch"]).lower()
+    seed_values = _read_seed_file(hyperparam_path)
     values.update(seed_values)
-  values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-  if values.get("iterations") is not None:
-    logging.warning("'iterations' (%s) is recorded but not used: training runs epochs x "
-                    "steps_per_epoch steps", values["iterations"])
+    sources.update(dict.fromkeys(seed_values, "in hyperparameter file " + hyperparam_path))
+  flag_values = {k: v for k, v in (overrides or {}).items() if v is not None}
+  values.update(flag_values)
+  sources.update(dict.fromkeys(flag_values, FLAG))
   try:
-    return TrainConfig(**values)
+    train_config = TrainConfig(**values, sources=sources)
   except TypeError as e:
     raise errors.Error("bad training config: %s" % e) from e
+  if train_config.iterations is not None:
+    logging.warning("'iterations' (%s) is recorded but not used: training runs epochs x "
+                    "steps_per_epoch steps", train_config.iterations)
+  return train_config
 
 
 OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size", "epochs",

@@ -284,7 +284,8 @@ def backbone_weights_file(config, image_size):
     return config.backbone_weights
   if config.model_arch == "mobilenetv2" and image_size not in unet.MOBILENETV2_IMAGENET_SIZES:
     raise errors.Error("MobileNetV2 has ImageNet weights for image sizes %s, not %d: change "
-                       "--image_size or use --backbone_weights=none"
+                       "--image_size, or train the encoder from scratch with "
+                       "--backbone_weights=none --nofreeze_backbone"
                        % (unet.MOBILENETV2_IMAGENET_SIZES, image_size))
   name, url = unet.IMAGENET_WEIGHTS[config.model_arch](image_size)
   try:
@@ -292,8 +293,9 @@ def backbone_weights_file(config, image_size):
   except Exception as e:  # get_file raises several types for a failed download
     raise errors.Error(
         "could not fetch the ImageNet weights %s (%s). Offline, copy that file into "
-        "~/.keras/models/, pass --backbone_weights=PATH, or train from scratch with "
-        "--backbone_weights=none (the synthetic dataset's default)" % (name, e)) from e
+        "~/.keras/models/, pass --backbone_weights=PATH, or train the encoder from scratch "
+        "with --backbone_weights=none --nofreeze_backbone (the synthetic dataset's default)"
+        % (name, e)) from e
 
 
 def train_stage(store, splits, config, settings, stop_after_epochs=0, distribution=None):

@@ -1,5 +1,7 @@
 """Training configuration: config file, the seed's hyperparameter file, flags."""
 
+import contextlib
+import dataclasses
 import json
 import os
 
@@ -78,10 +80,100 @@ class ConfigTest(absltest.TestCase):
                                ({"learning_rate": -1.0}, "learning_rate"),
                                ({"dropout_rate": 1.0}, "dropout_rate"),
                                ({"dropout_blocks": 5}, "dropout_blocks=5"),
-                               ({"model_arch": "resnet"}, "model_arch 'resnet'"),
+                               ({"model_arch": "resnet"}, "--model_arch=resnet"),
                                ({"backbone_weights": "/nonexistent.h5"}, "backbone_weights")):
       with self.assertRaisesRegex(errors.Error, pattern):
         config.resolve("synthetic", overrides=overrides)
+
+  @contextlib.contextmanager
+  def assert_error_names(self, *parts):
+    """The body raises errors.Error, one line holding each of parts."""
+    with self.assertRaises(errors.Error) as raised:
+      yield
+    message = str(raised.exception)
+    self.assertNotIn("\n", message)
+    for part in parts:
+      self.assertIn(part, message)
+
+  # (key, JSON value as written, what the error must say is expected), one of each kind.
+  BAD_VALUES = (("batch_size", "4.0", "a whole number ≥ 1"),           # float for int
+                ("epochs", "true", "a whole number ≥ 1"),              # bool for int
+                ("learning_rate", '"0.001"', "a number > 0"),          # string for float
+                ("steps_per_epoch", "null", "a whole number ≥ 0"),     # null, not allowed
+                ("batch_size", "0", "a whole number ≥ 1"),             # out of range
+                ("learning_rate", "-1", "a number > 0"))               # out of range, int
+
+  def test_bad_values_in_a_config_file_name_the_file_key_value_and_expectation(self):
+    for key, value, expected in self.BAD_VALUES + (("dropout_rate", "1.5", "in [0, 1)"),
+                                                   ("augment", "1", "true or false")):
+      with self.subTest(key=key, value=value):
+        path = self.create_tempfile(content='{"%s": %s}' % (key, value)).full_path
+        with self.assert_error_names("in config " + path, '"%s": %s' % (key, value), expected):
+          config.resolve("synthetic", config_path=path)
+
+  def test_bad_values_in_the_seeds_file_name_the_file_key_value_and_expectation(self):
+    for key, value, expected in self.BAD_VALUES + (("model_arch", "19", "a string"),):
+      with self.subTest(key=key, value=value):
+        written = {"batch_size": "4", "epochs": "1", "steps_per_epoch": "2",
+                   "learning_rate": "0.001", "model_arch": '"mobilenetv2"', key: value}
+        seed_file = self.create_tempfile(content="{%s}" % ", ".join(
+            '"%s": %s' % pair for pair in written.items())).full_path
+        with self.assert_error_names("in hyperparameter file " + seed_file,
+                                     '"%s": %s' % (key, value), expected):
+          config.resolve("synthetic", hyperparam_path=seed_file)
+
+  def test_the_seeds_float_batch_size_is_an_error_not_a_traceback(self):
+    seed_file = self.create_tempfile(content=(
+        '{"batch_size": 4.0, "epochs": 1, "steps_per_epoch": 2, "learning_rate": 0.001, '
+        '"model_arch": "mobilenetv2"}')).full_path
+    with self.assert_error_names('"batch_size": 4.0 in hyperparameter file %s: expected a whole '
+                                 'number ≥ 1' % seed_file):
+      config.resolve("synthetic", hyperparam_path=seed_file)
+
+  def test_flags_out_of_range_name_the_flag(self):
+    for flag, expected in (("--batch_size=0", "a whole number ≥ 1"),
+                           ("--eval_batch_size=0", "a whole number ≥ 1"),
+                           ("--steps_per_epoch=-1", "a whole number ≥ 0"),
+                           ("--learning_rate=0.0", "a number > 0"),
+                           ("--dropout_blocks=5", "a whole number from 0 to 4"),
+                           ("--batchnorm_momentum=1.0", "a number in [0, 1), or null")):
+      with self.subTest(flag=flag):
+        with self.assert_error_names("%s: expected %s" % (flag, expected)):
+          self.from_command_line("--dataset=synthetic", flag)
+
+  def test_flags_of_the_wrong_type_are_refused_by_absl(self):
+    with self.assertRaises(flags.IllegalFlagValueError):
+      self.from_command_line("--dataset=synthetic", "--batch_size=4.0")
+
+  def test_null_is_taken_where_a_key_may_be_null(self):
+    c = config.resolve("synthetic", config_path=self.write({"batchnorm_momentum": None}),
+                       hyperparam_path=self.write({"iterations": None}))
+    self.assertEqual((c.batchnorm_momentum, c.iterations), (None, None))
+
+  def test_an_int_for_a_float_is_stored_as_a_float(self):
+    as_int = config.resolve("synthetic", config_path=self.write({"learning_rate": 1}))
+    as_float = config.resolve("synthetic", config_path=self.write({"learning_rate": 1.0}))
+    self.assertIs(type(as_int.learning_rate), float)
+    self.assertEqual(json.dumps(as_int.record()), json.dumps(as_float.record()))
+
+  def test_every_non_bool_key_has_a_range(self):
+    self.assertEqual(set(config.RANGES), {f.name for f in dataclasses.fields(config.TrainConfig)
+                                          if f.type is not bool})
+
+  def test_a_frozen_random_encoder_is_refused_naming_both_sources_and_the_fix(self):
+    real = os.path.join(config.CONFIG_DIR, "oxford_iiit_pet.json")
+    fix = ("--nofreeze_backbone", "--backbone_weights=imagenet", "--backbone_weights=PATH")
+    with self.assert_error_names(
+        '"freeze_backbone": true in config %s with --backbone_weights=none' % real, *fix):
+      self.from_command_line("--backbone_weights=none")
+    with self.assert_error_names(
+        '--freeze_backbone with "backbone_weights": "none" in config ', *fix):
+      self.from_command_line("--dataset=synthetic", "--freeze_backbone")
+    frozen = self.write({"freeze_backbone": True})
+    with self.assert_error_names('"backbone_weights": "none" by default', *fix):
+      config.resolve("synthetic", config_path=frozen)
+    c = self.from_command_line("--backbone_weights=none", "--nofreeze_backbone")
+    self.assertEqual((c.backbone_weights, c.freeze_backbone), ("none", False))
 
   def test_unreadable_file_is_named(self):
     with self.assertRaisesRegex(errors.Error, "cannot read config /nonexistent.json"):
