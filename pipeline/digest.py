@@ -32,8 +32,13 @@ def canonical_json(record):
 
 def readable_json(value):
   """The bytes of a JSON file in a stage output: sorted keys, indent 1, ASCII, a final
-  newline. One encoding everywhere, so equal values give equal files."""
-  return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode("ascii")
+  newline. One encoding everywhere, so equal values give equal files.
+
+  Strict JSON, as strict parsers read it: a NaN or ±Infinity anywhere in value raises
+  ValueError (json's "Out of range float values are not JSON compliant"). The stages refuse
+  a diverged model with their own error (naming the fix) before they get here.
+  """
+  return (json.dumps(value, indent=1, sort_keys=True, allow_nan=False) + "\n").encode("ascii")
 
 
 def record_digest(record):

@@ -24,7 +24,11 @@ SEARCH = {"low": 0.05, "high": 20.0, "iterations": 48}
 
 
 def calibrate(outputs, batch_size):
-  """{temperature, nll, ece, reliability} of inference.SplitOutputs of the calibration split."""
+  """{temperature, nll, ece, reliability} of inference.SplitOutputs of the calibration split.
+
+  Raises errors.Error if a logit is not finite (the train output diverged).
+  """
+  outputs.check_finite("calibrate")
   batches = outputs.batches(batch_size)
   temperature = metrics.fit_temperature(batches, **SEARCH)
   before, after = metrics.reliability(batches, 1.0), metrics.reliability(batches, temperature)

@@ -25,7 +25,12 @@ GALLERY_SIZE = 12
 
 
 def measure(outputs, temperature, batch_size):
-  """metrics.json's content for inference.SplitOutputs and a calibration temperature."""
+  """(metrics.json's content, int64 confusion matrix [true, predicted]) for
+  inference.SplitOutputs and a calibration temperature.
+
+  Raises errors.Error if a logit is not finite (the train output diverged).
+  """
+  outputs.check_finite("evaluate")
   matrix = inference.confusion(outputs.masks, outputs.predictions(), len(partition.CLASS_NAMES))
   batches = outputs.batches(batch_size)
   result = metrics.segmentation(matrix, partition.CLASS_NAMES)

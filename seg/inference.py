@@ -13,6 +13,7 @@ from seg import training
 @dataclasses.dataclass(frozen=True)
 class SplitOutputs:
   """A whole split's examples and the model's logits, in stored order (by pet id)."""
+  split: str          # its name, e.g. "calibration"
   pet_ids: list
   images: np.ndarray  # uint8 [n, size, size, 3]
   masks: np.ndarray   # uint8 [n, size, size], class ids
@@ -22,6 +23,17 @@ class SplitOutputs:
     """[(logits, masks)] in batches, as the calibration metrics take them."""
     return [(self.logits[i:i + batch_size], self.masks[i:i + batch_size])
             for i in range(0, len(self.masks), batch_size)]
+
+  def check_finite(self, stage):
+    """Raises errors.Error, naming the stage and the split, if a logit is NaN or ±Infinity:
+    the model's weights come from a training run that diverged, and no metric of them means
+    anything (NaN, or a division by zero in the calibration bins)."""
+    bad = np.count_nonzero(~np.isfinite(self.logits))
+    if bad:
+      raise errors.Error(
+          "%s: %d of the model's %d logits on the %s split are NaN or infinite: the train "
+          "output's weights come from a training run that diverged. Train again with a lower "
+          "--learning_rate" % (stage, bad, self.logits.size, self.split))
 
   def predictions(self):
     return np.argmax(self.logits, -1).astype(np.uint8)
@@ -47,7 +59,7 @@ def run_on_split(model, splits_dir, split, batch_size):
   if not masks:
     raise errors.Error("the %s split has no examples: a dataset this small leaves it empty; "
                        "use more pets (--synthetic_images)" % split)
-  return SplitOutputs(pet_ids, np.concatenate(images), np.concatenate(masks),
+  return SplitOutputs(split, pet_ids, np.concatenate(images), np.concatenate(masks),
                       np.concatenate(logits))
 
 

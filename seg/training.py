@@ -149,8 +149,14 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
     batches = input_pipeline.training_batches(splits_dir, settings.seed, epoch,
                                               config.batch_size, steps, augment=config.augment,
                                               rows=rows)
-    loss, iou = train_epoch(train_step, batches, steps, info["num_classes"])
+    loss, iou = train_epoch(train_step, batches, steps, info["num_classes"], epoch + 1,
+                            config.learning_rate)
+    # Before the checkpoint below: a diverged state is never kept.
+    check_finite([("variable " + v.path, v.numpy()) for v in model.variables], epoch + 1,
+                 steps, config.learning_rate)
     validation = evaluate(eval_step, splits_dir, "validation", config.eval_batch_size, info)
+    check_finite([("the validation loss", validation["loss"])], epoch + 1, steps,
+                 config.learning_rate)
     history.append({"epoch": epoch + 1, "loss": loss, "iou": iou,
                     "val_loss": validation["loss"], "val_iou": validation["iou"]})
     print("  validation loss %.4f, IoU %.4f" % (validation["loss"], validation["iou"]),
@@ -182,15 +188,35 @@ def synchronize_batchnorm(model):
       layer.synchronized = True
 
 
-def train_epoch(train_step, batches, steps, num_classes):
-  """Runs one epoch's update steps with a progress bar; returns its (mean loss, mean IoU)."""
+def check_finite(named_values, epoch, step, learning_rate):
+  """Raises errors.Error if a value holds NaN or ±Infinity: training diverged.
+
+  named_values: [(name, number or array)], checked in order; the message names the first
+  non-finite one, the epoch and step (both counted from 1) and the learning rate in force.
+  """
+  for name, value in named_values:
+    if not np.isfinite(value).all():
+      raise errors.Error(
+          "training diverged at epoch %d, step %d: %s is not finite (NaN or infinite), so "
+          "nothing is stored. The learning rate %r is too high for this run: train again "
+          "with a lower --learning_rate" % (epoch, step, name, learning_rate))
+
+
+def train_epoch(train_step, batches, steps, num_classes, epoch, learning_rate):
+  """Runs one epoch's update steps with a progress bar; returns its (mean loss, mean IoU).
+
+  epoch: counted from 1. Raises errors.Error (check_finite) at the first step whose loss is
+  NaN or infinite.
+  """
   # A live bar on a terminal; one line per epoch in a log.
   progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "iou"],
                                  verbose=1 if sys.stdout.isatty() else 2)
   total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
   for step, (images, masks) in enumerate(batches, 1):
     loss, cm = train_step(images, masks)
-    total += float(loss)
+    loss = float(loss)
+    check_finite([("the loss", loss)], epoch, step, learning_rate)
+    total += loss
     matrix += cm.numpy()
     progress.update(step, [("loss", total / step), ("iou", metrics.iou(matrix)[1])])
   return total / steps, metrics.iou(matrix)[1]

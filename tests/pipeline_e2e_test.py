@@ -1,5 +1,6 @@
 """End to end through the binaries, as a user runs them: tiny synthetic data, fresh processes."""
 
+import glob
 import json
 import os
 import shutil
@@ -70,6 +71,35 @@ class PipelineTest(absltest.TestCase):
     self.assertNotIn("Traceback", result.stderr)
     self.assertFalse(os.path.exists(os.path.join(store, "keys")) and
                      os.listdir(os.path.join(store, "keys")))
+
+  def test_diverged_training_is_one_line_and_stores_no_train_output(self):
+    # Adam's first step moves each weight that has a gradient by about the learning rate:
+    # after 1e30, step 2's forward pass overflows and its loss is NaN. 1e39 is infinite in
+    # float32: step 1's loss is finite, and its update leaves the weights non-finite.
+    for rate, extra, where in (
+        ("1e30", [], "epoch 1, step 2: the loss is not finite"),
+        ("1e39", ["--epochs=1", "--steps_per_epoch=1"],
+         "epoch 1, step 1: variable Conv1/kernel is not finite")):
+      with self.subTest(rate):
+        store = self.create_tempdir().full_path
+        result = run("seg/train", TINY + ["--store=" + store, "--learning_rate=" + rate] + extra)
+        self.assertEqual(result.returncode, 1, result.stderr[-3000:])
+        lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+        self.assertLen(lines, 1, result.stderr[-3000:])
+        self.assertIn("training diverged at " + where, lines[0])
+        self.assertIn("learning rate %r is too high" % float(rate), lines[0])
+        self.assertIn("lower --learning_rate", lines[0])
+        self.assertNotIn("Traceback", result.stderr)
+        manifests = []
+        for name in os.listdir(os.path.join(store, "keys")):
+          with open(os.path.join(store, "keys", name)) as f:
+            manifests.append(json.load(f))
+        self.assertEqual(sorted(m["stage"] for m in manifests),
+                         ["download", "partition", "synthetic"])  # no train
+        self.assertEqual({n.split(".")[0] for n in os.listdir(os.path.join(store, "objects"))},
+                         {m["output"] for m in manifests})
+        self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
+        self.assertEqual(glob.glob(os.path.join(store, "runs", "*", "checkpoints", "*")), [])
 
   def test_store_check_rebuilds_identical_bits_and_catches_a_false_manifest(self):
     store = self.create_tempdir().full_path
