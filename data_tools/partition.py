@@ -118,4 +118,4 @@ def run_stage(store, petset_result, image_size, examples_per_shard):
   def build(out, unused_run_dir):
     return write_splits(petset_result.path, out, image_size, examples_per_shard)
 
-  return stage.run(store, "partition", params, {"petset": petset_result.digest}, {}, build)
+  return stage.run(store, "partition", params, {"petset": petset_result}, {}, build)

@@ -21,10 +21,16 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     "verify_store", False,
     "On a cache hit, recompute the stored output's digest and fail if its bytes changed.")
+flags.DEFINE_bool(
+    "verify_inputs", True,
+    "Before a stage builds from stored outputs, re-hash them and stop if any is damaged. "
+    "Reads each input once per stage that builds: 1.6-2.3 s here for the full dataset's "
+    "partition output (about 1.5 GB); --noverify_inputs skips it.")
 
 
 def open_store():
-  return storelib.Store(FLAGS.store, verify_on_hit=FLAGS.verify_store)
+  return storelib.Store(FLAGS.store, verify_on_hit=FLAGS.verify_store,
+                        verify_inputs=FLAGS.verify_inputs)
 
 
 _HELP = ("--help", "-h", "-?", "--helpshort")

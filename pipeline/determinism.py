@@ -196,23 +196,32 @@ def from_flags():
                  onednn=FLAGS.onednn, **{k: getattr(FLAGS, k) for k in PORTABLE_DEFAULTS})
 
 
-_DERIVED = {}
+_RECORDERS = []  # the dicts of the recording_seeds() blocks open now
 
 
 def derive_seed(seed, *purpose):
   """A 31-bit seed for one purpose, e.g. derive_seed(42, "dropout", "up0"); stable everywhere.
 
-  Every derivation is remembered for derived_seeds(), which stages put in their manifest.
+  Each derivation is recorded in every recording_seeds() block open around it.
   """
   h = hashlib.sha256(digest.canonical_json([seed] + list(purpose))).digest()
   value = int.from_bytes(h[:4], "big") & 0x7FFFFFFF
-  _DERIVED["/".join(str(p) for p in (seed,) + purpose)] = value
+  for seeds in _RECORDERS:
+    seeds["/".join(str(p) for p in (seed,) + purpose)] = value
   return value
 
 
-def derived_seeds():
-  """{"<seed>/<purpose>/...": value} of every seed derived in this process so far."""
-  return dict(sorted(_DERIVED.items()))
+@contextlib.contextmanager
+def recording_seeds():
+  """Yields a dict that collects {"<seed>/<purpose>/...": value} of every seed derived inside
+  the block, and only those: a stage's manifest lists what its own build derived, whatever
+  else ran before it in the process."""
+  seeds = {}
+  _RECORDERS.append(seeds)
+  try:
+    yield seeds
+  finally:
+    _RECORDERS.remove(seeds)
 
 
 def set_environment(settings):

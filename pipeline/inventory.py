@@ -97,28 +97,12 @@ def descendants(store, manifest):
 
 def verify(store, digests=None):
   """{digest: problem} of the stored outputs (all, or the given ones) whose files no longer
-  match their digest or listing; empty when every one is intact."""
+  match their digest or listing (Store.damage); empty when every one is intact."""
   objects = os.path.join(store.root, "objects")
   if digests is None:
     digests = sorted(n for n in os.listdir(objects) if not n.endswith(".sha256"))
-  damaged = {}
-  for digest in digests:
-    path = store.object_path(digest)
-    if not os.path.isdir(path):
-      damaged[digest] = "missing"
-      continue
-    try:
-      listing = digestlib.tree_listing(path)
-    except (OSError, ValueError) as e:
-      damaged[digest] = str(e)
-      continue
-    if digestlib.bytes_digest(listing.encode("utf-8")) != digest:
-      with open(path + ".sha256") as f:
-        recorded = set(f.read().splitlines())
-      actual = set(listing.splitlines())
-      changed = sorted({line.split("  ", 1)[1] for line in recorded ^ actual})
-      damaged[digest] = "files differ from the listing: " + ", ".join(changed)
-  return damaged
+  problems = {digest: store.damage(digest) for digest in digests}
+  return {digest: problem for digest, problem in problems.items() if problem}
 
 
 def garbage(store, keep_runs=False):

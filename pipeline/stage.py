@@ -31,14 +31,28 @@ class Result:
   manifest: dict
 
 
+def _digests(inputs):
+  """{name: digest} of a stage's inputs: a Result stands for its output's digest."""
+  return {name: value.digest if isinstance(value, Result) else value
+          for name, value in inputs.items()}
+
+
 def key_record(name, build, params, inputs, determinism_record):
   return {
       "stage": name,
       "code": code.code_record(build),
       "params": params,
-      "inputs": inputs,
+      "inputs": _digests(inputs),
       "runtime": runtime.runtime_record(determinism_record),
   }
+
+
+def _verify_inputs(store, name, inputs):
+  """Re-hashes each stored output the stage reads (its Result inputs) before it builds."""
+  for input_name, value in sorted(inputs.items()):
+    if isinstance(value, Result):
+      store.verify(value.digest, use="the %s stage (as its input %r, made by %s)"
+                   % (name, input_name, value.name))
 
 
 def _git_commit():
@@ -65,6 +79,9 @@ def report(result, out=None):
 def run(store, name, params, inputs, determinism_record, build):
   """Returns the stage's Result, building it with build(out_dir, run_dir) on a miss.
 
+  inputs: {name: the Result of a stage it reads, or the digest of an outside file, or None};
+  the key holds their digests. On a miss, each Result's output is re-hashed first (unless
+  store.verify_inputs is off): a damaged one raises store.StoreError and nothing is built.
   build writes the output files into out_dir (and may keep resumable state in run_dir) and
   returns a JSON-able dict of details (counts, metrics) for the manifest. The module that
   defines build, and its import closure, are the stage's code in the key.
@@ -75,12 +92,14 @@ def run(store, name, params, inputs, determinism_record, build):
     manifest = store.lookup(key)
     if manifest is not None:
       if store.verify_on_hit:
-        store.verify(manifest["output"])
+        store.verify(manifest["output"], use="--verify_store (a cache hit of %s)" % name)
       return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
                     manifest)
+    if store.verify_inputs:
+      _verify_inputs(store, name, inputs)
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
-    with store.staging(prefix=name + "-") as out:
+    with store.staging(prefix=name + "-") as out, determinism.recording_seeds() as seeds:
       details = build(out, store.run_dir(key))
       output = store.put_tree(out)
     manifest = {
@@ -89,7 +108,7 @@ def run(store, name, params, inputs, determinism_record, build):
         "output": output,
         "key_record": record,
         "details": details,
-        "derived_seeds": determinism.derived_seeds(),
+        "derived_seeds": dict(sorted(seeds.items())),
         "provenance": {
             "git_commit": _git_commit(),
             "host": platform.node(),

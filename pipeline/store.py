@@ -234,13 +234,41 @@ class Store:
       return {path: sha256 for sha256, path in
               (line.rstrip("\n").split("  ", 1) for line in f)}
 
-  def verify(self, digest):
-    """Recomputes a stored tree's digest; raises StoreError if the bytes have changed."""
-    actual = digestlib.tree_digest(self.object_path(digest))
-    if actual != digest:
-      raise StoreError("stored output %s has been modified on disk (its content digest is now "
-                       "%s): delete %s and run the stage again"
-                       % (digest, actual, self.object_path(digest)))
+  def damage(self, digest):
+    """None if a stored output's files still hash to its digest; else what is wrong: missing,
+    unreadable, or the files that were changed, added or deleted since its listing was
+    written. Reads every byte of the output (1.1-1.5 s per GB here)."""
+    path = self.object_path(digest)
+    if not os.path.isdir(path):
+      return "missing"
+    try:
+      listing = digestlib.tree_listing(path)
+    except (OSError, ValueError) as e:
+      return str(e)
+    if digestlib.bytes_digest(listing.encode("utf-8")) == digest:
+      return None
+    with open(path + ".sha256") as f:
+      recorded = set(f.read().splitlines())
+    actual = set(listing.splitlines())
+    changed = sorted({line.split("  ", 1)[1] for line in recorded ^ actual})
+    return "files differ from the listing: " + ", ".join(changed)
+
+  def verify(self, digest, use="a stage"):
+    """Raises StoreError naming the output, what is wrong with it, and the fix, unless its
+    files still hash to its digest. use: who needs it, for the message."""
+    problem = self.damage(digest)
+    if problem:
+      raise StoreError(
+          "stored output %s, which %s needs, is damaged (%s), so nothing was built from it. "
+          "Remove it with `./dev bazel run //pipeline:store -- verify --remove_damaged %s` and "
+          "run again: the stage that made it runs again" % (digest, use, problem, digest))
+
+  def remove_output(self, digest):
+    """Deletes a stored output and its listing; its manifest then finds nothing, so its
+    stage runs again."""
+    remove_tree(self.object_path(digest))
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(self.object_path(digest) + ".sha256")
 
   @contextlib.contextmanager
   def lock(self, key):

@@ -6,7 +6,8 @@ Looks after reproseg's content-addressed store:
   show PREFIX            one output (by a unique prefix of its key or output digest): its
                          files, parameters, provenance and lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
-                         exit status 1 and a list of damaged outputs on any mismatch
+                         exit status 1 and a list of damaged outputs on any mismatch;
+                         --remove_damaged removes those, so their stages run again
   check PREFIX           rebuild that output from its stored inputs in a scratch store, with
                          the recorded command and switches, and compare the bits: exit status
                          0 if identical, 1 with the files (and variables) that differ
@@ -33,6 +34,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...).")
 flags.DEFINE_bool("dry_run", True, "gc: only list what would be removed.")
 flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints and logs of finished runs.")
+flags.DEFINE_bool("remove_damaged", False, "verify: remove the damaged outputs it finds, so "
+                  "that the stages that made them run again.")
 
 COMMANDS = ("ls", "show", "verify", "check", "diff", "gc")
 
@@ -64,9 +67,14 @@ def verify(store, args):
   damaged = inventory.verify(store, args or None)
   for digest, problem in sorted(damaged.items()):
     print("DAMAGED %s: %s" % (digest, problem))
+    if FLAGS.remove_damaged and problem != "missing":
+      with store.exclusive():
+        store.remove_output(digest)
+      print("removed %s: the stage that made it runs again when next needed" % digest)
   if damaged:
-    print("%d damaged: delete them (or run `store gc --nodry_run` after deleting their "
-          "manifests) and run their stages again" % len(damaged))
+    if not FLAGS.remove_damaged:
+      print("%d damaged: `verify --remove_damaged` removes them, and their stages run again "
+            "when next needed" % len(damaged))
     sys.exit(1)
   print("every output checked is intact")
 

@@ -71,5 +71,5 @@ def calibrate_stage(store, splits, train, config, settings):
 
   params = {"model": config.record(), "method": "temperature", "ece_bins": metrics.ECE_BINS,
             "search": SEARCH}
-  return stage.run(store, "calibrate", params, {"splits": splits.digest, "train": train.digest},
+  return stage.run(store, "calibrate", params, {"splits": splits, "train": train},
                    settings.record(), build)

@@ -95,5 +95,5 @@ def evaluate_stage(store, splits, train, calibrated, config, settings, split="te
 
   params = {"model": config.record(), "split": split, "gallery_size": gallery_size,
             "ece_bins": metrics.ECE_BINS}
-  inputs = {"splits": splits.digest, "train": train.digest, "calibrate": calibrated.digest}
+  inputs = {"splits": splits, "train": train, "calibrate": calibrated}
   return stage.run(store, "evaluate", params, inputs, settings.record(), build)

@@ -9,20 +9,28 @@ load with no reproseg code, with reproducible bytes.
   calibrated probabilities. Stock layers use the approximate rsqrt of batch norm, so its
   probabilities may differ from the SavedModel's in the last bits.
 
-What would change the bytes from run to run, and what is done about it: the SavedModel's
-fingerprint.pb carries a random uuid (set here from the file's own hashes); a .keras file
-carries the save time (zip entry times and metadata.json's date_saved: dropped) and Python
-object ids (config.json's shared_object_id: renumbered in order of appearance).
+What would change the bytes from run to run, or with what the process did before, and what is
+done about it: saved_model.pb names each traced function with a process-wide counter
+(`__inference_serve_6625`: renamed to its rank among the saved functions); fingerprint.pb
+carries a random uuid (set here from the file's own hashes) and hashes of saved_model.pb
+(recomputed after the renaming); a .keras file carries the save time (zip entry times and
+metadata.json's date_saved: dropped) and Python object ids (config.json's shared_object_id:
+renumbered in order of appearance). Keras' automatic layer names (`input_layer_3`) count the
+layers built before in the process: seg.unet names every layer itself.
 """
 
 import hashlib
 import json
 import os
+import re
 import zipfile
 
 import keras
 import tensorflow as tf
+from google.protobuf import descriptor
 from tensorflow.core.protobuf import fingerprint_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
 
 from pipeline import stage
 from seg import calibration
@@ -56,22 +64,94 @@ class Segmenter(tf.Module):
 
 
 # --- Files with reproducible bytes --------------------------------------------------------------
-def _fix_fingerprint(saved_model_dir):
-  """fingerprint.pb's uuid is random by design; make it a digest of the file's other fields."""
-  path = os.path.join(saved_model_dir, "fingerprint.pb")
+def _write_fingerprint(saved_model_dir):
+  """fingerprint.pb anew from saved_model.pb (TensorFlow's own hashes of it), its uuid (random
+  by design) replaced by a digest of the file's other fields."""
   fingerprint = fingerprint_pb2.FingerprintDef()
-  with open(path, "rb") as f:
-    fingerprint.ParseFromString(f.read())
+  fingerprint.ParseFromString(fingerprinting.CreateFingerprintDef(saved_model_dir))
   fingerprint.ClearField("uuid")
   content = fingerprint.SerializeToString(deterministic=True)
   fingerprint.uuid = str(int.from_bytes(hashlib.sha256(content).digest()[:16], "big"))
-  with open(path, "wb") as f:
+  with open(os.path.join(saved_model_dir, "fingerprint.pb"), "wb") as f:
     f.write(fingerprint.SerializeToString(deterministic=True))
+
+
+# A traced function's name: its Python name and tf.function's process-wide counter.
+_TRACED_NAME = re.compile(r"^(__inference_.+)_(\d+)$")
+
+
+def _rename_strings(message, names):
+  """Replaces, in place, every string field, repeated string and map key or value of a
+  protobuf message tree that is a key of `names` by its value."""
+  for field, value in message.ListFields():
+    if field.message_type and field.message_type.GetOptions().map_entry:
+      message_values = field.message_type.fields_by_name["value"].message_type is not None
+      for key in list(value):
+        if message_values:
+          _rename_strings(value[key], names)
+          if key in names:
+            value[names[key]].CopyFrom(value[key])
+            del value[key]
+        else:
+          renamed = names.get(value[key], value[key])
+          del value[key]
+          value[names.get(key, key)] = renamed
+    elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+      for item in (value if field.is_repeated else [value]):
+        _rename_strings(item, names)
+    elif field.type == descriptor.FieldDescriptor.TYPE_STRING:
+      if field.is_repeated:
+        value[:] = [names.get(v, v) for v in value]
+      elif value in names:
+        setattr(message, field.name, names[value])
+
+
+def _attr_maps(graph_def):
+  """Every node's (and function argument's) attr map in a GraphDef and its library."""
+  for node in graph_def.node:
+    yield node.attr
+  for function in graph_def.library.function:
+    for node in function.node_def:
+      yield node.attr
+    for argument in function.arg_attr.values():
+      yield argument.attr
+
+
+def _renumber_captures(graph_def):
+  """A captured tensor's placeholder carries the tensor's process-wide id as its
+  `_user_specified_name` ("6629"): renumber those ids by rank, in place."""
+  holders = [attrs["_user_specified_name"] for attrs in _attr_maps(graph_def)
+             if "_user_specified_name" in attrs and attrs["_user_specified_name"].s.isdigit()]
+  ranks = {uid: rank for rank, uid in enumerate(sorted({int(h.s) for h in holders}), 1)}
+  for holder in holders:
+    holder.s = b"%d" % ranks[int(holder.s)]
+
+
+def _rename_traced_functions(saved_model_dir):
+  """saved_model.pb with each traced function named by its rank among the saved ones, in
+  tracing order (`__inference_serve_6625` → `__inference_serve_2`), and the library sorted by
+  name: the names no longer count what the process traced before."""
+  path = os.path.join(saved_model_dir, "saved_model.pb")
+  saved_model = saved_model_pb2.SavedModel()
+  with open(path, "rb") as f:
+    saved_model.ParseFromString(f.read())
+  library = saved_model.meta_graphs[0].graph_def.library
+  traced = sorted((int(m.group(2)), m.group(1), m.group(0)) for m in
+                  (_TRACED_NAME.match(f.signature.name) for f in library.function) if m)
+  names = {name: "%s_%d" % (base, rank) for rank, (_, base, name) in enumerate(traced, 1)}
+  _rename_strings(saved_model, names)
+  functions = sorted(library.function, key=lambda f: f.signature.name)
+  del library.function[:]
+  library.function.extend(functions)
+  _renumber_captures(saved_model.meta_graphs[0].graph_def)
+  with open(path, "wb") as f:
+    f.write(saved_model.SerializeToString(deterministic=True))
 
 
 def write_saved_model(segmenter, path):
   tf.saved_model.save(segmenter, path, signatures={"serving_default": segmenter.serve})
-  _fix_fingerprint(path)
+  _rename_traced_functions(path)
+  _write_fingerprint(path)
 
 
 def _renumber_shared_objects(config):
@@ -135,6 +215,6 @@ def export_stage(store, splits, train, calibrated, config, settings):
     return {"temperature": temperature, "image_size": info["image_size"],
             "classes": info["class_names"]}
 
-  inputs = {"splits": splits.digest, "train": train.digest, "calibrate": calibrated.digest}
+  inputs = {"splits": splits, "train": train, "calibrate": calibrated}
   return stage.run(store, "export", {"model": config.record()}, inputs, settings.record(),
                    build)

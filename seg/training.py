@@ -332,7 +332,7 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
   """
   image_size = int(splits.manifest["key_record"]["params"]["image_size"])
   weights = backbone_weights_file(config, image_size)
-  inputs = {"splits": splits.digest,
+  inputs = {"splits": splits,
             "backbone_weights": digest.file_digest(weights) if weights else None}
   if distribution and stop_after_epochs:
     raise errors.Error("--stop_after_epochs needs --distribute=none: a multi-worker run "

@@ -40,11 +40,12 @@ MOBILENETV2_IMAGENET_SIZES = (96, 128, 160, 192, 224)
 
 
 def _backbone(arch, image_size):
-  shape = (image_size, image_size, 3)
+  # A named input: Keras' automatic name (input_layer_3) counts the layers built before.
+  images = keras.Input((image_size, image_size, 3), name="backbone_image")
   if arch == "mobilenetv2":
-    return keras.applications.MobileNetV2(input_shape=shape, include_top=False, weights=None)
+    return keras.applications.MobileNetV2(input_tensor=images, include_top=False, weights=None)
   if arch == "vgg19":
-    return keras.applications.VGG19(input_shape=shape, include_top=False, weights=None)
+    return keras.applications.VGG19(input_tensor=images, include_top=False, weights=None)
   raise ValueError("unknown backbone %r: use one of %s" % (arch, ", ".join(SKIP_LAYERS)))
 
 

@@ -53,6 +53,28 @@ class DeterminismTest(parameterized.TestCase):
     result, _ = self.train(env=env, prefix=prefix, cwd=self.create_tempdir().full_path)
     self.assertEqual(tiny.outputs(result.stdout), self.golden)
 
+  def test_each_stage_in_a_process_of_its_own_gives_the_chained_bits(self):
+    """A stage's output is a function of its key alone, not of what its process did before:
+    each stage made by a binary that takes the stages before it from the store has the key
+    and output of the same stage made after them in one process, and tests/golden's."""
+    chained = tiny.run("seg/export", tiny.TINY + ["--store=" + self.create_tempdir().full_path])
+    self.assertEqual(chained.returncode, 0, chained.stderr[-4000:])
+    store = "--store=" + self.create_tempdir().full_path
+    made = {}
+    for binary, flags in (("data_tools/partition", tiny.DATA_FLAGS), ("seg/train", tiny.TINY),
+                          ("seg/calibrate", tiny.TINY), ("seg/evaluate", tiny.TINY),
+                          ("seg/export", tiny.TINY)):
+      result = tiny.run(binary, flags + [store])
+      self.assertEqual(result.returncode, 0, result.stderr[-4000:])
+      made.update({name: (output, key) for name, output, key, hit
+                   in tiny.stage_lines(result.stdout) if not hit})
+    self.assertEqual(list(made), list(tiny.STAGES) + ["export"])  # one stage a process, after data
+    self.assertEqual({name: line[1:3] for name, line in
+                      ((line[0], line) for line in tiny.stage_lines(chained.stdout))},
+                     {name: made[name] for name in made if name != "evaluate"})
+    golden = dict(self.golden, export=tiny.load_golden()["export"])
+    self.assertEqual({name: output for name, (output, _) in made.items()}, golden)
+
   def test_stopped_and_resumed_ends_with_the_same_bits(self):
     stopped, store = self.train(["--stop_after_epochs=1"], expect_ok=False)
     self.assertEqual(stopped.returncode, 1, stopped.stderr[-4000:])

@@ -72,6 +72,48 @@ class PipelineTest(absltest.TestCase):
     self.assertFalse(os.path.exists(os.path.join(store, "keys")) and
                      os.listdir(os.path.join(store, "keys")))
 
+  def test_a_damaged_train_output_stops_evaluate_until_it_is_removed(self):
+    store = self.create_tempdir().full_path
+    trained = run("seg/train", TINY + ["--store=" + store])
+    self.assertEqual(trained.returncode, 0, trained.stderr[-3000:])
+    train = dict((s[0], s[1]) for s in stage_lines(trained.stdout))["train"]
+    weights = os.path.join(store, "objects", train, "weights.arrays")
+    os.chmod(os.path.dirname(weights), 0o755)
+    os.chmod(weights, 0o644)
+    with open(weights, "r+b") as f:  # one bit of the last byte
+      f.seek(-1, os.SEEK_END)
+      last = f.read(1)[0]
+      f.seek(-1, os.SEEK_END)
+      f.write(bytes([last ^ 1]))
+    damaged = run(PIPELINE, TINY + ["--store=" + store])
+    self.assertEqual(damaged.returncode, 1, damaged.stderr[-3000:])
+    errors = [l for l in damaged.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(errors, 1, damaged.stderr[-3000:])
+    for expected in ("stored output " + train, "the calibrate stage (as its input 'train'",
+                     "files differ from the listing: weights.arrays", "--remove_damaged"):
+      self.assertIn(expected, errors[0])
+    self.assertNotIn("Traceback", damaged.stderr)
+    with open(os.path.join(store, "objects", train + ".sha256")) as f:
+      listed = f.read()
+    stages = set()
+    for name in os.listdir(os.path.join(store, "keys")):
+      with open(os.path.join(store, "keys", name)) as f:
+        stages.add(json.load(f)["stage"])
+    self.assertEqual(stages, {"synthetic", "download", "partition", "train"})  # nothing after
+    remove = subprocess.run(
+        [sys.executable, os.path.join(RUNFILES, "pipeline", "store_main.py"), "verify",
+         "--remove_damaged", train, "--store=" + store], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=RUNFILES), check=False)
+    self.assertEqual(remove.returncode, 1, remove.stderr)  # it was damaged
+    self.assertIn("removed " + train, remove.stdout)
+    again = run(PIPELINE, TINY + ["--store=" + store])
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    made = {s[0]: s[1] for s in stage_lines(again.stdout) if not s[3]}
+    self.assertEqual(made["train"], train)  # rebuilt with the same bits
+    self.assertIn("evaluate", made)
+    with open(os.path.join(store, "objects", train + ".sha256")) as f:
+      self.assertEqual(f.read(), listed)
+
   def test_diverged_training_is_one_line_and_stores_no_train_output(self):
     # Adam's first step moves each weight that has a gradient by about the learning rate:
     # after 1e30, step 2's forward pass overflows and its loss is NaN. 1e39 is infinite in
@@ -191,12 +233,12 @@ class PipelineTest(absltest.TestCase):
     data = ("data flags (data_tools.dataset):", "--dataset", "--source", "--image_size")
     determinism = ("determinism flags (pipeline.determinism):", "--seed", "--[no]portable",
                    "--[no]deterministic", "--onednn_max_cpu_isa")
-    store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store",
+    store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store", "--[no]verify_inputs",
              "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
     training = ("training flags (seg.config):", "--batch_size", "--epochs",
                 "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
-        "data_tools/download": data + determinism + store[:3],
+        "data_tools/download": data + determinism + store[:4],
         "data_tools/partition": data + determinism + store,
         "seg/train": training + data + determinism + store + (
             "distribution flags (seg.distribute):", "--distribute"),

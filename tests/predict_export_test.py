@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tests.tiny_pipeline import run
+from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import stage_lines
 from tests.tiny_pipeline import TINY
 
@@ -32,6 +33,32 @@ probabilities = model(tf.image.resize(tf.cast(image, tf.float32), [size, size], 
 probabilities = tf.image.resize(probabilities, image.shape[1:3])
 print(json.dumps({"saved_model": saved.tolist(),
                   "keras": tf.argmax(probabilities, -1).numpy()[0].tolist()}))
+"""
+
+
+# Exports a 32-px U-Net with fixed weights into argv[1], after building unrelated models and
+# tracing a function first if argv[2] is "busy"; prints the export's tree digest and, as the
+# control, the digest of a plain tf.saved_model.save of the same serving module.
+_EXPORT_AFTER = """
+import sys
+import numpy as np
+from pipeline import determinism, digest
+settings = determinism.resolve()
+determinism.apply(settings)
+import keras, tensorflow as tf
+from seg import config, export, training
+out, busy = sys.argv[1], sys.argv[2] == "busy"
+info, train_config = {"image_size": 32, "num_classes": 3}, config.TrainConfig()
+if busy:
+  keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  other = training.build_model(train_config, info, settings, exact=False)
+  tf.function(lambda x: other(x))(tf.zeros([1, 32, 32, 3]))
+model = training.build_model(train_config, info, settings)
+for i, variable in enumerate(model.variables):
+  variable.assign(np.random.default_rng(i).normal(0, 0.05, variable.shape))
+export.export(model, train_config, info, settings, 1.5, out)
+tf.saved_model.save(export.Segmenter(model, 1.5, 32), out + "-plain")
+print(digest.tree_digest(out), digest.file_digest(out + "-plain/saved_model.pb"))
 """
 
 
@@ -83,6 +110,20 @@ class PredictExportTest(absltest.TestCase):
     other_seed = run("seg/export", TINY + ["--store=" + self.create_tempdir().full_path,
                                            "--seed=7"])
     self.assertNotEqual(stage_lines(other_seed.stdout)[-1][1], self.export_digest)  # control
+
+  def test_export_bytes_do_not_follow_what_the_process_built_before(self):
+    """Keras names layers and TensorFlow names traced functions with process-wide counters;
+    the export's bytes must not show them."""
+    runs = {}
+    for state in ("fresh", "busy"):
+      out = os.path.join(self.create_tempdir().full_path, "export")
+      result = subprocess.run([sys.executable, "-c", _EXPORT_AFTER, out, state],
+                              capture_output=True, text=True, check=False, cwd=RUNFILES,
+                              env=dict(os.environ, PYTHONPATH=RUNFILES))
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      runs[state] = result.stdout.split()
+    self.assertNotEqual(runs["fresh"][1], runs["busy"][1])  # control: the counters moved
+    self.assertEqual(runs["fresh"][0], runs["busy"][0])
 
   def test_photos_of_every_kind_and_files_that_are_not(self):
     photos = _photos(self.create_tempdir().full_path)

@@ -1,6 +1,6 @@
-"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests and its
-two-worker train digest (tiny_pipeline.json), and the real-shape training steps' digests
-(step_digests.json).
+"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests, its
+export digest and its two-worker train digest (tiny_pipeline.json), and the real-shape
+training steps' digests (step_digests.json).
 
   ./dev bazel run //tests:regenerate_golden
 
@@ -30,8 +30,9 @@ def main():
     sys.exit("run me with: ./dev bazel run //tests:regenerate_golden")
   with tempfile.TemporaryDirectory() as store:
     result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store])
-  if result.returncode:
-    sys.exit(result.stderr)
+    exported = tiny.run("seg/export", tiny.TINY + ["--store=" + store])
+  if result.returncode or exported.returncode:
+    sys.exit(result.stderr + exported.stderr)
   outputs = tiny.outputs(result.stdout)
   if sorted(outputs) != sorted(tiny.STAGES):
     sys.exit("expected a line per stage, got:\n" + result.stdout)
@@ -43,6 +44,7 @@ def main():
   os.makedirs(folder, exist_ok=True)
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN)),
              {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model(),
+              "export": tiny.outputs(exported.stdout)["export"],
               "multi_worker": {"workers": len(workers),
                                "train": tiny.outputs(workers[0][1])["train"]}})
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),

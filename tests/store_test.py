@@ -11,6 +11,7 @@ import sys
 from absl.testing import absltest
 
 from pipeline import code
+from pipeline import determinism
 from pipeline import digest
 from pipeline import errors
 from pipeline import stage
@@ -112,7 +113,7 @@ class StoreTest(absltest.TestCase):
     os.chmod(path, 0o644)
     with open(path, "wb") as f:
       f.write(b"tampered")
-    with self.assertRaisesRegex(errors.Error, "modified on disk"):
+    with self.assertRaisesRegex(errors.Error, "damaged \\(files differ from the listing: a\\)"):
       self.store.verify(got)
 
 
@@ -235,8 +236,66 @@ class StageTest(absltest.TestCase):
       f.write(b"43")
     self.assertTrue(self.run_stage().cached)  # unchecked by default: a hit is cheap
     checking = storelib.Store(self.store.root, verify_on_hit=True)
-    with self.assertRaisesRegex(errors.Error, "modified on disk"):
+    with self.assertRaisesRegex(errors.Error, "verify_store.*damaged.*result"):
       self.run_stage(store=checking)
+
+  def damaged_input(self, damage):
+    """A stored upstream output ("made by up"), damaged in place by damage(its folder)."""
+    upstream = stage.run(self.store, "up", {}, {}, {}, self.build)
+    os.chmod(upstream.path, 0o755)
+    for name in os.listdir(upstream.path):
+      os.chmod(os.path.join(upstream.path, name), 0o644)
+    damage(upstream.path)
+    return upstream
+
+  def test_a_damaged_input_stops_the_stage_and_nothing_is_stored(self):
+    def flip_a_bit(folder):
+      with open(os.path.join(folder, "result"), "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+
+    damages = {"flipped bit": (flip_a_bit, "result"),
+               "deleted file": (lambda d: os.unlink(os.path.join(d, "result")), "result"),
+               "added file": (lambda d: write(d, {"extra": b"x"}), "extra")}
+    for name, (damage, named_file) in damages.items():
+      with self.subTest(name):
+        self.store = storelib.Store(self.create_tempdir().full_path)
+        upstream = self.damaged_input(damage)
+        with self.assertRaises(errors.Error) as raised:
+          self.run_stage(inputs={"up": upstream})
+        message = str(raised.exception)
+        for expected in (upstream.digest, "damaged", "files differ from the listing: "
+                         + named_file, "input 'up', made by up", "--remove_damaged"):
+          self.assertIn(expected, message)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.store.root, "keys"))),
+                         [upstream.key + ".json"])  # the consumer stored nothing
+        self.store.remove_output(upstream.digest)  # the fix the message gives
+        self.assertFalse(stage.run(self.store, "up", {}, {}, {}, self.build).cached)
+        self.assertFalse(self.run_stage(inputs={"up": upstream}).cached)
+
+  def test_an_intact_input_is_read_and_its_digest_is_in_the_key(self):
+    upstream = stage.run(self.store, "up", {}, {}, {}, self.build)
+    result = self.run_stage(inputs={"up": upstream})
+    self.assertEqual(result.manifest["key_record"]["inputs"], {"up": upstream.digest})
+    self.assertEqual(result.key, self.run_stage(inputs={"up": upstream.digest}).key)
+
+  def test_noverify_inputs_builds_from_a_damaged_input(self):
+    upstream = self.damaged_input(lambda d: write(d, {"extra": b"x"}))
+    unchecked = storelib.Store(self.store.root, verify_inputs=False)
+    self.assertFalse(self.run_stage(store=unchecked, inputs={"up": upstream}).cached)
+
+  def test_a_manifest_lists_only_the_seeds_its_own_build_derived(self):
+    determinism.derive_seed(7, "before the stage")
+
+    def build(out, unused_run_dir):
+      determinism.derive_seed(7, "inside")
+      write(out, {"result": b"1"})
+      return {}
+
+    manifest = stage.run(self.store, "seeded", {}, {}, {}, build).manifest
+    self.assertEqual(manifest["derived_seeds"],
+                     {"7/inside": determinism.derive_seed(7, "inside")})
 
   def test_a_missing_output_is_rebuilt(self):
     first = self.run_stage()

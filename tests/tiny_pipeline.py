@@ -18,6 +18,7 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "tin
 TINY = ["--dataset=synthetic", "--synthetic_images=40", "--synthetic_image_size=40",
         "--image_size=32", "--epochs=2", "--steps_per_epoch=2", "--batch_size=4",
         "--eval_batch_size=8"]
+DATA_FLAGS = TINY[:4]  # what data_tools' binaries take
 STAGES = ("synthetic", "download", "partition", "train", "calibrate", "evaluate")
 PIPELINE = "seg/evaluate"  # the binary that runs every stage above
 _LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
