@@ -87,13 +87,28 @@ def write_json(path, value):
   write_file_atomically(path, digestlib.readable_json(value))
 
 
+def _umask():
+  """The process's umask. /proc/self/status shows it without changing it; os.umask can only
+  read it by setting it, which another thread creating a file meanwhile would get."""
+  with contextlib.suppress(OSError):
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def write_file_atomically(path, data):
   """Writes bytes to path through a temporary file in the same folder and one rename, and
-  flushes both to disk."""
+  flushes both to disk. The file gets mode 0o666 & ~umask, as open() would give it (mkstemp
+  makes 0o600)."""
   folder = os.path.dirname(path) or "."
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
   try:
     with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), 0o666 & ~_umask())
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
@@ -108,10 +123,12 @@ def write_file_atomically(path, data):
 class Store:
   """A content-addressed store rooted at a folder (created on first use)."""
 
-  def __init__(self, root=None, verify_on_hit=False):
-    """verify_on_hit: re-hash a stored output whenever a stage takes it from the store."""
+  def __init__(self, root=None, verify_on_hit=False, verify_inputs=True):
+    """verify_on_hit: re-hash a stored output whenever a stage takes it from the store.
+    verify_inputs: re-hash the stored outputs a stage reads before it builds from them."""
     self.root = os.path.abspath(root or default_root())
     self.verify_on_hit = verify_on_hit
+    self.verify_inputs = verify_inputs
     for sub in ("objects", "keys", "blobs", "runs", "tmp", "locks"):
       os.makedirs(os.path.join(self.root, sub), exist_ok=True)
     for path in self.remove_stale_staging():

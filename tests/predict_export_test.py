@@ -1,6 +1,7 @@
 """Export and predict through their binaries, as a user runs them: reproducible export bytes,
 the export loaded by stock TensorFlow and Keras in a process without reproseg, and photos of
-every kind (any size, EXIF rotation, CMYK, grey, alpha) next to files that are not photos."""
+every kind (any size, EXIF rotation, CMYK, grey, 16-bit grey, alpha, no suffix) next to files
+that are not photos, an AppleDouble file and one over --max_image_pixels."""
 
 import json
 import os
@@ -35,7 +36,6 @@ print(json.dumps({"saved_model": saved.tolist(),
                   "keras": tf.argmax(probabilities, -1).numpy()[0].tolist()}))
 """
 
-
 # Exports a 32-px U-Net with fixed weights into argv[1], after building unrelated models and
 # tracing a function first if argv[2] is "busy"; prints the export's tree digest and, as the
 # control, the digest of a plain tf.saved_model.save of the same serving module.
@@ -63,7 +63,8 @@ print(digest.tree_digest(out), digest.file_digest(out + "-plain/saved_model.pb")
 
 
 def _photos(folder):
-  """{name: path} of odd-sized photos in every mode, and two files that are not photos."""
+  """{name: path} of odd-sized photos in every mode, a file that is not a photo, a truncated
+  one, an AppleDouble file and a 200x200 1-bit PNG (a bomb for --max_image_pixels=10000)."""
   rng = np.random.default_rng(0)
   rgb = rng.integers(0, 255, (43, 57, 3), dtype=np.uint8)
   rgb[10:30, 15:40] = (200, 120, 40)  # a pet-coloured patch
@@ -80,6 +81,11 @@ def _photos(folder):
   Image.fromarray(rgb).convert("CMYK").save(path("cmyk.jpg"))
   Image.fromarray(rgb[..., 0]).save(path("grey.png"))
   Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(path("alpha.png"))
+  Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(path("grey16.png"))
+  Image.fromarray(rgb).save(path("IMG_0001"), format="JPEG")
+  Image.new("1", (200, 200)).save(path("bomb.png"))
+  with open(path("._b.JPG"), "wb") as f:
+    f.write(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
   with open(path("notes.jpg"), "w") as f:
     f.write("a text file named like a photo\n")
   with open(paths["rotated.jpg"], "rb") as f:
@@ -129,16 +135,25 @@ class PredictExportTest(absltest.TestCase):
     photos = _photos(self.create_tempdir().full_path)
     out = self.create_tempdir().full_path
     result = self.predict("--model=" + self.export, "--images=" + os.path.dirname(
-        photos["grey.png"]), "--output_dir=" + out)
+        photos["grey.png"]), "--output_dir=" + out, "--probabilities",
+                          "--max_image_pixels=10000")
     self.assertEqual(result.returncode, 1, result.stderr[-3000:])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    self.assertEqual(errors, [
-        "error: %s: not an image that Pillow can read" % photos["notes.jpg"],
-        "error: %s: unreadable image (image file is truncated (%s"
-        % (photos["truncated.jpg"], errors[1].split("truncated (", 2)[-1]),
-        "error: 2 of 6 images could not be read (named above)"])
+    bomb = ("%s: 40000 pixels (200x200), over the limit of 10000: --max_image_pixels=40000 "
+            "segments it, with about 0.7 GB of memory" % photos["bomb.png"])
+    truncated = "%s: unreadable image (image file is truncated (%s" % (
+        photos["truncated.jpg"], errors[-2].split("truncated (", 2)[-1])
+    self.assertEqual(errors, ["error: " + bomb, "error: " + truncated,
+                              "error: 2 of 10 files could not be segmented (listed above)"])
+    self.assertIn("note: skipped %s: AppleDouble file" % photos["._b.JPG"], result.stderr)
+    self.assertIn("\n".join([
+        "skipped (2):", "  %s: AppleDouble file" % photos["._b.JPG"],
+        "  %s: not an image (Pillow cannot identify it)" % photos["notes.jpg"],
+        "failed (2):", "  " + bomb, "  " + truncated,
+        "6 of 10 files segmented; files in %s" % out]), result.stdout)
     for name, (width, height) in (("rotated", (43, 57)), ("cmyk", (57, 43)),
-                                  ("grey", (57, 43)), ("alpha", (57, 43))):
+                                  ("grey", (57, 43)), ("alpha", (57, 43)),
+                                  ("grey16", (57, 43)), ("IMG_0001", (57, 43))):
       with Image.open(os.path.join(out, name + ".mask.png")) as mask:
         self.assertEqual((mask.size, mask.mode), ((width, height), "P"), name)
       with Image.open(os.path.join(out, name + ".overlay.png")) as overlay:
@@ -146,14 +161,15 @@ class PredictExportTest(absltest.TestCase):
       probabilities = np.load(os.path.join(out, name + ".probabilities.npy"))
       self.assertEqual(probabilities.shape, (height, width, 3), name)
       np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
-    self.assertFalse(any(n.startswith(("notes", "truncated")) for n in os.listdir(out)))
+    self.assertFalse(any(n.startswith(("notes", "truncated", "bomb", "._b"))
+                         for n in os.listdir(out)))
 
   def test_bad_arguments_are_one_line_each(self):
     empty = self.create_tempdir().full_path
     model = "--model=" + self.export
     for args, message in (
         ([model, "--image=/nonexistent/cat.jpg"], "/nonexistent/cat.jpg: no such file"),
-        ([model, "--images=" + empty], "--images=%s holds no image files" % empty),
+        ([model, "--images=" + empty], "--images=%s holds no files to segment" % empty),
         ([model], "give --image=PATH (repeatable) or --images=DIR"),
         (["--model=" + empty, "--image=x.jpg"], "--model=%s is not a SavedModel" % empty)):
       result = self.predict(*args)
@@ -172,6 +188,7 @@ class PredictExportTest(absltest.TestCase):
     self.assertIn("export     output " + self.export_digest, result.stdout)
     with Image.open(os.path.join(out, "photo.mask.png")) as mask:
       predicted = np.asarray(mask)
+    self.assertEqual(sorted(os.listdir(out)), ["photo.mask.png", "photo.overlay.png"])
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     loaded = subprocess.run([sys.executable, "-c", _STOCK_LOADER, self.export, rgb],
                             capture_output=True, text=True, env=clean, check=False,
