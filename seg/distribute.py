@@ -7,12 +7,21 @@ and batch statistics are summed across workers by all-reduce, and the workers ch
 training that they computed the same stage key. The chief (TF_CONFIG's "chief" task, else
 worker 0) writes the output and manifest to the store; the others train alongside and write
 nothing. See docs/determinism.md, "Several workers".
+
+Faults end a worker with one line rather than a hang: a worker that TF_CONFIG names but that
+never starts (--cluster_timeout) or a port already taken (wait_for_cluster), SIGINT or SIGTERM
+(stop_on_signals), and a peer that goes away during training (lost_peers_named).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
-import tempfile
+import signal
+import socket
+import sys
+import threading
+import time
 
 from absl import flags
 
@@ -20,19 +29,29 @@ from pipeline import digest
 from pipeline import errors
 from pipeline import stage
 
+DEFAULT_CLUSTER_TIMEOUT = 300  # seconds: see --cluster_timeout
 _DISTRIBUTE = flags.DEFINE_enum(
     "distribute", "none", ["none", "multi_worker"],
     "none: one process. multi_worker: one of several workers (tf.distribute's "
     "MultiWorkerMirroredStrategy), the cluster and this worker's task read from the TF_CONFIG "
     "environment variable; start every worker with the same flags. The worker count enters "
     "the train key.")
+_CLUSTER_TIMEOUT = flags.DEFINE_integer(
+    "cluster_timeout", DEFAULT_CLUSTER_TIMEOUT,
+    "Seconds a worker waits for every worker that TF_CONFIG names to start before it stops "
+    "with an error naming those that did not. 300 leaves a scheduler time to place and start "
+    "the other workers (an image pull included), and still ends a job whose worker never "
+    "comes within minutes instead of never. A worker that goes away later is noticed by "
+    "TensorFlow's heartbeats within about 15 seconds.", lower_bound=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:
-  """The workers of a TF_CONFIG (chief first) and this process's place among them."""
+  """The workers of a TF_CONFIG (chief first) and this process's place among them; chiefs
+  is how many of them are TF_CONFIG's chief task (0 or 1)."""
   workers: tuple
   index: int
+  chiefs: int = 0
 
   @property
   def count(self):
@@ -45,6 +64,15 @@ class Cluster:
   def describe(self):
     return "worker %d of %d (%s%s)" % (self.index, self.count, self.workers[self.index],
                                        ", the chief" if self.is_chief else "")
+
+  def task(self, index):
+    """Worker index's task as TF_CONFIG names it, with its address: "worker:1 (host:port)"."""
+    kind, number = ("chief", index) if index < self.chiefs else ("worker", index - self.chiefs)
+    return "%s:%d (%s)" % (kind, number, self.workers[index])
+
+  def peers(self):
+    """The indices of the other workers."""
+    return [index for index in range(self.count) if index != self.index]
 
 
 def cluster_from_tf_config(text):
@@ -70,8 +98,19 @@ def cluster_from_tf_config(text):
   if kind not in ("chief", "worker") or not 0 <= index < len(cluster.get(kind, [])):
     raise errors.Error("TF_CONFIG's task %s:%d is not in its cluster %s"
                        % (kind, index, json.dumps(cluster)))
+  for address in everyone:
+    host_and_port(address)
   place = index if kind == "chief" else len(chiefs) + index
-  return Cluster(everyone, place)
+  return Cluster(everyone, place, len(chiefs))
+
+
+def host_and_port(address):
+  """(host, port) of a TF_CONFIG address "host:port" ("[v6 address]:port" too)."""
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit():
+    raise errors.Error("TF_CONFIG's address %r is not host:port: give every task's address "
+                       "with its port, e.g. \"10.0.0.2:2222\"" % address)
+  return host.strip("[]"), int(port)
 
 
 def cluster_from_flags():
@@ -87,7 +126,7 @@ def cluster_from_flags():
 def from_flags():
   """The Distribution of --distribute (started), or None for --distribute=none."""
   cluster = cluster_from_flags()
-  return start(cluster) if cluster else None
+  return start(cluster, _CLUSTER_TIMEOUT.value) if cluster else None
 
 
 def shard(batch_size, cluster):
@@ -120,7 +159,8 @@ class Distribution:
       return stage.run(store, name, params, inputs, determinism_record, build)
     note = "the output was in the store"
     if not cached:
-      with tempfile.TemporaryDirectory(prefix="reproseg-worker-") as scratch:
+      # A staging folder: a worker killed meanwhile leaves nothing once the store is reopened.
+      with store.staging(prefix="worker-") as scratch:
         out, run_dir = os.path.join(scratch, "out"), os.path.join(scratch, "run")
         os.makedirs(out)
         details = build(out, run_dir)
@@ -131,17 +171,157 @@ class Distribution:
     return None
 
 
-def start(cluster):
-  """A Distribution over a Cluster. Call it before any other TensorFlow op runs: collective
-  ops are configured when TensorFlow starts. RING all-reduce sums in a fixed order."""
+def start(cluster, timeout=DEFAULT_CLUSTER_TIMEOUT):
+  """A Distribution over a Cluster, once every worker has started (see wait_for_cluster).
+  Call it before any other TensorFlow op runs: collective ops are configured when TensorFlow
+  starts. RING all-reduce sums in a fixed order."""
+  print("distribute: %s" % cluster.describe(), flush=True)
+  wait_for_cluster(cluster, timeout)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # tf.distribute logs a line per all-reduce batch at INFO: keep TensorFlow's warnings only.
   tf.get_logger().setLevel("WARNING")
   options = tf.distribute.experimental.CommunicationOptions(
       implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-  print("distribute: %s" % cluster.describe(), flush=True)
   return Distribution(cluster, tf.distribute.MultiWorkerMirroredStrategy(
       communication_options=options))
+
+
+def wait_for_cluster(cluster, timeout):
+  """Returns once every other worker answers on its TF_CONFIG port, answering on this
+  worker's port meanwhile; fails after timeout seconds naming those that never did.
+
+  The strategy's constructor cannot wait so: it starts TensorFlow's gRPC server, then blocks
+  in C++ until every worker has registered with the chief's coordination service, without a
+  deadline and holding Python's global lock, so that no Python thread (signal handling
+  included) runs until it returns. Started after this wait, it returns within seconds.
+  """
+  listener = listen_on_own_port(cluster)
+  answering = threading.Event()
+  answerer = threading.Thread(target=answer, args=(listener, answering), daemon=True)
+  answerer.start()
+  try:
+    deadline = time.monotonic() + timeout
+    missing = absent(cluster)
+    if missing:
+      print("distribute: waiting up to %ds for %s" % (
+          timeout, ", ".join(cluster.task(index) for index in missing)), flush=True)
+    while missing and time.monotonic() < deadline:
+      time.sleep(0.5)
+      missing = absent(cluster)
+    if missing:
+      raise errors.Error(
+          "%s did not start within --cluster_timeout=%ds (no answer on %s): start every "
+          "worker that TF_CONFIG names, each with the same TF_CONFIG cluster, or raise "
+          "--cluster_timeout if they take longer to start"
+          % (", ".join(cluster.task(index) for index in missing), timeout,
+             "its port" if len(missing) == 1 else "their ports"))
+  finally:
+    answering.set()
+    answerer.join()
+    listener.close()
+
+
+def listen_on_own_port(cluster):
+  """A socket listening on this worker's port on every interface (0.0.0.0), as TensorFlow's
+  gRPC server binds it; an error naming the port if another process holds it (TensorFlow
+  would fail later, with a traceback). SO_REUSEADDR, as gRPC sets it: connections closed
+  in the last minutes (TIME_WAIT) do not count."""
+  _, port = host_and_port(cluster.workers[cluster.index])
+  listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    listener.bind(("0.0.0.0", port))
+    listener.listen()
+  except OSError as e:
+    listener.close()
+    raise errors.Error(
+        "port %d of this worker, TF_CONFIG's %s, is in use by another process (%s): stop "
+        "that process (`ss -ltnp 'sport = :%d'` names it; an earlier worker that still "
+        "runs?) or give this worker a free port in TF_CONFIG"
+        % (port, cluster.task(cluster.index), e.strerror, port)) from e
+  return listener
+
+
+def answer(listener, done):
+  """Accepts and closes connections on listener until done is set. A peer's TensorFlow that
+  connects meanwhile sees its connection closed, and retries."""
+  listener.settimeout(0.2)
+  while not done.is_set():
+    try:
+      connection, _ = listener.accept()
+    except socket.timeout:
+      continue
+    connection.close()
+
+
+def absent(cluster):
+  """The indices of the other workers that do not answer on their port."""
+  return [index for index in cluster.peers() if not answers(cluster.workers[index])]
+
+
+def answers(address, timeout=2):
+  """Whether something accepts a TCP connection at a TF_CONFIG address."""
+  try:
+    with socket.create_connection(host_and_port(address), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def stop_on_signals(cluster, signals):
+  """Ends this process at any of signals (SIGINT, SIGTERM) with one line and status 128 +
+  the signal's number, even while the main thread waits in TensorFlow's C++ (a collective op
+  whose peer is gone), where Python's handlers never run; TensorFlow's coordination service
+  catches SIGTERM too, only to log it. A thread of its own waits for them, so every other
+  thread must block them: block them (signal.pthread_sigmask) before any thread starts, since
+  threads inherit the mask. It cannot run while the strategy's constructor holds Python's
+  global lock: a few seconds once wait_for_cluster has returned.
+
+  Nothing half-written stays: outputs are built in the store's tmp/, whose folders of dead
+  processes are removed the next time the store is opened."""
+
+  def wait():
+    number = signal.sigwait(signals)
+    exit_now(128 + number, "distribute: %s stopped by %s" % (
+        cluster.describe(), signal.Signals(number).name))
+
+  threading.Thread(target=wait, name="stop-on-signals", daemon=True).start()
+
+
+def exit_now(status, line):
+  """Writes line to stderr and ends the process at once, whatever its other threads do."""
+  os.write(sys.stderr.fileno(), (line + "\n").encode("utf-8"))
+  # stdout may hold lines not yet written; flushing waits for its lock, which a blocked
+  # thread could hold: give it a second.
+  flusher = threading.Thread(target=sys.stdout.flush, daemon=True)
+  flusher.start()
+  flusher.join(1)
+  os._exit(status)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def lost_peers_named(cluster):
+  """Turns TensorFlow's error at a collective op whose peer went away ("Collective ops is
+  aborted by: ...", raised once the chief's coordination service misses the peer's
+  heartbeats, or at once when the chief's connection closes) into one errors.Error naming
+  the workers whose port no longer answers. Other errors pass unchanged."""
+  try:
+    yield
+  except Exception as e:
+    # An OpError can only come from a TensorFlow already imported; import none before it is.
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(e, tf.errors.OpError):
+      raise
+    gone = absent(cluster)
+    if not gone:
+      raise
+    raise errors.Error(
+        "%s went away during training: %s, and TensorFlow aborted the collective ops of this "
+        "worker, %s. The log of %s tells why; start every worker again to train"
+        % (", ".join(cluster.task(index) for index in gone),
+           "it no longer answers on its port" if len(gone) == 1 else
+           "they no longer answer on their ports", cluster.task(cluster.index),
+           "that worker" if len(gone) == 1 else "each")) from e
 
 
 def check_agreement(strategy, cluster, key, cached):

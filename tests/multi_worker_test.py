@@ -1,10 +1,16 @@
 """--distribute=multi_worker: two workers as local processes on 127.0.0.1 train the tiny
 configuration; they agree on the key, one output reaches the store, both end with the same
-weights, and reruns give the same bits, which tests/golden records."""
+weights, and reruns give the same bits, which tests/golden records. Faults end a worker with
+one line: a worker that never starts, a port in use, SIGTERM/SIGINT, a peer that goes away."""
 
 import json
 import os
 import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 
 from absl.testing import absltest
 
@@ -31,6 +37,9 @@ class ClusterTest(absltest.TestCase):
     with_chief = {"chief": ["c:0"], "worker": ["a:1", "b:2"]}
     self.assertEqual(self.cluster(with_chief, "worker", 0).index, 1)
     self.assertTrue(self.cluster(with_chief, "chief", 0).is_chief)
+    # Messages name each task as TF_CONFIG does.
+    self.assertEqual([self.cluster(with_chief, "chief", 0).task(i) for i in (0, 2)],
+                     ["chief:0 (c:0)", "worker:1 (b:2)"])
     self.assertEqual(self.cluster(with_chief, "chief", 0).count, 3)
 
   def test_what_is_refused(self):
@@ -38,7 +47,8 @@ class ClusterTest(absltest.TestCase):
         ({"worker": ["a:1"], "ps": ["p:1"]}, "worker", 0, "names ps tasks"),
         ({"worker": ["a:1"]}, "worker", 1, "task worker:1 is not in its cluster"),
         ({"worker": ["a:1"]}, "evaluator", 0, "task evaluator:0 is not in its cluster"),
-        ({"chief": ["a:1", "b:1"]}, "chief", 0, "2 chiefs")):
+        ({"chief": ["a:1", "b:1"]}, "chief", 0, "2 chiefs"),
+        ({"worker": ["a:1", "b"]}, "worker", 0, "TF_CONFIG's address 'b' is not host:port")):
       with self.assertRaisesRegex(errors.Error, message):
         self.cluster(cluster, kind, index)
     with self.assertRaisesRegex(errors.Error, "TF_CONFIG is not a cluster and a task"):
@@ -87,6 +97,116 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertEqual(status, 1, "worker %d:\n%s" % (index, stderr[-4000:]))
       self.assertRegex(stderr, r"error: worker %d's train key [0-9a-f]{16}… differs from this "
                        r"worker's \(%d\)" % (1 - index, index))
+
+
+class Workers:
+  """Workers of one TF_CONFIG cluster on 127.0.0.1 (free ports), each //seg:train with the
+  tiny flags in its own process group, started one by one; every one still running when the
+  block ends is killed with its group."""
+
+  def __init__(self, count, store):
+    self.addresses = ["127.0.0.1:%d" % port for port in tiny.free_ports(count)]
+    self.store = store
+    self.processes, self.logs = {}, {}
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *unused):
+    for process in self.processes.values():
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for log in self.logs.values():
+      log.close()
+
+  def start(self, index, *args):
+    """Starts worker index with these extra flags."""
+    tf_config = json.dumps({"cluster": {"worker": self.addresses},
+                            "task": {"type": "worker", "index": index}})
+    argv, environment = tiny.command("seg/train", {"TF_CONFIG": tf_config})
+    self.logs[index] = tempfile.TemporaryFile("w+")
+    self.processes[index] = subprocess.Popen(
+        argv + ["--distribute=multi_worker", "--store=" + self.store] + tiny.TINY + list(args),
+        stdout=self.logs[index], stderr=subprocess.STDOUT, env=environment, text=True,
+        start_new_session=True)
+
+  def output(self, index):
+    """Worker index's stdout and stderr so far."""
+    self.logs[index].seek(0)
+    return self.logs[index].read()
+
+  def wait_for_output(self, index, text, timeout):
+    """Waits until worker index has printed text; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while text not in self.output(index):
+      if self.processes[index].poll() is not None or time.monotonic() > deadline:
+        raise AssertionError("worker %d did not print %r within %ds:\n%s"
+                             % (index, text, timeout, self.output(index)[-4000:]))
+      time.sleep(0.5)
+
+  def wait(self, index, timeout):
+    """Worker index's exit status and output; fails if it runs timeout seconds more."""
+    try:
+      status = self.processes[index].wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      raise AssertionError("worker %d still runs after %ds:\n%s"  # pylint: disable=raise-missing-from
+                           % (index, timeout, self.output(index)[-4000:]))
+    return status, self.output(index)
+
+
+class FaultsTest(absltest.TestCase):
+  """Each fault ends a worker within a bound, with its own one-line message."""
+
+  def assert_one_line(self, status, output, expected_status, pattern):
+    self.assertEqual(status, expected_status, output[-4000:])
+    self.assertRegex(output, pattern)
+    self.assertNotIn("Traceback", output)
+
+  def test_a_worker_that_never_starts_is_named(self):
+    with Workers(2, self.create_tempdir().full_path) as workers:
+      workers.start(0, "--cluster_timeout=5")
+      status, output = workers.wait(0, timeout=120)
+    self.assert_one_line(status, output, 1, r"\nerror: worker:1 \(%s\) did not start within "
+                         r"--cluster_timeout=5s" % re.escape(workers.addresses[1]))
+
+  def test_a_port_in_use_is_named(self):
+    with Workers(2, self.create_tempdir().full_path) as workers, socket.socket() as holder:
+      port = int(workers.addresses[0].split(":")[1])
+      holder.bind(("127.0.0.1", port))
+      holder.listen()
+      workers.start(0)
+      status, output = workers.wait(0, timeout=120)
+    self.assert_one_line(status, output, 1, r"\nerror: port %d of this worker, TF_CONFIG's "
+                         r"worker:0 \(127\.0\.0\.1:%d\), is in use by another process" % (port, port))
+
+  def test_sigterm_and_sigint_stop_a_waiting_worker(self):
+    for number in (signal.SIGTERM, signal.SIGINT):
+      with Workers(2, self.create_tempdir().full_path) as workers:
+        workers.start(0)
+        workers.wait_for_output(0, "distribute: waiting up to 300s for worker:1", timeout=120)
+        workers.processes[0].send_signal(number)
+        status, output = workers.wait(0, timeout=10)
+      self.assert_one_line(status, output, 128 + number, r"\ndistribute: worker 0 of 2 \(%s, "
+                           r"the chief\) stopped by %s\n" % (re.escape(workers.addresses[0]),
+                                                            number.name))
+
+  def test_a_worker_that_goes_away_during_training_is_named(self):
+    store = self.create_tempdir().full_path
+    with Workers(2, store) as workers:
+      for index in (0, 1):
+        workers.start(index, "--epochs=3")
+      workers.wait_for_output(1, "Epoch 2/3", timeout=600)
+      workers.processes[1].send_signal(signal.SIGTERM)
+      self.assert_one_line(*workers.wait(1, timeout=10), 128 + signal.SIGTERM,
+                           r"stopped by SIGTERM\n")
+      # The chief's coordination service misses worker 1's heartbeats within about 15 s.
+      self.assert_one_line(*workers.wait(0, timeout=90), 1,
+                           r"\nerror: worker:1 \(%s\) went away during training: it no longer "
+                           r"answers on its port" % re.escape(workers.addresses[1]))
+    # Nothing half-built stays: worker 1's scratch is removed once the store is opened.
+    self.assertEqual(inventory.entries(storelib.Store(store), "train"), [])
+    self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
 
 
 if __name__ == "__main__":
