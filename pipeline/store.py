@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import tempfile
 
@@ -277,8 +278,9 @@ class Store:
     if problem:
       raise StoreError(
           "stored output %s, which %s needs, is damaged (%s), so nothing was built from it. "
-          "Remove it with `./dev bazel run //pipeline:store -- verify --remove_damaged %s` and "
-          "run again: the stage that made it runs again" % (digest, use, problem, digest))
+          "Remove it with `./dev bazel run //pipeline:store -- verify --remove_damaged %s "
+          "--store=%s` and run again: the stage that made it runs again"
+          % (digest, use, problem, digest, shlex.quote(self.root)))
 
   def remove_output(self, digest):
     """Deletes a stored output and its listing; its manifest then finds nothing, so its

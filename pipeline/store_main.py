@@ -8,6 +8,7 @@ Looks after reproseg's content-addressed store:
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
                          exit status 1 and a list of damaged outputs on any mismatch;
                          --remove_damaged removes those, so their stages run again
+                         (exit status 0 once none is left)
   check PREFIX           rebuild that output from its stored inputs in a scratch store, with
                          the recorded command and switches, and compare the bits: exit status
                          0 if identical, 1 with the files (and variables) that differ
@@ -65,18 +66,22 @@ def show(store, args):
 
 def verify(store, args):
   damaged = inventory.verify(store, args or None)
+  left = []
   for digest, problem in sorted(damaged.items()):
     print("DAMAGED %s: %s" % (digest, problem))
     if FLAGS.remove_damaged and problem != "missing":
       with store.exclusive():
         store.remove_output(digest)
       print("removed %s: the stage that made it runs again when next needed" % digest)
-  if damaged:
-    if not FLAGS.remove_damaged:
-      print("%d damaged: `verify --remove_damaged` removes them, and their stages run again "
-            "when next needed" % len(damaged))
+    else:
+      left.append(digest)
+  if left:  # exit status 1 while a damaged or missing output is left
+    print("%d damaged%s" % (len(left), "" if FLAGS.remove_damaged else
+                            ": `verify --remove_damaged` removes them, and their stages run "
+                            "again when next needed"))
     sys.exit(1)
-  print("every output checked is intact")
+  print("every output checked is intact" if not damaged else
+        "every damaged output was removed")
 
 
 def check(store, args):

@@ -89,7 +89,7 @@ RANGES = {
     "eval_batch_size": (lambda v: v >= 1, "≥ 1"),
     "iterations": (lambda v: v >= 0, "≥ 0"),
 }
-TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ def _given(key, value, sources):
 
 
 def _expected(field):
-  """What a field's value must be, in words: "a whole number ≥ 1"."""
+  """What a field's value must be, in words: "an integer ≥ 1"."""
   kind, optional = _kind(field)
   words = TYPE_WORDS[kind]
   if field.name in RANGES:
@@ -195,8 +195,9 @@ def _read_seed_file(path):
   values = _read_json(path, "hyperparameter file")
   unknown = sorted(set(values) - set(SEED_FORMAT_KEYS))
   if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
-    logging.warning("hyperparameter file %s: ignoring %s, which are not hyperparameters (the "
-                    "seed's format has %s)", path, ", ".join(unknown), ", ".join(SEED_FORMAT_KEYS))
+    logging.warning("hyperparameter file %s: ignoring keys that are not hyperparameters: %s "
+                    "(the seed's format has %s)", path, ", ".join(unknown),
+                    ", ".join(SEED_FORMAT_KEYS))
     values = {k: v for k, v in values.items() if k in SEED_FORMAT_KEYS}
   if isinstance(values.get("model_arch"), str):  # the seed writes names like VGG19; any other
     values["model_arch"] = values["model_arch"].lower()  # type is left for TrainConfig to refuse
@@ -217,7 +218,9 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
     raise errors.Error("config %s has unknown keys %s (known: %s)"
                        % (path, sorted(unknown), sorted(fields)))
   sources = dict.fromkeys(fields, DEFAULT)
-  sources.update(dict.fromkeys(values, "in config " + path))
+  shown = (os.path.join("seg", "configs", os.path.basename(path)) if config_path is None
+           else path)  # the shipped file by its name in the source tree, not Bazel's copy
+  sources.update(dict.fromkeys(values, "in config " + shown))
   if hyperparam_path:
     seed_values = _read_seed_file(hyperparam_path)
     values.update(seed_values)

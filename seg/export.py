@@ -19,12 +19,14 @@ renumbered in order of appearance). Keras' automatic layer names (`input_layer_3
 layers built before in the process: seg.unet names every layer itself.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import zipfile
 
+from absl import logging
 import keras
 import tensorflow as tf
 from google.protobuf import descriptor
@@ -148,8 +150,20 @@ def _rename_traced_functions(saved_model_dir):
     f.write(saved_model.SerializeToString(deterministic=True))
 
 
+@contextlib.contextmanager
+def _info_lines_hidden():
+  """absl's INFO lines off: tf.saved_model.save logs shard timings and staging paths there."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
 def write_saved_model(segmenter, path):
-  tf.saved_model.save(segmenter, path, signatures={"serving_default": segmenter.serve})
+  with _info_lines_hidden():
+    tf.saved_model.save(segmenter, path, signatures={"serving_default": segmenter.serve})
   _rename_traced_functions(path)
   _write_fingerprint(path)
 

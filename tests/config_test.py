@@ -73,7 +73,7 @@ class ConfigTest(absltest.TestCase):
       c = config.resolve("synthetic", hyperparam_path=self.write(
           {"batch_size": 8, "rays_ckpt": "/tmp/ckpt", "batchsize": 9}))
     self.assertEqual(c.batch_size, 8)
-    self.assertIn("ignoring batchsize, rays_ckpt", logs.output[0])
+    self.assertIn("ignoring keys that are not hyperparameters: batchsize, rays_ckpt", logs.output[0])
 
   def test_bad_values_are_named(self):
     for overrides, pattern in (({"batch_size": 0}, "batch_size=0"),
@@ -96,11 +96,11 @@ class ConfigTest(absltest.TestCase):
       self.assertIn(part, message)
 
   # (key, JSON value as written, what the error must say is expected), one of each kind.
-  BAD_VALUES = (("batch_size", "4.0", "a whole number ≥ 1"),           # float for int
-                ("epochs", "true", "a whole number ≥ 1"),              # bool for int
+  BAD_VALUES = (("batch_size", "4.0", "an integer ≥ 1"),           # float for int
+                ("epochs", "true", "an integer ≥ 1"),              # bool for int
                 ("learning_rate", '"0.001"', "a number > 0"),          # string for float
-                ("steps_per_epoch", "null", "a whole number ≥ 0"),     # null, not allowed
-                ("batch_size", "0", "a whole number ≥ 1"),             # out of range
+                ("steps_per_epoch", "null", "an integer ≥ 0"),     # null, not allowed
+                ("batch_size", "0", "an integer ≥ 1"),             # out of range
                 ("learning_rate", "-1", "a number > 0"))               # out of range, int
 
   def test_bad_values_in_a_config_file_name_the_file_key_value_and_expectation(self):
@@ -126,16 +126,16 @@ class ConfigTest(absltest.TestCase):
     seed_file = self.create_tempfile(content=(
         '{"batch_size": 4.0, "epochs": 1, "steps_per_epoch": 2, "learning_rate": 0.001, '
         '"model_arch": "mobilenetv2"}')).full_path
-    with self.assert_error_names('"batch_size": 4.0 in hyperparameter file %s: expected a whole '
-                                 'number ≥ 1' % seed_file):
+    with self.assert_error_names('"batch_size": 4.0 in hyperparameter file %s: expected an integer '
+                                 '≥ 1' % seed_file):
       config.resolve("synthetic", hyperparam_path=seed_file)
 
   def test_flags_out_of_range_name_the_flag(self):
-    for flag, expected in (("--batch_size=0", "a whole number ≥ 1"),
-                           ("--eval_batch_size=0", "a whole number ≥ 1"),
-                           ("--steps_per_epoch=-1", "a whole number ≥ 0"),
+    for flag, expected in (("--batch_size=0", "an integer ≥ 1"),
+                           ("--eval_batch_size=0", "an integer ≥ 1"),
+                           ("--steps_per_epoch=-1", "an integer ≥ 0"),
                            ("--learning_rate=0.0", "a number > 0"),
-                           ("--dropout_blocks=5", "a whole number from 0 to 4"),
+                           ("--dropout_blocks=5", "an integer from 0 to 4"),
                            ("--batchnorm_momentum=1.0", "a number in [0, 1), or null")):
       with self.subTest(flag=flag):
         with self.assert_error_names("%s: expected %s" % (flag, expected)):
@@ -161,7 +161,7 @@ class ConfigTest(absltest.TestCase):
                                           if f.type is not bool})
 
   def test_a_frozen_random_encoder_is_refused_naming_both_sources_and_the_fix(self):
-    real = os.path.join(config.CONFIG_DIR, "oxford_iiit_pet.json")
+    real = "seg/configs/oxford_iiit_pet.json"  # named as in the source tree
     fix = ("--nofreeze_backbone", "--backbone_weights=imagenet", "--backbone_weights=PATH")
     with self.assert_error_names(
         '"freeze_backbone": true in config %s with --backbone_weights=none' % real, *fix):

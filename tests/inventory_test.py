@@ -92,6 +92,18 @@ class InventoryTest(absltest.TestCase):
         self.assertIn("DAMAGED " + self.first.digest, result.stdout)
     self.assertIn("a.txt, b.txt, extra.txt", damaged[self.first.digest])
 
+  def test_verify_remove_damaged_removes_only_the_damaged_output(self):
+    os.chmod(self.first.path, 0o755)
+    _write(self.first.path, "extra.txt", "?")
+    result = self.store_main("verify", "--remove_damaged")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn("removed " + self.first.digest, result.stdout)
+    self.assertFalse(os.path.exists(self.first.path))
+    self.assertFalse(os.path.exists(self.first.path + ".sha256"))
+    self.assertTrue(os.path.isdir(self.second.path))
+    self.assertIsNone(self.store.lookup(self.first.key))  # its stage runs again
+    self.assertEqual(self.store_main("verify").stdout, "every output checked is intact\n")
+
   def test_gc_lists_then_removes_only_what_no_manifest_needs(self):
     with self.store.staging() as out:
       _write(out, "orphan", "no manifest refers to me")
