@@ -92,7 +92,8 @@ def run(store, name, params, inputs, determinism_record, build):
     manifest = store.lookup(key)
     if manifest is not None:
       if store.verify_on_hit:
-        store.verify(manifest["output"], use="--verify_store (a cache hit of %s)" % name)
+        store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
+                     % name)
       return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
                     manifest)
     if store.verify_inputs:

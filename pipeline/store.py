@@ -265,8 +265,11 @@ class Store:
       return str(e)
     if digestlib.bytes_digest(listing.encode("utf-8")) == digest:
       return None
-    with open(path + ".sha256") as f:
-      recorded = set(f.read().splitlines())
+    try:
+      with open(path + ".sha256") as f:
+        recorded = set(f.read().splitlines())
+    except FileNotFoundError:
+      return "its files changed, and its listing %s.sha256 is missing" % path
     actual = set(listing.splitlines())
     changed = sorted({line.split("  ", 1)[1] for line in recorded ^ actual})
     return "files differ from the listing: " + ", ".join(changed)

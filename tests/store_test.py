@@ -236,7 +236,8 @@ class StageTest(absltest.TestCase):
       f.write(b"43")
     self.assertTrue(self.run_stage().cached)  # unchecked by default: a hit is cheap
     checking = storelib.Store(self.store.root, verify_on_hit=True)
-    with self.assertRaisesRegex(errors.Error, "verify_store.*damaged.*result"):
+    with self.assertRaisesRegex(errors.Error, "a cache hit of the s stage \\(--verify_store\\) "
+                                "needs, is damaged .*result"):
       self.run_stage(store=checking)
 
   def damaged_input(self, damage):
@@ -279,6 +280,12 @@ class StageTest(absltest.TestCase):
     result = self.run_stage(inputs={"up": upstream})
     self.assertEqual(result.manifest["key_record"]["inputs"], {"up": upstream.digest})
     self.assertEqual(result.key, self.run_stage(inputs={"up": upstream.digest}).key)
+
+  def test_a_damaged_output_without_its_listing_is_named(self):
+    upstream = self.damaged_input(lambda d: write(d, {"extra": b"x"}))
+    os.unlink(upstream.path + ".sha256")
+    self.assertEqual(self.store.damage(upstream.digest), "its files changed, and its listing "
+                     "%s.sha256 is missing" % upstream.path)
 
   def test_noverify_inputs_builds_from_a_damaged_input(self):
     upstream = self.damaged_input(lambda d: write(d, {"extra": b"x"}))
