@@ -13,6 +13,8 @@ from absl import logging
 from data_tools import archive
 from data_tools import fetch
 from data_tools import petset
+from pipeline import digest
+from pipeline import errors
 from pipeline import stage
 
 # The Oxford-IIIT Pet archives as TensorFlow Datasets records them.
@@ -27,6 +29,18 @@ MIRRORS = ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/",
            "https://thor.robots.ox.ac.uk/~vgg/data/pets/")
 
 
+def _check_unchanged(name, path, sha256):
+  """Raises errors.Error unless an archive's bytes still have the sha256 in the stage key (a
+  stored copy can be damaged on disk, a --source file replaced)."""
+  actual = digest.file_digest(path)
+  if actual != sha256:
+    raise errors.Error(
+        "%s at %s has changed since its digest was taken (sha256 now %s…, not %s…), so "
+        "nothing was built from it: put the original back, or, for a store copy, run "
+        "`./dev bazel run //pipeline:store -- verify --remove_damaged` (a synthetic archive) "
+        "or delete it (a blob) and run again" % (name, path, actual[:12], sha256[:12]))
+
+
 def run_stage(store, found, mirrors, timeout, dataset):
   """The petset from found = [(name, path, sha256, pinned?)] of the two archives (a pinned
   archive's path may not exist yet: it is fetched from the mirrors)."""
@@ -37,6 +51,8 @@ def run_stage(store, found, mirrors, timeout, dataset):
     for name, path, _, _ in found:
       if not os.path.exists(path):  # pinned and not yet downloaded
         path = fetch.fetch(store, PINNED_BY_NAME[name], mirrors, timeout=timeout)
+      elif store.verify_inputs:
+        _check_unchanged(name, path, inputs[name])
       paths[name] = path
     with store.staging(prefix="extract-") as extracted:
       for name in sorted(paths):

@@ -31,7 +31,8 @@ flags.DEFINE_integer(
     "seed", 42,
     "The one seed of a run. Python, NumPy, TensorFlow and Keras seeds, initialisers, dropout, "
     "shuffling, augmentation and the synthetic dataset are all derived from it "
-    "(pipeline.determinism.derive_seed), and the manifest records each derived seed.")
+    "(pipeline.determinism.derive_seed); each stage's manifest lists the seeds its own "
+    "build derived, and the synthetic data's seed is in its stage's key.")
 flags.DEFINE_bool(
     "deterministic", True,
     "Op determinism: tf.config.experimental.enable_op_determinism() through NVIDIA's "
@@ -221,7 +222,7 @@ def recording_seeds():
   try:
     yield seeds
   finally:
-    _RECORDERS.remove(seeds)
+    _RECORDERS[:] = [r for r in _RECORDERS if r is not seeds]  # by identity: {} == {}
 
 
 def set_environment(settings):

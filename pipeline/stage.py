@@ -47,7 +47,7 @@ def key_record(name, build, params, inputs, determinism_record):
   }
 
 
-def _verify_inputs(store, name, inputs):
+def verify_inputs(store, name, inputs):
   """Re-hashes each stored output the stage reads (its Result inputs) before it builds."""
   for input_name, value in sorted(inputs.items()):
     if isinstance(value, Result):
@@ -97,7 +97,7 @@ def run(store, name, params, inputs, determinism_record, build):
       return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
                     manifest)
     if store.verify_inputs:
-      _verify_inputs(store, name, inputs)
+      verify_inputs(store, name, inputs)
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     with store.staging(prefix=name + "-") as out, determinism.recording_seeds() as seeds:

@@ -307,14 +307,15 @@ class Store:
         fcntl.flock(store_lock, fcntl.LOCK_UN)
 
   @contextlib.contextmanager
-  def exclusive(self):
-    """Holds the store for gc; raises StoreError at once if a stage is running in it."""
+  def exclusive(self, command="gc"):
+    """Holds the store for gc (or another command that removes things); raises StoreError at
+    once, naming command, if a stage is running in it."""
     with open(os.path.join(self.root, "locks", _GC_LOCK), "a") as store_lock:
       try:
         fcntl.flock(store_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError as e:
-        raise StoreError("a stage is running in the store %s: run gc again when it has "
-                         "finished" % self.root) from e
+        raise StoreError("a stage is running in the store %s: run %s again when it has "
+                         "finished" % (self.root, command)) from e
       try:
         yield
       finally:

@@ -70,7 +70,7 @@ def verify(store, args):
   for digest, problem in sorted(damaged.items()):
     print("DAMAGED %s: %s" % (digest, problem))
     if FLAGS.remove_damaged and problem != "missing":
-      with store.exclusive():
+      with store.exclusive("verify --remove_damaged"):
         store.remove_output(digest)
       print("removed %s: the stage that made it runs again when next needed" % digest)
     else:

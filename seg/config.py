@@ -6,7 +6,8 @@ model_arch, steps_per_epoch), then any flag given on the command line or in a --
 
 Every value used, whichever layer gives it, is checked the same way (TrainConfig): its field's
 type, then its range in RANGES. A bad one is an error naming where it came from, the key, the
-value as given and what is expected; nothing is converted but a JSON integer for a float field.
+value as given and what is expected; nothing is converted but a JSON integer for a float field
+(and the seed's model names, VGG19 → vgg19).
 A value that a later layer overrides is not used, and not checked.
 """
 
@@ -147,13 +148,14 @@ def _given(key, value, sources):
   return "--%s=%s" % (key, value)
 
 
-def _expected(field):
-  """What a field's value must be, in words: "an integer ≥ 1"."""
+def _expected(field, source):
+  """What a field's value must be, in words: "an integer ≥ 1" (", or null" where a file may
+  say so; a flag cannot)."""
   kind, optional = _kind(field)
   words = TYPE_WORDS[kind]
   if field.name in RANGES:
     words += " " + RANGES[field.name][1]
-  return words + (", or null" if optional else "")
+  return words + (", or null" if optional and source != FLAG else "")
 
 
 def _checked(field, value, sources):
@@ -163,7 +165,7 @@ def _checked(field, value, sources):
     return None
   has_type = type(value) is kind or (kind is float and type(value) is int)  # not bool
   if not has_type or (field.name in RANGES and not RANGES[field.name][0](value)):
-    raise errors.Error("%s: expected %s" % (_given(field.name, value, sources), _expected(field)))
+    raise errors.Error("%s: expected %s" % (_given(field.name, value, sources), _expected(field, sources.get(field.name))))
   return float(value) if kind is float else value
 
 

@@ -15,6 +15,7 @@ never starts (--cluster_timeout) or a port already taken (wait_for_cluster), SIG
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ _CLUSTER_TIMEOUT = flags.DEFINE_integer(
     "with an error naming those that did not. 300 leaves a scheduler time to place and start "
     "the other workers (an image pull included), and still ends a job whose worker never "
     "comes within minutes instead of never. A worker that goes away later is noticed by "
-    "TensorFlow's heartbeats within about 15 seconds.", lower_bound=1)
+    "TensorFlow's heartbeats within about 12-15 seconds.", lower_bound=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +160,8 @@ class Distribution:
       return stage.run(store, name, params, inputs, determinism_record, build)
     note = "the output was in the store"
     if not cached:
+      if store.verify_inputs:  # as stage.run does on the chief
+        stage.verify_inputs(store, name, inputs)
       # A staging folder: a worker killed meanwhile leaves nothing once the store is reopened.
       with store.staging(prefix="worker-") as scratch:
         out, run_dir = os.path.join(scratch, "out"), os.path.join(scratch, "run")
@@ -197,7 +200,7 @@ def wait_for_cluster(cluster, timeout):
   """
   listener = listen_on_own_port(cluster)
   answering = threading.Event()
-  answerer = threading.Thread(target=answer, args=(listener, answering), daemon=True)
+  answerer = threading.Thread(target=_accept_and_close, args=(listener, answering), daemon=True)
   answerer.start()
   try:
     deadline = time.monotonic() + timeout
@@ -222,27 +225,25 @@ def wait_for_cluster(cluster, timeout):
 
 
 def listen_on_own_port(cluster):
-  """A socket listening on this worker's port on every interface (0.0.0.0), as TensorFlow's
-  gRPC server binds it; an error naming the port if another process holds it (TensorFlow
-  would fail later, with a traceback). SO_REUSEADDR, as gRPC sets it: connections closed
-  in the last minutes (TIME_WAIT) do not count."""
+  """A socket listening on this worker's port on every interface, IPv4 and IPv6 where the host
+  has both, as TensorFlow's gRPC server binds it; an error naming the port if it cannot (in use
+  by another process, most often: TensorFlow would fail later, with a traceback). SO_REUSEADDR,
+  as gRPC sets it (socket.create_server does): connections closed in the last minutes
+  (TIME_WAIT) do not count."""
   _, port = host_and_port(cluster.workers[cluster.index])
-  listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-  listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  dual = socket.has_dualstack_ipv6()
   try:
-    listener.bind(("0.0.0.0", port))
-    listener.listen()
+    return socket.create_server(("", port), family=socket.AF_INET6 if dual else socket.AF_INET,
+                                dualstack_ipv6=dual)
   except OSError as e:
-    listener.close()
-    raise errors.Error(
-        "port %d of this worker, TF_CONFIG's %s, is in use by another process (%s): stop "
-        "that process (`ss -ltnp 'sport = :%d'` names it; an earlier worker that still "
-        "runs?) or give this worker a free port in TF_CONFIG"
-        % (port, cluster.task(cluster.index), e.strerror, port)) from e
-  return listener
+    why = ("is in use by another process (%s): stop that process (`ss -ltnp 'sport = :%d'` "
+           "names it; an earlier worker that still runs?)" % (e.strerror, port)
+           if e.errno == errno.EADDRINUSE else "cannot be listened on (%s):" % e.strerror)
+    raise errors.Error("port %d of this worker, TF_CONFIG's %s, %s or give this worker a free "
+                       "port in TF_CONFIG" % (port, cluster.task(cluster.index), why)) from e
 
 
-def answer(listener, done):
+def _accept_and_close(listener, done):
   """Accepts and closes connections on listener until done is set. A peer's TensorFlow that
   connects meanwhile sees its connection closed, and retries."""
   listener.settimeout(0.2)
@@ -256,10 +257,10 @@ def answer(listener, done):
 
 def absent(cluster):
   """The indices of the other workers that do not answer on their port."""
-  return [index for index in cluster.peers() if not answers(cluster.workers[index])]
+  return [index for index in cluster.peers() if not _is_listening(cluster.workers[index])]
 
 
-def answers(address, timeout=2):
+def _is_listening(address, timeout=2):
   """Whether something accepts a TCP connection at a TF_CONFIG address."""
   try:
     with socket.create_connection(host_and_port(address), timeout=timeout):

@@ -88,16 +88,20 @@ def _rename_strings(message, names):
   for field, value in message.ListFields():
     if field.message_type and field.message_type.GetOptions().map_entry:
       message_values = field.message_type.fields_by_name["value"].message_type is not None
+      entries = []  # copied out, then put back: a new key may be another entry's old one
       for key in list(value):
+        entry = value[key]
         if message_values:
-          _rename_strings(value[key], names)
-          if key in names:
-            value[names[key]].CopyFrom(value[key])
-            del value[key]
+          entry = type(entry)()
+          entry.CopyFrom(value[key])
+          _rename_strings(entry, names)
+        entries.append((names.get(key, key), entry))
+      value.clear()
+      for key, entry in entries:
+        if message_values:
+          value[key].CopyFrom(entry)
         else:
-          renamed = names.get(value[key], value[key])
-          del value[key]
-          value[names.get(key, key)] = renamed
+          value[key] = names.get(entry, entry)
     elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
       for item in (value if field.is_repeated else [value]):
         _rename_strings(item, names)

@@ -19,7 +19,7 @@ an --image is missing or not an image, or nothing was segmented; 0 otherwise, al
 
 Memory grows with the photo: at peak about 60 bytes a pixel on top of 0.7 GB for TensorFlow,
 measured 1.4 GB for a 4000x3000 photo and 2.9 GB for 8000x6000 (3.4 GB with --probabilities);
-Pillow's limit, the default --max_image_pixels, would take about 6 GB.
+Pillow's decompression-bomb threshold, the default --max_image_pixels, would take about 6 GB.
 """
 
 import sys
@@ -48,7 +48,7 @@ flags.DEFINE_string("output_dir", "predictions",
 flags.DEFINE_integer(
     "max_image_pixels", prediction.DEFAULT_MAX_PIXELS,
     "Refuse an image with more pixels than this (width x height), before decoding it; the "
-    "others are still done. Default: Pillow's decompression-bomb limit. Peak memory is about "
+    "others are still done. Default: Pillow's decompression-bomb threshold (Pillow only warns there, and refuses at twice it). Peak memory is about "
     "0.7 GB + %d bytes a pixel: 1.4 GB for 4000x3000, 2.9 GB for 8000x6000, about 6 GB at "
     "the default." % prediction.MEMORY_BYTES_PER_PIXEL,
     lower_bound=1)
@@ -70,7 +70,7 @@ def predict():
     for result in results:
       stage.report(result)
     store = cli.open_store()
-    if store.verify_inputs:  # predict reads the export output as a stage reads its inputs
+    if results[-1].cached and store.verify_inputs:  # read as a stage reads its inputs
       store.verify(results[-1].digest, use="predict (as its model)")
     model = results[-1].path
   report = prediction.predict(prediction.load(model), inputs, FLAGS.output_dir, sys.stderr,

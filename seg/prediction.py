@@ -61,7 +61,9 @@ from pipeline import store
 from seg import pictures
 
 BACKGROUND = (255, 255, 255)  # behind transparent pixels: white, as a browser page shows them
-DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, 89478485
+# Pillow's decompression-bomb threshold, 89478485: it warns above it and refuses above twice
+# it. Here the one limit, so that the default bounds memory (about 6 GB, MEMORY_* below).
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 # Peak memory of predict, measured: this much a photo pixel, plus this much for TensorFlow.
 MEMORY_BYTES_PER_PIXEL, MEMORY_BASE_BYTES = 60, 0.7e9
 

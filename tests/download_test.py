@@ -178,6 +178,21 @@ class SourceTest(absltest.TestCase):
                      "refusing to extract this archive" % sha256[:12])
     self.assertEqual(os.listdir(os.path.join(self.store.root, "objects")), [])
 
+  def test_a_damaged_synthetic_archive_is_refused_and_nothing_is_built(self):
+    config = dataset.DataConfig(dataset="synthetic", synthetic_images=20,
+                                synthetic_image_size=40)
+    made, _ = dataset.archives(self.store, config, self.settings)
+    archive_path = os.path.join(made.path, "annotations.tar.gz")
+    os.chmod(made.path, 0o755)
+    os.chmod(archive_path, 0o644)
+    with open(archive_path, "ab") as f:
+      f.write(b"\0")
+    with self.assertRaisesRegex(errors.Error, r"annotations\.tar\.gz at .* has changed since "
+                                r"its digest was taken .*--remove_damaged"):
+      dataset.download_stage(self.store, config, self.settings)
+    self.assertEqual(os.listdir(os.path.join(self.store.root, "keys")),
+                     [made.key + ".json"])  # no download output
+
   def test_a_missing_archive_is_named(self):
     empty = self.create_tempdir().full_path
     with self.assertRaisesRegex(errors.Error, r"holds no images\.tar\.gz"):

@@ -304,6 +304,13 @@ class StageTest(absltest.TestCase):
     self.assertEqual(manifest["derived_seeds"],
                      {"7/inside": determinism.derive_seed(7, "inside")})
 
+  def test_nested_seed_records_each_end_with_their_own_block(self):
+    with determinism.recording_seeds() as outer:
+      with determinism.recording_seeds() as inner:  # equal ({} == {}), not the same dict
+        pass
+      determinism.derive_seed(7, "after the inner block")
+    self.assertEqual((list(outer), inner), (["7/after the inner block"], {}))
+
   def test_a_missing_output_is_rebuilt(self):
     first = self.run_stage()
     storelib.remove_tree(first.path)
