@@ -11,12 +11,14 @@ load with no reproseg code, with reproducible bytes.
 
 What would change the bytes from run to run, or with what the process did before, and what is
 done about it: saved_model.pb names each traced function with a process-wide counter
-(`__inference_serve_6625`: renamed to its rank among the saved functions); fingerprint.pb
+(`__inference_serve_6625`: renamed to its rank among the saved functions) and each captured
+tensor's placeholder with its process-wide id (renumbered by rank); fingerprint.pb
 carries a random uuid (set here from the file's own hashes) and hashes of saved_model.pb
 (recomputed after the renaming); a .keras file carries the save time (zip entry times and
 metadata.json's date_saved: dropped) and Python object ids (config.json's shared_object_id:
 renumbered in order of appearance). Keras' automatic layer names (`input_layer_3`) count the
-layers built before in the process: seg.unet names every layer itself.
+layers built before in the process: seg.unet names the one layer Keras named (the encoder's
+input).
 """
 
 import contextlib
@@ -135,8 +137,9 @@ def _renumber_captures(graph_def):
 
 def _rename_traced_functions(saved_model_dir):
   """saved_model.pb with each traced function named by its rank among the saved ones, in
-  tracing order (`__inference_serve_6625` → `__inference_serve_2`), and the library sorted by
-  name: the names no longer count what the process traced before."""
+  tracing order (`__inference_serve_6625` → `__inference_serve_2`), the library sorted by
+  name, and captured tensors' ids renumbered (_renumber_captures): the file no longer counts
+  what the process traced before."""
   path = os.path.join(saved_model_dir, "saved_model.pb")
   saved_model = saved_model_pb2.SavedModel()
   with open(path, "rb") as f:
