@@ -1,9 +1,11 @@
 """Step-time cost of the determinism settings, measured in one run, interleaved.
 
 One worker process per setting (thread pools and oneDNN are fixed at process start) builds
-the U-Net and its update step on random data; the coordinator then asks each worker in turn
-for a few timed steps, round after round, so every setting sees the same machine noise.
-It prints each setting's median step time and its ratio to the non-deterministic one.
+the U-Net and its update step on random data, the batch in --micro_batches micro-batches (by
+default one: the whole batch in one forward and backward pass); the coordinator then asks
+each worker in turn for a few timed steps, round after round, so every setting sees the same
+machine noise. It prints each setting's median step time and its ratio to the first setting of
+--settings (by default the non-deterministic one).
 
   ./dev python -m benchmarks.determinism_benchmark --archs=mobilenetv2,vgg19
 
@@ -26,6 +28,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("archs", ["mobilenetv2", "vgg19"], "Backbones to measure.")
 flags.DEFINE_integer("image_size", 128, "Image side.")
 flags.DEFINE_integer("batch_size", 16, "Batch size (the seed's real configuration: 60).")
+flags.DEFINE_integer("micro_batches", 1,
+                     "Micro-batches each batch is split into, each with its own forward and "
+                     "backward pass; it must divide --batch_size. 1: the whole batch in one "
+                     "pass, as the step was when BENCHMARKS.md's determinism figures were measured.")
+flags.register_multi_flags_validator(
+    ["batch_size", "micro_batches"],
+    lambda given: given["micro_batches"] >= 1 and given["batch_size"] % given["micro_batches"] == 0,
+    "--micro_batches must be ≥ 1 and divide --batch_size")
 flags.DEFINE_bool("freeze_backbone", False,
                   "Freeze the encoder, as the seed's real configuration does.")
 flags.DEFINE_integer("rounds", 6, "Rounds; each worker runs --steps timed steps per round.")
@@ -54,7 +64,8 @@ SETTINGS = {
 }
 
 
-def _worker(connection, settings, arch, image_size, batch_size, freeze_backbone):
+def _worker(connection, settings, arch, image_size, batch_size, micro_batches,
+            freeze_backbone):
   determinism.apply(settings)
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -67,7 +78,7 @@ def _worker(connection, settings, arch, image_size, batch_size, freeze_backbone)
   model = unet.build(arch, image_size, 3, settings.seed, freeze_backbone=freeze_backbone,
                      exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(1e-3)
-  train_step, _ = training.make_steps(model, optimizer, 3)
+  train_step, _ = training.make_steps(model, optimizer, 3, micro_batches)
   timing.serve_steps(connection, train_step, images, masks)
 
 
@@ -78,7 +89,8 @@ def measure(arch, names):
     settings = determinism.resolve(**SETTINGS[name])
     parent, child = context.Pipe()
     process = context.Process(target=_worker, args=(child, settings, arch, FLAGS.image_size,
-                                                    FLAGS.batch_size, FLAGS.freeze_backbone),
+                                                    FLAGS.batch_size, FLAGS.micro_batches,
+                                                    FLAGS.freeze_backbone),
                               daemon=True)
     process.start()
     workers[name] = (parent, process)

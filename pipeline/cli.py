@@ -68,15 +68,23 @@ def summary(results, next_target=None):
       lines.append("  %s: %s" % (r.name, headline))
   if next_target:
     target, *extra = next_target
-    bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
-    arguments = " ".join([shlex.quote(a) for a in sys.argv[1:]] + extra)
-    lines.append("next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else ""))
+    lines.append(next_command(target, sys.argv, extra))
   return lines
+
+
+def next_command(target, argv, extra=()):
+  """"next: ./dev bazel run TARGET -- FLAGS": the Bazel target to try next with the flags of
+  argv (argv[0] is the program) and extra ones."""
+  bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
+  arguments = " ".join([shlex.quote(a) for a in argv[1:]] + list(extra))
+  return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
 
 
 def run(function, flag_groups=(), next_target=None):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
-  each stage result it returns, and reports errors.Error as one line, exit status 1.
+  each stage result it returns, and reports errors.Error as one line, exit status 1. A function
+  that has reported its own outcome (a launcher whose workers printed the results) returns
+  instead an exit status, an int: the process ends with it, printing nothing more.
 
   flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
   their flags by group after the binary's own.
@@ -93,6 +101,8 @@ def run(function, flag_groups=(), next_target=None):
     except errors.Error as e:
       print("error: %s" % e, file=sys.stderr)
       sys.exit(1)
+    if isinstance(results, int):
+      sys.exit(results)
     for result in results:
       stage.report(result)
     if results:

@@ -44,7 +44,8 @@ flags.DEFINE_bool(
     "oneDNN capped at AVX2 unless set below, and CPU-independent batch norm and transposed "
     "convolution layers (seg/exact_layers.py); on a CPU without AVX2 it stops with an error. "
     "--noportable: pools follow the visible cores, oneDNN uses the CPU's best instruction set "
-    "and the model Keras' own layers; faster, the same bits only on the same machine, and the "
+    "and the model Keras' batch-norm formula and transposed convolutions; faster, the same "
+    "bits only on the same machine, and the "
     "stage key records the machine (CPU model, flags, visible cores).")
 flags.DEFINE_integer(
     "inter_op_threads", None,
@@ -68,7 +69,8 @@ flags.DEFINE_bool(
     "exact_layers", None,
     "Build the U-Net from seg/exact_layers.py: batch norm without the approximate rsqrt "
     "instruction, transposed convolutions summed over fixed channel chunks; their bits do not "
-    "follow the CPU model. Default: on with --portable, else off (Keras' own layers).")
+    "follow the CPU model. Default: on with --portable, else off (Keras' batch-norm formula "
+    "and transposed convolutions).")
 
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",

@@ -39,6 +39,13 @@ flags.DEFINE_string("backbone_weights", None,
                     "weights file. Default: from the config.")
 flags.DEFINE_bool("freeze_backbone", None, "Keep the encoder's weights fixed. Default: config.")
 flags.DEFINE_integer("batch_size", None, "Examples per training step. Default: config.")
+flags.DEFINE_integer("micro_batches", None,
+                     "Equal micro-batches each training step's batch is split into; it must "
+                     "divide --batch_size. Each has its own forward and backward pass and "
+                     "batch-norm statistics; the step's gradient is their mean, summed in "
+                     "micro-batch order. It fixes the bits whatever the worker count "
+                     "(--workers, --distribute): any worker count that divides it gives the "
+                     "same output. Default: config (2).")
 flags.DEFINE_integer("epochs", None, "Training epochs. Default: config.")
 flags.DEFINE_integer("steps_per_epoch", None,
                      "Training steps per epoch; 0 means one pass over the training split. "
@@ -81,6 +88,7 @@ RANGES = {
     "backbone_weights": (_weights_given,
                          "(imagenet, none, or the path of an existing weights file)"),
     "batch_size": (lambda v: v >= 1, "≥ 1"),
+    "micro_batches": (lambda v: v >= 1, "≥ 1"),
     "epochs": (lambda v: v >= 1, "≥ 1"),
     "steps_per_epoch": (lambda v: v >= 0, "≥ 0 (0: one pass over the training split)"),
     "learning_rate": (lambda v: v > 0, "> 0"),
@@ -109,6 +117,7 @@ class TrainConfig:
   backbone_weights: str = "none"
   freeze_backbone: bool = False
   batch_size: int = 16
+  micro_batches: int = 2
   epochs: int = 6
   steps_per_epoch: int = 18
   learning_rate: float = 0.001
@@ -127,6 +136,7 @@ class TrainConfig:
       value = _checked(field, getattr(self, field.name), sources)
       object.__setattr__(self, field.name, value)  # how a frozen dataclass sets its own field
     _check_encoder_can_learn(self, sources)
+    _check_micro_batches(self, sources)
 
   def record(self):
     return dataclasses.asdict(self)
@@ -179,6 +189,18 @@ def _check_encoder_can_learn(config, sources):
         "scratch with --nofreeze_backbone, or give it weights: --backbone_weights=imagenet or "
         "--backbone_weights=PATH" % (_given("freeze_backbone", True, sources),
                                      _given("backbone_weights", "none", sources)))
+
+
+def _check_micro_batches(config, sources):
+  """Refuses a batch that does not split into equal micro-batches."""
+  if config.batch_size % config.micro_batches:
+    divisors = [d for d in range(1, config.batch_size + 1) if config.batch_size % d == 0]
+    raise errors.Error(
+        "%s does not split %s into %d equal micro-batches: set micro_batches (--micro_batches, "
+        "or in the config) to a divisor of the batch size (%s), or use another batch size"
+        % (_given("micro_batches", config.micro_batches, sources),
+           _given("batch_size", config.batch_size, sources), config.micro_batches,
+           ", ".join(map(str, divisors))))
 
 
 def _read_json(path, what):
@@ -240,9 +262,10 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
   return train_config
 
 
-OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size", "epochs",
-                  "steps_per_epoch", "learning_rate", "dropout_rate", "dropout_blocks", "augment",
-                  "batchnorm_momentum", "seeded_dropout", "eval_batch_size")
+OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size",
+                  "micro_batches", "epochs", "steps_per_epoch", "learning_rate", "dropout_rate",
+                  "dropout_blocks", "augment", "batchnorm_momentum", "seeded_dropout",
+                  "eval_batch_size")
 
 
 def from_flags():

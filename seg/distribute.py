@@ -1,12 +1,13 @@
 """Training on several workers: --distribute=multi_worker, tf.distribute's
 MultiWorkerMirroredStrategy with the cluster from TF_CONFIG, as Kubeflow's TFJob sets it.
 
-Every worker runs //seg:train with the same flags. Each takes its slice of every global batch
-(seg.input_pipeline), the update step is the single-process one under the strategy, gradients
-and batch statistics are summed across workers by all-reduce, and the workers check before
-training that they computed the same stage key. The chief (TF_CONFIG's "chief" task, else
-worker 0) writes the output and manifest to the store; the others train alongside and write
-nothing. See docs/determinism.md, "Several workers".
+Every worker runs //seg:train with the same flags. Each computes an equal, contiguous share of
+every batch's micro-batches (part; seg.training.TrainStep), all-gathers every worker's losses,
+gradients and batch moments (the strategy serves only as this collective), and applies the
+update one process would: the bits and the train key do not depend on the worker count. The
+workers check before training that they computed the same stage key. The chief (TF_CONFIG's
+"chief" task, else worker 0) writes the output and manifest to the store; the others train
+alongside and write nothing. See docs/determinism.md, "Several workers".
 
 Faults end a worker with one line rather than a hang: a worker that TF_CONFIG names but that
 never starts (--cluster_timeout) or a port already taken (wait_for_cluster), SIGINT or SIGTERM
@@ -35,8 +36,9 @@ _DISTRIBUTE = flags.DEFINE_enum(
     "distribute", "none", ["none", "multi_worker"],
     "none: one process. multi_worker: one of several workers (tf.distribute's "
     "MultiWorkerMirroredStrategy), the cluster and this worker's task read from the TF_CONFIG "
-    "environment variable; start every worker with the same flags. The worker count enters "
-    "the train key.")
+    "environment variable; start every worker with the same flags. The worker count must "
+    "divide --micro_batches; it does not change the bits, nor the train key. --workers starts "
+    "local workers itself.")
 _CLUSTER_TIMEOUT = flags.DEFINE_integer(
     "cluster_timeout", DEFAULT_CLUSTER_TIMEOUT,
     "Seconds a worker waits for every worker that TF_CONFIG names to start before it stops "
@@ -130,24 +132,38 @@ def from_flags():
   return start(cluster, _CLUSTER_TIMEOUT.value) if cluster else None
 
 
-def shard(batch_size, cluster):
-  """(start, stop) of this worker's rows in each global batch of batch_size."""
-  if batch_size % cluster.count:
-    raise errors.Error("--batch_size=%d does not split evenly across %d workers: use a "
-                       "multiple of %d" % (batch_size, cluster.count, cluster.count))
-  size = batch_size // cluster.count
-  return cluster.index * size, (cluster.index + 1) * size
+def part(micro_batches, cluster):
+  """(first, count) of the micro-batches of each batch this worker computes: an equal,
+  contiguous share, in worker order."""
+  if micro_batches % cluster.count:
+    raise errors.Error("--micro_batches=%d does not split evenly across %d workers: use a "
+                       "worker count that divides it, or a --micro_batches that %d divides"
+                       % (micro_batches, cluster.count, cluster.count))
+  count = micro_batches // cluster.count
+  return cluster.index * count, count
 
 
 @dataclasses.dataclass(frozen=True)
 class Distribution:
-  """This worker's Cluster and the strategy that trains across it."""
+  """This worker's Cluster, and gather: all_gather_function of the strategy across it."""
   cluster: Cluster
-  strategy: object
+  gather: object
 
-  def record(self):
-    """What enters the train key: the strategy and the worker count."""
-    return {"strategy": "multi_worker", "workers": self.cluster.count}
+  def part(self, micro_batches):
+    """(first, count) of the micro-batches of each batch this worker computes: part()."""
+    return part(micro_batches, self.cluster)
+
+  def all_gather(self, values):
+    """Every worker's values, concatenated along the first axis in worker order: a list of
+    tensors [n, ...] of one dtype gives a list of [n * workers, ...], bits unchanged. They
+    travel packed, in one all-gather."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    rows = int(values[0].shape[0])
+    flat = [tf.reshape(value, [rows, -1]) for value in values]
+    gathered = self.gather(tf.concat(flat, axis=1))
+    sizes = [int(value.shape[1]) for value in flat]
+    return [tf.reshape(piece, [-1] + value.shape[1:].as_list())
+            for piece, value in zip(tf.split(gathered, sizes, axis=1), values)]
 
   def run_stage(self, store, name, params, inputs, determinism_record, build):
     """pipeline.stage.run on the chief; on the other workers, build into a scratch folder
@@ -155,7 +171,7 @@ class Distribution:
     key = digest.record_digest(stage.key_record(name, build, params, inputs,
                                                 determinism_record))
     cached = store.lookup(key) is not None
-    check_agreement(self.strategy, self.cluster, key, cached)
+    check_agreement(self.gather, self.cluster, key, cached)
     if self.cluster.is_chief:
       return stage.run(store, name, params, inputs, determinism_record, build)
     note = "the output was in the store"
@@ -177,16 +193,17 @@ class Distribution:
 def start(cluster, timeout=DEFAULT_CLUSTER_TIMEOUT):
   """A Distribution over a Cluster, once every worker has started (see wait_for_cluster).
   Call it before any other TensorFlow op runs: collective ops are configured when TensorFlow
-  starts. RING all-reduce sums in a fixed order."""
+  starts. Only all-gathers run (copies, whatever the implementation); RING is named so that
+  no implementation is picked at run time."""
   print("distribute: %s" % cluster.describe(), flush=True)
   wait_for_cluster(cluster, timeout)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  # tf.distribute logs a line per all-reduce batch at INFO: keep TensorFlow's warnings only.
+  # tf.distribute logs a line per collective at INFO: keep TensorFlow's warnings only.
   tf.get_logger().setLevel("WARNING")
   options = tf.distribute.experimental.CommunicationOptions(
       implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-  return Distribution(cluster, tf.distribute.MultiWorkerMirroredStrategy(
-      communication_options=options))
+  return Distribution(cluster, all_gather_function(tf.distribute.MultiWorkerMirroredStrategy(
+      communication_options=options)))
 
 
 def wait_for_cluster(cluster, timeout):
@@ -325,21 +342,32 @@ def lost_peers_named(cluster):
            "that worker" if len(gone) == 1 else "each")) from e
 
 
-def check_agreement(strategy, cluster, key, cached):
-  """Fails unless every worker computed this stage key and sees the same cache state."""
+def all_gather_function(strategy):
+  """A tf.function of a tensor [n, ...] returning every worker's, concatenated in worker order:
+  [n * workers, ...], bits unchanged (a copy). The tensor is placed on this worker's device
+  first: without a device, the strategy's all-gather fails in a tf.function ("destinations can
+  not be empty", TF 2.21), and run eagerly each call costs about 0.1 s more."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  device = strategy.extended.worker_devices[0]
+
+  def gather(tensor):
+    with tf.device(device):
+      tensor = tf.identity(tensor)
+    return tf.distribute.get_replica_context().all_gather(tensor, axis=0)
+
+  @tf.function
+  def all_gather(tensor):
+    return strategy.run(gather, args=(tensor,))
+
+  return lambda tensor: strategy.experimental_local_results(all_gather(tensor))[0]
+
+
+def check_agreement(gather, cluster, key, cached):
+  """Fails unless every worker computed this stage key and sees the same cache state.
+  gather: all_gather_function's."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   mine = [int(key[i:i + 8], 16) for i in range(0, len(key), 8)] + [int(cached)]
-  # One eager all-gather: TensorFlow's warning that eager collectives are slow is moot here.
-  logger = tf.get_logger()
-  level = logger.level
-  logger.setLevel("ERROR")
-  try:
-    gathered = strategy.run(
-        lambda v: tf.distribute.get_replica_context().all_gather(v, axis=0),
-        args=(tf.constant([mine], tf.int64),))
-  finally:
-    logger.setLevel(level)
-  rows = strategy.experimental_local_results(gathered)[0].numpy().tolist()
+  rows = gather(tf.constant([mine], tf.int64)).numpy().tolist()
   for index, row in enumerate(rows):
     if row[:-1] != mine[:-1]:
       theirs = "".join("%08x" % part for part in row[:-1])

@@ -4,7 +4,8 @@ that portable determinism needs (docs/determinism.md, "What changes the bits").
 - ExactBatchNormalization: Keras' BatchNormalization computes 1/sqrt(variance + epsilon)
   with tf.math.rsqrt, which Eigen builds on the approximate rsqrtps instruction; Intel, AMD
   and an emulator each return other bits for it. Here the same formula uses a true square
-  root and a true division.
+  root and a true division; the layer is otherwise seg.micro_batch_layers' ghost batch
+  normalization.
 - ChunkedConv2DTranspose: oneDNN's transposed convolution sums over input channels in an
   order that follows the cache sizes the CPU reports. Here the input channels are split into
   fixed chunks of CHUNK_CHANNELS, each chunk is one convolution small enough that no CPU's
@@ -20,6 +21,8 @@ import tensorflow as tf
 from keras import layers
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
+
+from seg import micro_batch_layers
 
 # Op type: why its bits follow the CPU model.
 APPROXIMATE_OPS = {
@@ -66,20 +69,10 @@ def _inverse_sqrt(x):
 
 
 @keras.saving.register_keras_serializable(package="reproseg")
-class ExactBatchNormalization(layers.BatchNormalization):
-  """BatchNormalization computed as x * scale / sqrt(var + eps) + offset, with no rsqrt."""
+class ExactBatchNormalization(micro_batch_layers.GhostBatchNormalization):
+  """Ghost batch normalization computed as x * scale / sqrt(var + eps) + offset, no rsqrt."""
 
-  def call(self, inputs, training=None, mask=None):
-    if self.renorm or mask is not None:
-      raise NotImplementedError("ExactBatchNormalization supports neither renorm nor masks")
-    inputs = tf.cast(inputs, tf.float32)
-    if training and self.trainable:
-      mean, variance = self._moments(inputs, None)
-      self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-      self.moving_variance.assign(
-          self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-    else:
-      mean, variance = self.moving_mean, self.moving_variance
+  def normalize(self, inputs, mean, variance):
     # The same arithmetic as tf.nn.batch_normalization, but for the inverse square root.
     inverse = _inverse_sqrt(variance + self.epsilon)
     if self.scale:
@@ -87,7 +80,7 @@ class ExactBatchNormalization(layers.BatchNormalization):
     offset = -mean * inverse
     if self.center:
       offset = offset + self.beta
-    return tf.cast(inputs * inverse + offset, self.compute_dtype)
+    return inputs * inverse + offset
 
 
 @keras.saving.register_keras_serializable(package="reproseg")
@@ -110,16 +103,3 @@ class ChunkedConv2DTranspose(layers.Conv2DTranspose):
       outputs = self.activation(outputs)
     return outputs
 
-
-def with_exact_batchnorm(model):
-  """A copy of a functional model (a keras.applications backbone) whose BatchNormalization
-  layers are ExactBatchNormalization, with the same weights."""
-
-  def clone(layer):
-    if type(layer) is layers.BatchNormalization:  # pylint: disable=unidiomatic-typecheck
-      return ExactBatchNormalization.from_config(layer.get_config())
-    return layer.__class__.from_config(layer.get_config())
-
-  copy = keras.models.clone_model(model, clone_function=clone)
-  copy.set_weights(model.get_weights())
-  return copy

@@ -211,7 +211,7 @@ def write_keras(model, path, scratch_path):
 # --- The models ---------------------------------------------------------------------------------
 def stock_keras_model(model, config, info, settings, temperature):
   """The U-Net in Keras' own layers with model's weights, ending in calibrated softmax."""
-  stock = training.build_model(config, info, settings, exact=False)
+  stock = training.build_model(config, info, settings, stock=True)
   stock.set_weights(model.get_weights())
   scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(stock.output)
   probabilities = keras.layers.Softmax(name="probabilities")(scaled)

@@ -1,5 +1,6 @@
 """Digests of a few training steps of the U-Net on seeded random data: the first step's
-logits, loss and gradients, and every weight after the last step.
+logits, loss and (mean) gradients, and every weight after the last step. The step is
+training's own (seg.training.TrainStep, in micro-batches).
 
 This is how reproseg compares machines at the shapes real training has, without a dataset:
 the same flags on two machines must print the same JSON. tests/cross_cpu_test.py runs it
@@ -28,6 +29,7 @@ class StepConfig:
   arch: str = "mobilenetv2"
   image_size: int = 128
   batch_size: int = 60
+  micro_batches: int = 2
   steps: int = 2
   freeze_backbone: bool = True
   num_classes: int = 3
@@ -36,7 +38,8 @@ class StepConfig:
   def flags(self):
     """The command-line flags that select this configuration."""
     return ["--arch=%s" % self.arch, "--image_size=%d" % self.image_size,
-            "--batch_size=%d" % self.batch_size, "--steps=%d" % self.steps,
+            "--batch_size=%d" % self.batch_size, "--micro_batches=%d" % self.micro_batches,
+            "--steps=%d" % self.steps,
             "--%sfreeze_backbone" % ("" if self.freeze_backbone else "no")]
 
 
@@ -73,13 +76,9 @@ def digests(config, seed, exact):
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
 
-  @tf.function
-  def step(images, masks):  # training.make_steps' update, with what it computed on the way
-    logits, loss, gradients = training.loss_and_gradients(model, images, masks)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return logits, loss, gradients
-
-  logits, loss, gradients = step(*batches[0])
+  step = training.TrainStep(model, optimizer, config.num_classes, config.micro_batches)
+  values, confusions, logits = step.compute(*batches[0])
+  loss, _, gradients = step.update(values, confusions)
   result = {"config": dataclasses.asdict(config), "logits": _sha256(logits),
             "loss": float(loss).hex(),
             "gradients": {v.path: _sha256(g) for v, g in zip(model.trainable_variables,
@@ -95,8 +94,8 @@ def main(argv):
   del argv
   settings = determinism.from_flags()
   determinism.apply(settings)
-  config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size, FLAGS.steps,
-                      FLAGS.freeze_backbone)
+  config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size, FLAGS.micro_batches,
+                      FLAGS.steps, FLAGS.freeze_backbone)
   print(json.dumps(digests(config, settings.seed, settings.exact_layers), indent=1,
                    sort_keys=True))
 
@@ -105,6 +104,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("arch", REAL_SHAPES.arch, "Backbone.")
   flags.DEFINE_integer("image_size", REAL_SHAPES.image_size, "Image side.")
   flags.DEFINE_integer("batch_size", REAL_SHAPES.batch_size, "Batch size.")
+  flags.DEFINE_integer("micro_batches", REAL_SHAPES.micro_batches,
+                       "Micro-batches per step (seg.training.TrainStep).")
   flags.DEFINE_integer("steps", REAL_SHAPES.steps, "Adam steps before the weights' digest.")
   flags.DEFINE_bool("freeze_backbone", REAL_SHAPES.freeze_backbone, "Freeze the encoder.")
   app.run(main)

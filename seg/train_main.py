@@ -1,27 +1,48 @@
-"""bazel run //seg:train -- [--dataset=synthetic] [--flagfile=FILE] [flags]
+"""bazel run //seg:train -- [--dataset=synthetic] [--workers=N|auto] [--flagfile=FILE] [flags]
 
 Trains the U-Net, running (or taking from the store) download and partition first, and
-prints every stage's output digest and key. --help lists its flags by group.
+prints every stage's output digest and key. --workers=N trains on N local worker processes of
+this binary, whose chief prints them. --help lists its flags by group.
 """
 
 import signal
 
 # Blocked before any import starts a thread (NumPy's BLAS pool does), so that every thread
 # inherits the mask: a worker takes these signals in a thread of its own
-# (seg.distribute.stop_on_signals); one process unblocks them again.
+# (seg.distribute.stop_on_signals); one process unblocks them again, and so does the launcher
+# of local workers in its main thread (seg.local_workers.run), whose workers start with them
+# unblocked and block them here again.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys
+
+from absl import flags
+
 from pipeline import cli
+from pipeline import determinism
+from pipeline import errors
+from seg import config
 from seg import distribute
 from seg import launch
+from seg import local_workers
 # pylint: enable=g-import-not-at-top,wrong-import-position
+
+NEXT = "//seg:evaluate"  # the command a user would run after training
 
 
 def train():
-  """The train stage and those before it, as one process or as a worker of TF_CONFIG's
-  cluster that stops at SIGINT/SIGTERM and names the workers that never came or went away."""
+  """The train stage and those before it, as one process, as a worker of TF_CONFIG's cluster
+  that stops at SIGINT/SIGTERM and names the workers that never came or went away, or as the
+  launcher of --workers local workers: then the exit status of the workers (an int)."""
+  count = local_worker_count()
+  if count > 1:
+    status = local_workers.run(local_workers.worker_command(sys.argv), count,
+                               env=local_workers.worker_environment())
+    if status == 0:  # the chief, a worker of a cluster, names no next command
+      print(cli.next_command(NEXT, local_workers.without_workers_flag(sys.argv)))
+    return status
   cluster = distribute.cluster_from_flags()
   if not cluster:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -31,7 +52,29 @@ def train():
     return launch.run_stages("train", start_distribution=distribute.from_flags)
 
 
+def local_worker_count():
+  """The worker count --workers asks for: 1 unless it is given, and then the training config
+  and the intra-op pool size are read (the count must divide micro_batches). Refuses what
+  several workers cannot do: resume (--stop_after_epochs), or agree on an unrepeatable run's
+  key (--noseeded_dropout)."""
+  if not local_workers.asked(multi_worker=flags.FLAGS.distribute == "multi_worker"):
+    return 1
+  train_config = config.from_flags()
+  if flags.FLAGS.stop_after_epochs:
+    raise errors.Error("--workers=%s with --stop_after_epochs: workers do not resume from "
+                       "checkpoints; train in one process (--workers=1) to stop and resume"
+                       % flags.FLAGS.workers)
+  if not train_config.seeded_dropout:
+    raise errors.Error("--workers=%s with --noseeded_dropout: each worker would draw its own "
+                       "unrepeatable seed, and the workers' keys would differ; run the seed's "
+                       "Figure 9 experiment in one process (--workers=1)" % flags.FLAGS.workers)
+  return local_workers.from_flags(train_config.micro_batches,
+                                  determinism.from_flags().intra_op_threads)
+
+
 if __name__ == "__main__":
-  # The other stages take no --distribute: they would look for a single-process train output.
-  cli.run(train, launch.FLAG_GROUPS + (("distribution", distribute),),
-          next_target=lambda: None if distribute.cluster_from_flags() else ("//seg:evaluate",))
+  # A worker of a cluster names no next command: its flags hold --distribute, which only
+  # train takes, and one worker's view is not the whole run's.
+  cli.run(train, launch.FLAG_GROUPS + (("distribution", distribute),
+                                       ("local workers", local_workers)),
+          next_target=lambda: None if distribute.cluster_from_flags() else (NEXT,))

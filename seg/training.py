@@ -4,12 +4,12 @@ write_outputs; train_stage runs it through the store. With a seg.distribute.Dist
 trains as one of several workers.
 
 Every epoch is a pure function of (seed, epoch) and the state after the previous epoch, and
-that state (model and optimizer variables, seed-generator states included) is checkpointed
+that state (model and optimizer variables, the step count that keys dropout included) is
+checkpointed
 after each epoch in the run folder; a run stopped after epoch k and started again resumes
 from there and ends with the same bits as one that was never stopped.
 """
 
-import contextlib
 import json
 import os
 import re
@@ -26,9 +26,9 @@ from pipeline import digest
 from pipeline import errors
 from pipeline import stage
 from pipeline import store as storelib
-from seg import distribute
 from seg import input_pipeline
 from seg import metrics
+from seg import micro_batch_layers
 from seg import unet
 
 WEIGHTS_FILE = "weights.arrays"
@@ -62,60 +62,121 @@ def _pixel_losses(masks, logits):
   return keras.losses.sparse_categorical_crossentropy(masks, logits, from_logits=True)
 
 
-def loss_and_gradients(model, images, masks, replicas=1):
-  """(logits, mean pixel loss, gradients of model.trainable_variables) of one batch.
+def _ordered_sum(stacked):
+  """The sum over the first axis of a [micro_batches, ...] tensor, added in micro-batch
+  order: ((s[0] + s[1]) + s[2]) + ... Written out because tf.reduce_sum's order is its
+  kernel's own, and this one must not depend on it."""
+  total = stacked[0]
+  for index in range(1, stacked.shape[0]):
+    total = total + stacked[index]
+  return total
 
-  With several replicas, each holding an equal slice of the batch, the gradients are of
-  loss / replicas: the optimizer sums them across replicas into the whole batch's.
+
+class TrainStep:
+  """One Adam update on a batch split into micro-batches (docs/determinism.md, "Several
+  workers"): the bits follow the decomposition, not which process computes what.
+
+  Each micro-batch has its own forward and backward pass (ghost batch normalization and
+  dropout masks keyed by (step, micro-batch): seg.micro_batch_layers). The update uses the
+  mean of the micro-batch losses, gradients and batch moments, each summed in micro-batch
+  order (_ordered_sum). A worker of a cluster computes its own micro-batches, all-gathers
+  every worker's (all_gather), and applies the same update as every other worker.
+
+  Calling it with (float images [rows, h, w, 3], int masks [rows, h, w]), this process's
+  rows of the batch, returns (mean loss, confusion matrix [classes, classes]) of the whole
+  batch.
   """
-  with tf.GradientTape() as tape:
-    logits = model(images, training=True)
-    loss = tf.reduce_mean(_pixel_losses(masks, logits))
-    scaled = loss / replicas if replicas > 1 else loss
-  return logits, loss, tape.gradient(scaled, model.trainable_variables)
+
+  def __init__(self, model, optimizer, num_classes, micro_batches, part=None, all_gather=None):
+    """part: (first, count) of the micro-batches this process computes, all by default;
+    all_gather: a function of a list of [count, ...] tensors returning the list of
+    [micro_batches, ...] tensors of every worker, in worker order (seg.distribute)."""
+    self.model, self.optimizer, self.num_classes = model, optimizer, num_classes
+    self.micro_batches = micro_batches
+    self.first, self.count = part or (0, micro_batches)
+    self.all_gather = all_gather
+    self.variables = model.trainable_variables
+    self.batchnorms = []  # the layers whose moments micro_step returns, set when it is traced
+    self.micro_step = tf.function(self._micro_step)
+    self.update = tf.function(self._update)
+
+  def _micro_step(self, images, masks, index):
+    """(values, confusion [classes, classes], logits [rows, h, w, classes]) of micro-batch
+    index (an int64 scalar) of images [rows, h, w, 3] and masks [rows, h, w]: values are
+    [mean pixel loss, the gradient of each trainable variable, then the mean [channels] and
+    variance [channels] of each training batch norm], float32."""
+    with micro_batch_layers.micro_batch(self.optimizer.iterations, index) as current:
+      with tf.GradientTape() as tape:
+        logits = self.model(images, training=True)
+        loss = tf.reduce_mean(_pixel_losses(masks, logits))
+    self.batchnorms = [layer for layer, _, _ in current.moments]
+    moments = [value for _, mean, variance in current.moments for value in (mean, variance)]
+    values = [loss] + tape.gradient(loss, self.variables) + moments
+    return values, _confusion(masks, logits, self.num_classes), logits
+
+  def _update(self, values, confusions):
+    """Applies the means of values (_micro_step's, each stacked [micro_batches, ...]);
+    returns (mean loss, confusion matrix summed over confusions [micro_batches, c, c], mean
+    gradients)."""
+    if len(values) != 1 + len(self.variables) + 2 * len(self.batchnorms):
+      raise RuntimeError("%d values for %d variables and %d batch norms: trace micro_step "
+                         "before update" % (len(values), len(self.variables),
+                                            len(self.batchnorms)))
+    means = [_ordered_sum(value) / self.micro_batches for value in values]
+    loss, gradients = means[0], means[1:1 + len(self.variables)]
+    moments = means[1 + len(self.variables):]
+    self.optimizer.apply_gradients(zip(gradients, self.variables))
+    for layer, mean, variance in zip(self.batchnorms, moments[0::2], moments[1::2]):
+      layer.update_moving_statistics(mean, variance)
+    return loss, _ordered_sum(confusions), gradients
+
+  def compute(self, images, masks):
+    """(values, confusions, logits) of every micro-batch, stacked in micro-batch order:
+    this process's, all-gathered from every worker's if in a cluster (logits: this
+    process's only)."""
+    if images.shape[0] % self.count:
+      raise errors.Error("%d rows do not split into %d equal micro-batches: give a batch size "
+                         "that micro_batches divides" % (images.shape[0], self.count))
+    size = images.shape[0] // self.count
+    results = [self.micro_step(images[j * size:(j + 1) * size],
+                               masks[j * size:(j + 1) * size],
+                               tf.constant(self.first + j, tf.int64))
+               for j in range(self.count)]
+    values = [tf.stack(column) for column in zip(*(result[0] for result in results))]
+    confusions = tf.stack([result[1] for result in results])
+    if self.all_gather:
+      values, confusions = self.all_gather(values), self.all_gather([confusions])[0]
+    return values, confusions, tf.concat([result[2] for result in results], axis=0)
+
+  def __call__(self, images, masks):
+    values, confusions, _ = self.compute(images, masks)
+    loss, confusion, _ = self.update(values, confusions)
+    return loss, confusion
 
 
-def make_steps(model, optimizer, num_classes, strategy=None):
-  """(train_step, eval_step) as tf.functions of (float images, int masks).
-
-  train_step applies one Adam update and returns (mean loss, confusion matrix) of the whole
-  batch; eval_step returns (summed pixel loss, confusion matrix). Under a tf.distribute
-  strategy (seg.distribute), train_step takes this worker's slice of the batch and the
-  update and its results are the whole batch's.
-  """
-  replicas = strategy.num_replicas_in_sync if strategy else 1
-
-  def replica_step(images, masks):
-    logits, loss, gradients = loss_and_gradients(model, images, masks, replicas)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss, _confusion(masks, logits, num_classes)
-
-  @tf.function
-  def train_step(images, masks):
-    if strategy is None:
-      return replica_step(images, masks)
-    loss, confusion = strategy.run(replica_step, args=(images, masks))
-    total = lambda value: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-    return total(loss) / replicas, total(confusion)
+def make_steps(model, optimizer, num_classes, micro_batches, part=None, all_gather=None):
+  """(train_step, eval_step): a TrainStep (see there for part and all_gather), and a
+  tf.function of (float images, int masks) returning (summed pixel loss, confusion matrix)."""
 
   @tf.function
   def eval_step(images, masks):
     logits = model(images, training=False)
     return tf.reduce_sum(_pixel_losses(masks, logits)), _confusion(masks, logits, num_classes)
 
-  return train_step, eval_step
+  return (TrainStep(model, optimizer, num_classes, micro_batches, part, all_gather),
+          eval_step)
 
 
-def build_model(config, info, settings, backbone_weights=None, exact=None):
+def build_model(config, info, settings, backbone_weights=None, stock=False):
   """The U-Net of a training config for a partition's splits.json info; exact layers as the
-  settings say unless exact is given (export builds Keras' stock layers too)."""
+  settings say; stock: Keras' own layers, for inference only (seg.export)."""
   return unet.build(config.model_arch, info["image_size"], info["num_classes"], settings.seed,
                     dropout_rate=config.dropout_rate, dropout_blocks=config.dropout_blocks,
                     backbone_weights=backbone_weights,
                     freeze_backbone=config.freeze_backbone,
                     seeded_dropout=config.seeded_dropout,
                     batchnorm_momentum=config.batchnorm_momentum,
-                    exact=settings.exact_layers if exact is None else exact)
+                    exact=settings.exact_layers, stock=stock)
 
 
 def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_weights=None,
@@ -125,21 +186,21 @@ def train_and_evaluate(config, splits_dir, out_dir, run_dir, settings, backbone_
 
   run_dir keeps checkpoints/ (resumable state) and tensorboard/ (logs); neither is a result.
   settings: the pipeline.determinism.Settings in force (its seed, and exact_layers).
-  distribution: a seg.distribute.Distribution to train as one of several workers (each takes
-  its slice of every batch; batch statistics are synchronized; no resuming), or None.
+  distribution: a seg.distribute.Distribution to train as one of several workers (each
+  computes its share of every batch's micro-batches; no resuming), or None.
   Returns the final metrics for the manifest.
   """
   info = input_pipeline.split_info(splits_dir)
   steps = _steps_per_epoch(config, info)
-  rows = distribute.shard(config.batch_size, distribution.cluster) if distribution else None
-  strategy = distribution.strategy if distribution else None
-  with strategy.scope() if strategy else contextlib.nullcontext():
-    model = build_model(config, info, settings, backbone_weights)
-    if distribution:
-      synchronize_batchnorm(model)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    optimizer.build(model.trainable_variables)
-  train_step, eval_step = make_steps(model, optimizer, info["num_classes"], strategy)
+  part = distribution.part(config.micro_batches) if distribution else None
+  size = config.batch_size // config.micro_batches
+  rows = (part[0] * size, (part[0] + part[1]) * size) if part else None
+  model = build_model(config, info, settings, backbone_weights)
+  optimizer = keras.optimizers.Adam(config.learning_rate)
+  optimizer.build(model.trainable_variables)
+  train_step, eval_step = make_steps(model, optimizer, info["num_classes"],
+                                     config.micro_batches, part,
+                                     distribution.all_gather if distribution else None)
   checkpoints = Checkpoints(os.path.join(run_dir, "checkpoints"), model, optimizer)
   start, history = (0, []) if distribution else checkpoints.restore(config.epochs)
   summaries = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
@@ -178,14 +239,6 @@ def _steps_per_epoch(config, info):
     raise errors.Error("the training split has %d examples, fewer than batch_size=%d"
                        % (info["counts"]["training"], config.batch_size))
   return steps
-
-
-def synchronize_batchnorm(model):
-  """Batch statistics over the whole batch (all workers' slices), as in one process: every
-  worker then holds the same moving statistics. Costs all-reduces in every step."""
-  for layer in model._flatten_layers():  # pylint: disable=protected-access
-    if isinstance(layer, keras.layers.BatchNormalization):
-      layer.synchronized = True
 
 
 def check_finite(named_values, epoch, step, learning_rate):
@@ -335,8 +388,11 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
   inputs = {"splits": splits,
             "backbone_weights": digest.file_digest(weights) if weights else None}
   if distribution and stop_after_epochs:
-    raise errors.Error("--stop_after_epochs needs --distribute=none: a multi-worker run "
-                       "does not resume from checkpoints")
+    raise errors.Error("--stop_after_epochs needs one process: workers (--distribute or "
+                       "--workers) do not resume from checkpoints")
+  if distribution and not config.seeded_dropout:
+    raise errors.Error("--noseeded_dropout needs one process: each worker would draw its own "
+                       "unrepeatable seed, and the workers' keys would differ")
 
   def build(out, run_dir):
     details = train_and_evaluate(config, splits.path, out, run_dir, settings,
@@ -350,5 +406,4 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
     params["unrepeatable_run"] = os.urandom(16).hex()
   if distribution is None:
     return stage.run(store, "train", params, inputs, settings.record(), build)
-  params["distribute"] = distribution.record()
   return distribution.run_stage(store, "train", params, inputs, settings.record(), build)

@@ -3,8 +3,10 @@ Conv2DTranspose blocks (512, 256, 128, 64 filters) with BatchNorm, ReLU and seed
 
 Conv2DTranspose, not UpSampling2D: nearest-neighbour upsampling has no deterministic GPU
 gradient, and op determinism would refuse it. Every initialiser and dropout layer gets its
-own seed derived from the run's seed. With exact=True (portable determinism) the batch norms
-and transposed convolutions are seg.exact_layers' CPU-independent versions.
+own seed derived from the run's seed. Batch norm and dropout are seg.micro_batch_layers'
+(ghost batch normalization; masks keyed by step and micro-batch); with exact=True (portable
+determinism) the batch norms and transposed convolutions are seg.exact_layers' CPU-independent
+versions.
 """
 
 import os
@@ -15,6 +17,7 @@ import numpy as np
 
 from pipeline import determinism
 from seg import exact_layers
+from seg import micro_batch_layers
 
 # Encoder layers whose outputs feed the decoder, from 1/2 to 1/32 of the input side.
 SKIP_LAYERS = {
@@ -62,32 +65,36 @@ def _preprocess(arch, images):
   return layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="preprocess")(bgr)
 
 
-def _layer_types(exact):
-  """(BatchNormalization, Conv2DTranspose) classes: CPU-independent ones if exact."""
+def _layer_types(exact, stock):
+  """(BatchNormalization, Conv2DTranspose, Dropout) classes: Keras' own if stock, else those
+  of a training step decomposed in micro-batches, CPU-independent ones if exact."""
+  if stock:
+    return layers.BatchNormalization, layers.Conv2DTranspose, layers.Dropout
   if exact:
-    return exact_layers.ExactBatchNormalization, exact_layers.ChunkedConv2DTranspose
-  return layers.BatchNormalization, layers.Conv2DTranspose
+    return (exact_layers.ExactBatchNormalization, exact_layers.ChunkedConv2DTranspose,
+            micro_batch_layers.StatelessDropout)
+  return (micro_batch_layers.GhostBatchNormalization, layers.Conv2DTranspose,
+          micro_batch_layers.StatelessDropout)
 
 
-def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, exact):
-  batch_norm, conv_transpose = _layer_types(exact)
+def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, layer_types):
+  batch_norm, conv_transpose, dropout = layer_types
   x = conv_transpose(
       filters, 3, strides=2, padding="same", use_bias=False, name=name + "_conv",
       kernel_initializer=keras.initializers.RandomNormal(
           0.0, 0.02, seed=determinism.derive_seed(seed, "init", name)))(x)
   x = batch_norm(name=name + "_bn")(x)
   if dropout_rate:
-    # Unseeded means what it meant in 2019: a fresh seed each run. (Keras' seed=None would
-    # draw from its global generator, which --seed fixes.)
+    # Unseeded means what it meant in 2019: a fresh seed each run.
     dropout_seed = (determinism.derive_seed(seed, "dropout", name) if seeded_dropout
                     else int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF)
-    x = layers.Dropout(dropout_rate, seed=dropout_seed, name=name + "_dropout")(x)
+    x = dropout(dropout_rate, seed=dropout_seed, name=name + "_dropout")(x)
   return layers.ReLU(name=name + "_relu")(x)
 
 
 def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=1,
           backbone_weights=None, freeze_backbone=False, seeded_dropout=True,
-          batchnorm_momentum=None, exact=True):
+          batchnorm_momentum=None, exact=True, stock=False):
   """The U-Net as a keras.Model from [batch, size, size, 3] floats in 0..255 to logits.
 
   dropout_blocks: decoder blocks with dropout, from the first (the seed's U-Net: all 4).
@@ -97,13 +104,17 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=
   suits fine-tuning; a short run from scratch needs faster moving statistics, or validation
   (which uses them) sees an untrained network.
   exact: CPU-independent batch norms and transposed convolutions (seg.exact_layers), as
-  portable determinism needs; False gives Keras' own layers.
+  portable determinism needs; False gives Keras' own transposed convolutions and batch-norm
+  formula. Either way batch norm and dropout are seg.micro_batch_layers', as the micro-batch
+  training step (seg.training) needs, unless stock: Keras' own layers only, for a model that
+  loads anywhere and only infers (seg.export); its weights are the same list.
   """
+  layer_types = _layer_types(exact, stock)
   backbone = _backbone(arch, image_size)
   if backbone_weights:
     backbone.load_weights(backbone_weights)
-  if exact:
-    backbone = exact_layers.with_exact_batchnorm(backbone)
+  if not stock:
+    backbone = micro_batch_layers.with_batchnorm(backbone, layer_types[0])
   encoder = keras.Model(backbone.input,
                         [backbone.get_layer(n).output for n in SKIP_LAYERS[arch]],
                         name="encoder")
@@ -114,15 +125,15 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=
   x = skips[-1]
   for i, (filters, skip) in enumerate(zip(DECODER_FILTERS, reversed(skips[:-1]))):
     x = _up_block(x, filters, seed, "up%d" % i, dropout_rate if i < dropout_blocks else 0.0,
-                  seeded_dropout, exact)
+                  seeded_dropout, layer_types)
     x = layers.Concatenate(name="skip%d" % i)([x, skip])
-  logits = _layer_types(exact)[1](
+  logits = layer_types[1](
       num_classes, 3, strides=2, padding="same", name="logits",
       kernel_initializer=keras.initializers.GlorotUniform(
           seed=determinism.derive_seed(seed, "init", "logits")))(x)
   model = keras.Model(images, logits, name="unet_" + arch)
   if batchnorm_momentum is not None:
     for layer in model._flatten_layers():  # pylint: disable=protected-access
-      if isinstance(layer, layers.BatchNormalization):  # the exact one is a subclass
+      if isinstance(layer, layers.BatchNormalization):  # so are seg.micro_batch_layers' ones
         layer.momentum = batchnorm_momentum
   return model

@@ -46,8 +46,8 @@ class ConfigTest(absltest.TestCase):
       return config.from_flags()
 
   def test_each_layer_wins_over_the_one_below_and_flags_not_given_do_not(self):
-    base = self.write({"batch_size": 5, "seeded_dropout": False, "eval_batch_size": 7,
-                       "epochs": 2})
+    base = self.write({"batch_size": 5, "micro_batches": 1, "seeded_dropout": False,
+                       "eval_batch_size": 7, "epochs": 2})
     c = self.from_command_line("--dataset=synthetic", "--config=" + base)
     self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size, c.epochs),
                      (5, False, 7, 2))
@@ -84,6 +84,16 @@ class ConfigTest(absltest.TestCase):
                                ({"backbone_weights": "/nonexistent.h5"}, "backbone_weights")):
       with self.assertRaisesRegex(errors.Error, pattern):
         config.resolve("synthetic", overrides=overrides)
+
+  def test_a_batch_that_does_not_split_into_micro_batches_is_named(self):
+    with self.assert_error_names('"micro_batches": 2 in config seg/configs/synthetic.json',
+                                 "does not split --batch_size=9 into 2 equal micro-batches",
+                                 "a divisor of the batch size (1, 3, 9)"):
+      config.resolve("synthetic", overrides={"batch_size": 9})
+    with self.assert_error_names("--micro_batches=0: expected an integer ≥ 1"):
+      config.resolve("synthetic", overrides={"micro_batches": 0})
+    self.assertEqual(config.resolve("synthetic", overrides={"micro_batches": 16}).micro_batches,
+                     16)
 
   @contextlib.contextmanager
   def assert_error_names(self, *parts):

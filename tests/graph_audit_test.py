@@ -11,6 +11,7 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -20,12 +21,18 @@ VECTOR = tf.TensorSpec([None], tf.float32)
 
 
 def step_audit(arch, exact, freeze_backbone=False):
-  """{step name: approximate ops found} for the U-Net's train and eval steps."""
+  """{step name: approximate ops found} for the U-Net's train step (a micro-batch's forward
+  and backward pass, and the update) and eval step."""
   model = unet.build(arch, SIZE, 3, seed=1, freeze_backbone=freeze_backbone, exact=exact)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
-  train_step, eval_step = training.make_steps(model, optimizer, 3)
-  return {"train": exact_layers.approximate_ops(train_step, *BATCH),
+  train_step, eval_step = training.make_steps(model, optimizer, 3, micro_batches=2)
+  values, confusions, _ = train_step.compute(tf.zeros(BATCH[0].shape),
+                                             tf.zeros(BATCH[1].shape, tf.int32))
+  micro_batch = (tf.TensorSpec([2, SIZE, SIZE, 3], tf.float32),
+                 tf.TensorSpec([2, SIZE, SIZE], tf.int32), tf.TensorSpec([], tf.int64))
+  return {"train": dict(exact_layers.approximate_ops(train_step.micro_step, *micro_batch),
+                        **exact_layers.approximate_ops(train_step.update, values, confusions)),
           "eval": exact_layers.approximate_ops(eval_step, *BATCH)}
 
 
@@ -67,7 +74,8 @@ class GraphAuditTest(absltest.TestCase):
         with self.subTest(layer=type(exact_layer).__name__, training=training):
           kwargs = {"training": training} if "Batch" in type(exact_layer).__name__ else {}
           expected = keras_layer(x, **kwargs).numpy()
-          actual = exact_layer(x, **kwargs).numpy()
+          with micro_batch_layers.micro_batch(step=0, index=0):  # where training runs it
+            actual = exact_layer(x, **kwargs).numpy()
           self.assertLess(abs(expected - actual).max(), 1e-4)
 
 

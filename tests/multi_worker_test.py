@@ -1,7 +1,10 @@
-"""--distribute=multi_worker: two workers as local processes on 127.0.0.1 train the tiny
-configuration; they agree on the key, one output reaches the store, both end with the same
-weights, and reruns give the same bits, which tests/golden records. Faults end a worker with
-one line: a worker that never starts, a port in use, SIGTERM/SIGINT, a peer that goes away."""
+"""Several workers train the tiny configuration to the bits one process trains
+(tests/golden), under the same key: two workers from TF_CONFIG (--distribute=multi_worker),
+which agree on the key, store one output and end with the same weights; two local workers
+(--workers), whose output the later stages take as one process's, and the reverse.
+--micro_batches=4 gives other bits (the negative control), and four local workers give those.
+Faults end a worker with one line: a worker that never starts, a port in use, SIGTERM/SIGINT,
+a peer that goes away, a local worker killed."""
 
 import json
 import os
@@ -18,6 +21,7 @@ from pipeline import errors
 from pipeline import inventory
 from pipeline import store as storelib
 from seg import distribute
+from seg import local_workers
 from tests import tiny_pipeline as tiny
 
 _WEIGHTS = re.compile(r"weights digest ([0-9a-f]{64})")
@@ -54,15 +58,20 @@ class ClusterTest(absltest.TestCase):
     with self.assertRaisesRegex(errors.Error, "TF_CONFIG is not a cluster and a task"):
       distribute.cluster_from_tf_config('{"cluster": {}}')
 
-  def test_each_worker_takes_its_rows_of_every_batch(self):
+  def test_each_worker_takes_its_micro_batches_of_every_batch(self):
     workers = [distribute.Cluster(("a", "b"), index) for index in (0, 1)]
-    self.assertEqual([distribute.shard(4, w) for w in workers], [(0, 2), (2, 4)])
-    with self.assertRaisesRegex(errors.Error, "--batch_size=5 does not split evenly across 2 "
-                                "workers: use a multiple of 2"):
-      distribute.shard(5, workers[0])
+    self.assertEqual([distribute.part(4, w) for w in workers], [(0, 2), (2, 2)])
+    with self.assertRaisesRegex(errors.Error, "--micro_batches=5 does not split evenly across "
+                                "2 workers: use a worker count that divides it"):
+      distribute.part(5, workers[0])
+
+
+def assert_succeeded(test, result, what):
+  test.assertEqual(result.returncode, 0, "%s:\n%s" % (what, result.stderr[-4000:]))
 
 
 class TwoWorkersTest(absltest.TestCase):
+  """Workers from TF_CONFIG train the bits of one process (tests/golden), once in the store."""
 
   def train(self, store, **kwargs):
     results = tiny.run_workers(tiny.TINY + ["--store=" + store], **kwargs)
@@ -70,12 +79,12 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertEqual(status, 0, "worker %d:\n%s" % (index, stderr[-4000:]))
     return results
 
-  def test_two_workers_train_one_output_with_the_same_bits_on_every_run(self):
+  def test_two_workers_train_the_bits_of_one_process_and_store_them_once(self):
     store = self.create_tempdir().full_path
     (_, chief, _), (_, other, _) = self.train(store)
     train = tiny.outputs(chief)["train"]
-    self.assertEqual(train, tiny.load_golden()["multi_worker"]["train"],
-                     "two workers trained other bits than tests/golden records")
+    self.assertEqual(train, tiny.load_golden()["outputs"]["train"],
+                     "two workers trained other bits than one process (tests/golden)")
     # Only the chief stores and reports the stage; both workers hold the same weights.
     self.assertEqual(tiny.stage_lines(other), [])
     self.assertEqual(len(inventory.entries(storelib.Store(store), "train")), 1)
@@ -86,9 +95,6 @@ class TwoWorkersTest(absltest.TestCase):
     (_, chief, _), (_, other, _) = self.train(store)
     self.assertIn(("train", train), [(n, d) for n, d, _, hit in tiny.stage_lines(chief) if hit])
     self.assertIn("train: the output was in the store", other)
-    # Again on a fresh store: the same bits.
-    (_, chief, _), _ = self.train(self.create_tempdir().full_path)
-    self.assertEqual(tiny.outputs(chief)["train"], train)
 
   def test_workers_that_compute_different_keys_stop(self):
     results = tiny.run_workers(tiny.TINY + ["--store=" + self.create_tempdir().full_path],
@@ -99,13 +105,48 @@ class TwoWorkersTest(absltest.TestCase):
                        r"worker's \(%d\)" % (1 - index, index))
 
 
+class LocalWorkersTest(absltest.TestCase):
+  """--workers=N: any N that divides --micro_batches gives one process's bits and key."""
+
+  def run_train(self, store, *args):
+    result = tiny.run("seg/train", tiny.TINY + ["--store=" + store] + list(args), timeout=900)
+    assert_succeeded(self, result, "seg/train " + " ".join(args))
+    return result
+
+  def test_local_workers_then_one_process_reuse_each_other(self):
+    golden = tiny.load_golden()["outputs"]
+    store = self.create_tempdir().full_path
+    trained = self.run_train(store, "--workers=2")
+    self.assertEqual(tiny.outputs(trained.stdout)["train"], golden["train"])
+    # The later stages, in one process, take the workers' train output as theirs.
+    result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store], timeout=900)
+    assert_succeeded(self, result, tiny.PIPELINE)
+    self.assertEqual(tiny.outputs(result.stdout), golden)
+    self.assertIn(("train", True), [(n, hit) for n, _, _, hit in tiny.stage_lines(result.stdout)])
+    # And the other way round: workers on a store where one process trained.
+    store = self.create_tempdir().full_path
+    alone = self.run_train(store)
+    workers = self.run_train(store, "--workers=2")
+    self.assertEqual(tiny.stage_lines(workers.stdout)[-1],
+                     tiny.stage_lines(alone.stdout)[-1][:3] + (True,))
+
+  def test_four_micro_batches_give_other_bits_and_four_workers_give_them_too(self):
+    # The negative control: the decomposition, unlike the worker count, fixes the bits.
+    alone = self.run_train(self.create_tempdir().full_path, "--micro_batches=4")
+    train = tiny.outputs(alone.stdout)["train"]
+    self.assertNotEqual(train, tiny.load_golden()["outputs"]["train"])
+    workers = self.run_train(self.create_tempdir().full_path, "--micro_batches=4",
+                             "--workers=4")
+    self.assertEqual(tiny.stage_lines(workers.stdout)[-1], tiny.stage_lines(alone.stdout)[-1])
+
+
 class Workers:
   """Workers of one TF_CONFIG cluster on 127.0.0.1 (free ports), each //seg:train with the
   tiny flags in its own process group, started one by one; every one still running when the
   block ends is killed with its group."""
 
   def __init__(self, count, store):
-    self.addresses = ["127.0.0.1:%d" % port for port in tiny.free_ports(count)]
+    self.addresses = ["127.0.0.1:%d" % port for port in local_workers.free_ports(count)]
     self.store = store
     self.processes, self.logs = {}, {}
 
@@ -207,6 +248,66 @@ class FaultsTest(absltest.TestCase):
     # Nothing half-built stays: worker 1's scratch is removed once the store is opened.
     self.assertEqual(inventory.entries(storelib.Store(store), "train"), [])
     self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
+
+  def test_a_local_worker_killed_during_training_stops_them_all(self):
+    store = self.create_tempdir().full_path
+    argv, environment = tiny.command("seg/train")
+    with tempfile.TemporaryFile("w+") as log:
+      launcher = subprocess.Popen(
+          argv + tiny.TINY + ["--store=" + store, "--workers=2", "--epochs=3"], stdout=log,
+          stderr=subprocess.STDOUT, env=environment, text=True, start_new_session=True)
+      try:
+        _wait_for(lambda: "Epoch 2/3" in _read(log), 600, launcher, log)
+        workers = _workers_of(launcher.pid)
+        os.kill(workers[1], signal.SIGKILL)
+        status = launcher.wait(timeout=60)
+      finally:
+        if launcher.poll() is None:
+          os.killpg(launcher.pid, signal.SIGKILL)
+          launcher.wait()
+      output = _read(log)
+    self.assertEqual(status, 128 + signal.SIGKILL, output[-4000:])
+    self.assertIn("\nworkers: worker 1 (its last lines are above) was killed by SIGKILL; "
+                  "stopped worker 0\n", output)
+    self.assertNotIn("Traceback", output)
+    for pid in workers.values():  # none is left
+      self.assertFalse(os.path.exists("/proc/%d" % pid) and _state(pid) != "Z", pid)
+    self.assertEqual(inventory.entries(storelib.Store(store), "train"), [])
+    self.assertEqual(os.listdir(os.path.join(store, "tmp")), [])
+
+
+def _read(log):
+  log.seek(0)
+  return log.read()
+
+
+def _wait_for(condition, timeout, process, log):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    if process.poll() is not None or time.monotonic() > deadline:
+      raise AssertionError("not within %ds:\n%s" % (timeout, _read(log)[-4000:]))
+    time.sleep(0.5)
+
+
+def _workers_of(launcher):
+  """{worker index: pid} of a --workers launcher's children, from their TF_CONFIG."""
+  workers = {}
+  for task in os.listdir("/proc/%d/task" % launcher):
+    with open("/proc/%d/task/%s/children" % (launcher, task)) as f:
+      for pid in map(int, f.read().split()):
+        with open("/proc/%d/environ" % pid, "rb") as environ:
+          variables = dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if item)
+        workers[json.loads(variables[b"TF_CONFIG"])["task"]["index"]] = pid
+  return workers
+
+
+def _state(pid):
+  """A process's state letter (Z: a zombie, dead but not yet reaped)."""
+  try:
+    with open("/proc/%d/stat" % pid) as f:
+      return f.read().rsplit(")", 1)[1].split()[0]
+  except FileNotFoundError:
+    return "gone"
 
 
 if __name__ == "__main__":

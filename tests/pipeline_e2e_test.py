@@ -238,13 +238,14 @@ class PipelineTest(absltest.TestCase):
                    "--[no]deterministic", "--onednn_max_cpu_isa")
     store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store", "--[no]verify_inputs",
              "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
-    training = ("training flags (seg.config):", "--batch_size", "--epochs",
+    training = ("training flags (seg.config):", "--batch_size", "--micro_batches", "--epochs",
                 "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
         "data_tools/download": data + determinism + store[:4],
         "data_tools/partition": data + determinism + store,
         "seg/train": training + data + determinism + store + (
-            "distribution flags (seg.distribute):", "--distribute"),
+            "distribution flags (seg.distribute):", "--distribute",
+            "local workers flags (seg.local_workers):", "--workers"),
         "seg/calibrate": training + data + determinism + store,
         "seg/evaluate": ("--split", "--gallery_size") + training + data + determinism + store,
         "seg/export": training + data + determinism + store,
@@ -256,8 +257,9 @@ class PipelineTest(absltest.TestCase):
       for name in names:
         self.assertIn(name, result.stdout, binary)
       self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out
-      if binary != "seg/train":
-        self.assertNotIn("--distribute", result.stdout, binary)  # only train takes it
+      if binary != "seg/train":  # only train takes them
+        self.assertNotIn("--distribute", result.stdout, binary)
+        self.assertNotIn("--workers", result.stdout, binary)
 
   def test_helpfull_documents_every_seed_and_switch(self):
     result = run("seg/train", ["--helpfull"])  # absl exits 1 after help

@@ -348,6 +348,9 @@ class StageCodeTest(absltest.TestCase):
       "data_tools/partition.py": {"partition", "train"},
       "seg/training.py": {"train"},
       "seg/exact_layers.py": {"train"},
+      "seg/micro_batch_layers.py": {"train"},
+      "seg/local_workers.py": set(),  # starts workers; what they compute is not its business
+      "seg/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
       "seg/input_pipeline.py": {"train"},
       "pipeline/stage.py": {"synthetic", "download", "partition", "train"},
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing

@@ -5,18 +5,19 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from seg import local_workers
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
 RUNFILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "tiny_pipeline.json")
 # A few seconds of training: 40 synthetic pets at 32 px, 2 epochs of 2 steps.
 TINY = ["--dataset=synthetic", "--synthetic_images=40", "--synthetic_image_size=40",
-        "--image_size=32", "--epochs=2", "--steps_per_epoch=2", "--batch_size=4",
+        "--image_size=32", "--epochs=2", "--steps_per_epoch=2", "--batch_size=8",
         "--eval_batch_size=8"]
 DATA_FLAGS = TINY[:4]  # what data_tools' binaries take
 STAGES = ("synthetic", "download", "partition", "train", "calibrate", "evaluate")
@@ -54,24 +55,12 @@ def run(binary, args, env=None, prefix=(), cwd=None, python=None, timeout=None):
                         env=environment, cwd=cwd, check=False, timeout=timeout)
 
 
-def free_ports(count):
-  """Ports on 127.0.0.1 that nothing listens on now."""
-  sockets = [socket.socket() for _ in range(count)]
-  try:
-    for s in sockets:
-      s.bind(("127.0.0.1", 0))
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
-
-
 def run_workers(args, count=2, timeout=900, worker_args=None):
   """Runs //seg:train as `count` local workers (--distribute=multi_worker, TF_CONFIG on
   127.0.0.1 with free ports), worker 0 the chief. Returns [(exit status, stdout, stderr)] by
   worker. No worker outlives the call: after `timeout` seconds in all, or on any error, each
   is killed with its process group. worker_args: extra arguments per worker."""
-  cluster = {"worker": ["127.0.0.1:%d" % port for port in free_ports(count)]}
+  cluster = {"worker": ["127.0.0.1:%d" % port for port in local_workers.free_ports(count)]}
   processes, logs = [], []
   try:
     for index in range(count):
