@@ -43,9 +43,9 @@ flags.DEFINE_integer("micro_batches", None,
                      "Equal micro-batches each training step's batch is split into; it must "
                      "divide --batch_size. Each has its own forward and backward pass and "
                      "batch-norm statistics; the step's gradient is their mean, summed in "
-                     "micro-batch order. It fixes the bits whatever the worker count "
-                     "(--workers, --distribute): any worker count that divides it gives the "
-                     "same output. Default: config (2).")
+                     "micro-batch order. It fixes the bits whatever the number of workers: "
+                     "one process or any worker count that divides it train the same output. "
+                     "Default: config (2).")
 flags.DEFINE_integer("epochs", None, "Training epochs. Default: config.")
 flags.DEFINE_integer("steps_per_epoch", None,
                      "Training steps per epoch; 0 means one pass over the training split. "
