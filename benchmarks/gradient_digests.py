@@ -30,6 +30,7 @@ flags.DEFINE_bool("freeze_backbone", False, "Freeze the encoder.")
 VARIANTS = {
     "portable": (dict(portable=True), None),
     "portable, one visible core": (dict(portable=True), {0}),
+    "portable, oneDNN capped at AVX2": (dict(portable=True, onednn_max_cpu_isa="AVX2"), None),
     "portable, oneDNN capped at AVX512_CORE": (dict(portable=True,
                                                    onednn_max_cpu_isa="AVX512_CORE"), None),
     "portable, intra-op pool 1": (dict(portable=True, intra_op_threads=1), None),
@@ -38,8 +39,10 @@ VARIANTS = {
     "portable, intra-op pool 8": (dict(portable=True, intra_op_threads=8), None),
     "portable, oneDNN off": (dict(portable=True, onednn=False), None),
     "portable but Keras' own layers": (dict(portable=False, inter_op_threads=4,
-                                            intra_op_threads=4, onednn_max_cpu_isa="AVX2"),
-                                       None),
+                                            intra_op_threads=4), None),
+    "Keras' own layers, oneDNN capped at AVX2": (dict(portable=False, inter_op_threads=4,
+                                                      intra_op_threads=4,
+                                                      onednn_max_cpu_isa="AVX2"), None),
     "same machine (pools follow cores, native ISA)": (dict(portable=False), None),
     "same machine, one visible core": (dict(portable=False), {0}),
 }

@@ -3,9 +3,10 @@
 Every random number in reproseg comes from one --seed through derive_seed(seed, purpose...),
 and every switch that can change the bits of a result is in the stage key. Two modes:
 
-- portable (the default): the thread pools have fixed sizes, oneDNN is capped at AVX2 and the
-  model uses seg/exact_layers.py, so the bits follow neither the machine's core count, nor
-  its instruction set, nor its CPU model (docs/determinism.md);
+- portable (the default): the thread pools have fixed sizes and the model uses
+  seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
+  within an instruction-set class (AVX2 or AVX-512; the key records the class) at oneDNN's
+  full speed (docs/determinism.md);
 - same-machine (--noportable): pools follow the cores and oneDNN uses the CPU's best code
   path; faster, and the same bits only on the same machine, so the key records the machine.
 
@@ -40,9 +41,11 @@ flags.DEFINE_bool(
     "(the GPU part is untested here: no GPU). --nodeterministic is the seed's fast_n_close.")
 flags.DEFINE_bool(
     "portable", True,
-    "The same bits on any x86-64 machine with AVX2 and FMA: fixed thread pools (4 and 4), "
-    "oneDNN capped at AVX2 unless set below, and CPU-independent batch norm and transposed "
-    "convolution layers (seg/exact_layers.py); on a CPU without AVX2 it stops with an error. "
+    "The same bits on any x86-64 machine of one instruction-set class (AVX2, or AVX-512; the "
+    "key records the class): fixed thread pools (4 and 4) and CPU-independent layers "
+    "(seg/exact_layers.py); oneDNN runs the CPU's own instruction set unless capped below "
+    "(--onednn_max_cpu_isa=AVX2 puts an AVX-512 machine in the AVX2 class). On a CPU without "
+    "AVX2 it stops with an error. "
     "--noportable: pools follow the visible cores, oneDNN uses the CPU's best instruction set "
     "and the model Keras' batch-norm formula and transposed convolutions; faster, the same "
     "bits only on the same machine, and the "
@@ -62,20 +65,20 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
     "onednn_max_cpu_isa", None,
     "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
-    "AVX512_CORE, ...; 'native' leaves it to the CPU. Each instruction set gives other bits. "
-    "Default: AVX2 with --portable, else native.")
+    "AVX512_CORE, ...; 'native' leaves it to the CPU. It and the instruction-set class it "
+    "gives on this CPU are in the stage key. Default: native.")
 
 flags.DEFINE_bool(
     "exact_layers", None,
     "Build the U-Net from seg/exact_layers.py: batch norm without the approximate rsqrt "
-    "instruction, transposed convolutions summed over fixed channel chunks; their bits do not "
-    "follow the CPU model. Default: on with --portable, else off (Keras' batch-norm formula "
-    "and transposed convolutions).")
+    "instruction, transposed convolutions summed over fixed channel chunks, convolution "
+    "kernel gradients summed image by image in a fixed order; their bits do not follow the "
+    "CPU model. Default: on with --portable, else off (Keras' layers).")
 
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
               "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
-PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "AVX2",
+PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "native",
                      "exact_layers": True}
 MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
                     "exact_layers": False}
@@ -98,8 +101,10 @@ def cpu_model():
 
 
 # What each instruction-set cap needs from the CPU: on a CPU without it, oneDNN silently
-# runs a lower instruction set and the bits change, so portable mode refuses to run.
+# runs a lower instruction set and the bits change, so portable mode refuses to run. Portable
+# bits were shown on AVX2 and AVX-512 CPUs only: "native" needs AVX2's features too.
 ISA_CPU_FEATURES = {
+    "native": ("AVX2", "FMA3"),
     "SSE41": ("SSE41",),
     "AVX": ("AVX",),
     "AVX2": ("AVX2", "FMA3"),
@@ -117,19 +122,31 @@ def cpu_features():
 
 
 def check_cpu(settings):
-  """Raises errors.Error if portable settings cap oneDNN above what this CPU has."""
+  """Raises errors.Error if this CPU lacks what the portable settings' oneDNN needs."""
   if not settings.portable:
     return
+  isa = settings.onednn_max_cpu_isa
   features = cpu_features()
-  missing = [f for f in ISA_CPU_FEATURES.get(settings.onednn_max_cpu_isa, ())
-             if not features.get(f)]
+  missing = [f for f in ISA_CPU_FEATURES.get(isa, ()) if not features.get(f)]
   if missing:
     raise errors.Error(
-        "portable mode caps oneDNN at %s, but this CPU lacks %s, so it would run other code "
+        "portable mode runs oneDNN %s, but this CPU lacks %s, so it would run other code "
         "and train other bits than every other machine: pass --noportable for results tied "
         "to this machine, or run on a CPU with %s"
-        % (settings.onednn_max_cpu_isa, ", ".join(missing),
-           " and ".join(ISA_CPU_FEATURES[settings.onednn_max_cpu_isa])))
+        % ("at the CPU's own instruction set" if isa == "native" else "capped at " + isa,
+           ", ".join(missing), " and ".join(ISA_CPU_FEATURES[isa])))
+
+
+def onednn_isa_class(settings):
+  """The instruction-set class oneDNN runs on this CPU under these settings: "AVX-512" (the
+  AVX512_CORE family), or the cap below it ("AVX2", ...). Portable bits are shared within a
+  class; across classes a convolution's forward pass can differ (docs/determinism.md)."""
+  isa = settings.onednn_max_cpu_isa
+  if isa in ("native", "DEFAULT") or isa.startswith(("AVX512", "AVX10")):
+    if all(cpu_features().get(f) for f in ISA_CPU_FEATURES["AVX512_CORE"]):
+      return "AVX-512"
+    return "AVX2" if isa in ("native", "DEFAULT") else isa
+  return isa
 
 
 def machine_record():
@@ -159,18 +176,20 @@ class Settings:
       if getattr(self, name) < 0:
         raise errors.Error("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
                            % (name, getattr(self, name)))
-    if self.portable and (self.intra_op_threads == 0 or self.onednn_max_cpu_isa == "native"
-                          or not self.exact_layers):
+    if self.portable and (self.intra_op_threads == 0 or not self.exact_layers):
       raise errors.Error(
-          "--portable needs a fixed --intra_op_threads, a --onednn_max_cpu_isa cap and "
-          "--exact_layers: with TensorFlow's pool, oneDNN's native instruction set or Keras' "
-          "own layers the bits follow the machine. Keep the defaults, or pass --noportable")
+          "--portable needs a fixed --intra_op_threads and --exact_layers: with TensorFlow's "
+          "pool or Keras' own layers the bits follow the machine. Keep the defaults, or pass "
+          "--noportable")
 
   def record(self):
-    """For stage keys: the switches, plus the machine where they do not fix the bits."""
+    """For stage keys: the switches, plus what they leave to the machine: oneDNN's
+    instruction-set class in portable mode, the machine itself otherwise."""
     record = dataclasses.asdict(self)
     if not self.portable:
       record["machine"] = machine_record()
+    elif self.onednn:
+      record["onednn_isa_class"] = onednn_isa_class(self)
     return record
 
   def environment(self):
@@ -252,6 +271,7 @@ def describe(settings):
              "on" if settings.deterministic else "off", pools,
              ("capped at " + settings.onednn_max_cpu_isa
               if settings.onednn_max_cpu_isa != "native" else "native")
+             + (" (%s class)" % onednn_isa_class(settings) if settings.portable else "")
              if settings.onednn else "off",
              ", exact layers" if settings.exact_layers else ""))
 

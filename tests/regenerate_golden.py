@@ -1,5 +1,6 @@
-"""Rewrites tests/golden/ from fresh native runs: the tiny pipeline's stage digests and its
-export digest (tiny_pipeline.json), after checking that two workers train the same bits as
+"""Rewrites tests/golden/ from fresh native runs on a CPU with AVX-512: the tiny pipeline's
+stage digests and export digest in both instruction-set classes (native, and oneDNN capped at
+AVX2; tiny_pipeline.json), after checking that two workers train the same bits as
 one process, and the real-shape training steps' digests (step_digests.json).
 
   ./dev bazel run //tests:regenerate_golden
@@ -24,18 +25,27 @@ def write_json(path, value):
   print("wrote", path)
 
 
-def main():
-  workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
-  if not workspace:
-    sys.exit("run me with: ./dev bazel run //tests:regenerate_golden")
+def pipeline_outputs(extra=()):
+  """({stage: output digest}, export digest) of the tiny pipeline in a fresh store."""
   with tempfile.TemporaryDirectory() as store:
-    result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--store=" + store])
-    exported = tiny.run("seg/export", tiny.TINY + ["--store=" + store])
+    result = tiny.run(tiny.PIPELINE, tiny.TINY + list(extra) + ["--store=" + store])
+    exported = tiny.run("seg/export", tiny.TINY + list(extra) + ["--store=" + store])
   if result.returncode or exported.returncode:
     sys.exit(result.stderr + exported.stderr)
   outputs = tiny.outputs(result.stdout)
   if sorted(outputs) != sorted(tiny.STAGES):
     sys.exit("expected a line per stage, got:\n" + result.stdout)
+  return outputs, tiny.outputs(exported.stdout)["export"]
+
+
+def main():
+  workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+  if not workspace:
+    sys.exit("run me with: ./dev bazel run //tests:regenerate_golden")
+  if tiny.isa_class() != "AVX-512":
+    sys.exit("the golden digests of both instruction-set classes need a CPU with AVX-512")
+  outputs, export = pipeline_outputs()
+  avx2_outputs, avx2_export = pipeline_outputs(["--onednn_max_cpu_isa=AVX2"])
   with tempfile.TemporaryDirectory() as store:
     workers = tiny.run_workers(tiny.TINY + ["--store=" + store])
   if any(status for status, _, _ in workers):
@@ -45,12 +55,12 @@ def main():
   folder = os.path.join(workspace, "tests", "golden")
   os.makedirs(folder, exist_ok=True)
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN)),
-             {"flags": tiny.TINY, "outputs": outputs, "written_on": determinism.cpu_model(),
-              "export": tiny.outputs(exported.stdout)["export"]})
+             {"flags": tiny.TINY, "written_on": determinism.cpu_model(),
+              "outputs_by_isa_class": {"AVX-512": outputs, "AVX2": avx2_outputs},
+              "export_by_isa_class": {"AVX-512": export, "AVX2": avx2_export}})
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),
              {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES),
               "emulated": tiny.step_digests(step_digests.EMULATED)})
-
 
 if __name__ == "__main__":
   main()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 
+from pipeline import determinism
 from seg import local_workers
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
@@ -90,11 +91,12 @@ def run_workers(args, count=2, timeout=900, worker_args=None):
       err.close()
 
 
-def step_digests(config, python=None, timeout=None):
-  """seg.step_digests of a StepConfig, in a fresh process: the digests as a dict."""
+def step_digests(config, python=None, timeout=None, extra=()):
+  """seg.step_digests of a StepConfig, in a fresh process: the digests as a dict. extra:
+  more flags (determinism switches)."""
   result = subprocess.run(list(python or [sys.executable]) + ["-m", "seg.step_digests"] +
-                          config.flags(), capture_output=True, text=True, cwd=RUNFILES,
-                          check=False, env=dict(os.environ, PYTHONPATH=RUNFILES),
+                          config.flags() + list(extra), capture_output=True, text=True,
+                          cwd=RUNFILES, check=False, env=dict(os.environ, PYTHONPATH=RUNFILES),
                           timeout=timeout)
   if result.returncode:
     raise AssertionError("seg.step_digests failed:\n" + result.stderr[-4000:])
@@ -118,6 +120,17 @@ def outputs(stdout):
   return {name: output for name, output, _, _ in stage_lines(stdout)}
 
 
-def load_golden():
+def isa_class():
+  """This CPU's instruction-set class under the portable defaults ("AVX-512" or "AVX2")."""
+  return determinism.onednn_isa_class(determinism.resolve())
+
+
+def load_golden(isa_class_name=None):
+  """tests/golden/tiny_pipeline.json, with "outputs" and "export" those of an instruction-set
+  class (default: this CPU's); "outputs_by_isa_class" and "export_by_isa_class" hold both."""
   with open(GOLDEN) as f:
-    return json.load(f)
+    golden = json.load(f)
+  name = isa_class_name or isa_class()
+  golden["outputs"] = golden["outputs_by_isa_class"][name]
+  golden["export"] = golden["export_by_isa_class"][name]
+  return golden
