@@ -5,7 +5,7 @@ and every switch that can change the bits of a result is in the stage key. Two m
 
 - portable (the default): the thread pools have fixed sizes and the model uses
   seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
-  within an instruction-set class (AVX2 or AVX-512; the key records the class) at oneDNN's
+  within an instruction-set class (AVX2 or AVX-512; the key records the class), at oneDNN's
   full speed (docs/determinism.md);
 - same-machine (--noportable): pools follow the cores and oneDNN uses the CPU's best code
   path; faster, and the same bits only on the same machine, so the key records the machine.
@@ -71,9 +71,9 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     "exact_layers", None,
     "Build the U-Net from seg/exact_layers.py: batch norm without the approximate rsqrt "
-    "instruction, transposed convolutions summed over fixed channel chunks, convolution "
-    "kernel gradients summed image by image in a fixed order; their bits do not follow the "
-    "CPU model. Default: on with --portable, else off (Keras' layers).")
+    "instruction, transposed convolutions summed over fixed channel chunks; their bits do not "
+    "follow the CPU model. Default: on with --portable, else off (Keras' batch-norm formula "
+    "and transposed convolutions).")
 
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",

@@ -114,12 +114,14 @@ class GhostBatchNormalization(layers.BatchNormalization):
         self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
 
 
-def with_layer_types(model, replacements):
-  """A copy of a functional model (a keras.applications backbone) whose layers of each class
-  in replacements ({Keras class: subclass}) are of the replacing subclass, same weights."""
+def with_batchnorm(model, batchnorm):
+  """A copy of a functional model (a keras.applications backbone) whose BatchNormalization
+  layers are of class batchnorm (a GhostBatchNormalization), with the same weights."""
 
   def clone(layer):
-    return replacements.get(type(layer), type(layer)).from_config(layer.get_config())
+    if type(layer) is layers.BatchNormalization:  # pylint: disable=unidiomatic-typecheck
+      return batchnorm.from_config(layer.get_config())
+    return layer.__class__.from_config(layer.get_config())
 
   copy = keras.models.clone_model(model, clone_function=clone)
   copy.set_weights(model.get_weights())

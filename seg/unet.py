@@ -5,7 +5,8 @@ Conv2DTranspose, not UpSampling2D: nearest-neighbour upsampling has no determini
 gradient, and op determinism would refuse it. Every initialiser and dropout layer gets its
 own seed derived from the run's seed. Batch norm and dropout are seg.micro_batch_layers'
 (ghost batch normalization; masks keyed by step and micro-batch); with exact=True (portable
-determinism) the batch norms and convolutions are seg.exact_layers' CPU-independent versions.
+determinism) the batch norms and transposed convolutions are seg.exact_layers' CPU-independent
+versions.
 """
 
 import os
@@ -25,11 +26,6 @@ SKIP_LAYERS = {
     "vgg19": ("block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4", "block5_pool"),
 }
 DECODER_FILTERS = (512, 256, 128, 64)
-# Encoders whose convolutions get seg.exact_layers' kernel gradients in exact mode, at about
-# their forward pass's cost (MobileNetV2's 1x1, depthwise and 3-channel convolutions). VGG19's
-# 3x3 convolutions of up to 512 channels would cost many times their forward pass that way:
-# they keep Keras' gradients (docs/determinism.md, "The instruction set").
-EXACT_ENCODERS = ("mobilenetv2",)
 
 # ImageNet weights as keras.applications publishes them (file name, URL). Fetched into
 # ~/.keras/models by keras.utils.get_file; reproseg keys the model on the file's digest.
@@ -107,9 +103,9 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=
   batchnorm_momentum: if set, for every BatchNormalization layer. keras.applications' 0.999
   suits fine-tuning; a short run from scratch needs faster moving statistics, or validation
   (which uses them) sees an untrained network.
-  exact: CPU-independent batch norms, transposed convolutions and (for EXACT_ENCODERS) encoder
-  convolutions (seg.exact_layers), as portable determinism needs; False gives Keras' own
-  convolutions and batch-norm formula. Either way batch norm and dropout are seg.micro_batch_layers', as the micro-batch
+  exact: CPU-independent batch norms and transposed convolutions (seg.exact_layers), as
+  portable determinism needs; False gives Keras' own transposed convolutions and batch-norm
+  formula. Either way batch norm and dropout are seg.micro_batch_layers', as the micro-batch
   training step (seg.training) needs, unless stock: Keras' own layers only, for a model that
   loads anywhere and only infers (seg.export); its weights are the same list.
   """
@@ -118,11 +114,7 @@ def build(arch, image_size, num_classes, seed, dropout_rate=0.5, dropout_blocks=
   if backbone_weights:
     backbone.load_weights(backbone_weights)
   if not stock:
-    replacements = {layers.BatchNormalization: layer_types[0]}
-    if exact and arch in EXACT_ENCODERS:
-      replacements.update({layers.Conv2D: exact_layers.ExactConv2D,
-                           layers.DepthwiseConv2D: exact_layers.ExactDepthwiseConv2D})
-    backbone = micro_batch_layers.with_layer_types(backbone, replacements)
+    backbone = micro_batch_layers.with_batchnorm(backbone, layer_types[0])
   encoder = keras.Model(backbone.input,
                         [backbone.get_layer(n).output for n in SKIP_LAYERS[arch]],
                         name="encoder")

@@ -1,15 +1,12 @@
-"""oneDNN at this machine's best instruction set (AVX-512) and capped at AVX2 (what an
-AVX2-only CPU runs): training gives the same bits, for the tiny pipeline and for steps at 128
-px with the encoder frozen (the seed's configuration) and trainable; the forward pass of
-inference at other batch sizes need not, so each class has its own key and golden digests
-for calibrate and evaluate. Negative control: with Keras' layers, training differs, in
-convolution kernel gradients only.
+"""The instruction-set class in the key: on an AVX-512 machine, oneDNN capped at AVX2 is the
+AVX2 class (what AVX2-only CPUs run), and gives that class's golden digests, which
+tests/cross_cpu_test.py's emulated AVX2 CPUs give too; native is the AVX-512 class. The two
+classes train other bits (convolution weight gradients follow the instruction set), and
+their keys differ, so neither is ever taken for the other.
 
-On a CPU without AVX-512 the two runs would be the same code, and nothing would be shown:
-the tests are skipped there. Emulated AVX2-only CPUs: cross_cpu_test.
+On a CPU without AVX-512 native and capped are the same code, and nothing would be shown:
+the tests are skipped there.
 """
-
-import dataclasses
 
 from absl.testing import absltest
 
@@ -18,54 +15,43 @@ from seg import step_digests
 from tests import tiny_pipeline as tiny
 
 CAPPED = ["--onednn_max_cpu_isa=AVX2"]
-# Keras' layers, the portable thread pools: only the layers differ from portable mode.
-KERAS_LAYERS = ["--noportable", "--noexact_layers", "--inter_op_threads=4",
-                "--intra_op_threads=4"]
-# The encoder trainable at the real image size, with a batch that keeps the test short.
-TRAINABLE = dataclasses.replace(step_digests.REAL_SHAPES, batch_size=8, steps=1,
-                                freeze_backbone=False)
 
 
-def _differing(a, b):
-  return sorted(k for k in a["gradients"] if a["gradients"][k] != b["gradients"][k])
+def _train(stdout):
+  """(output digest, key) of the train stage."""
+  return next((output, key) for name, output, key, _ in tiny.stage_lines(stdout)
+              if name == "train")
 
 
 class InstructionSetTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    if not determinism.cpu_features().get("AVX512F"):
-      self.skipTest("this CPU has no AVX-512: native and AVX2 are the same code here")
+    if tiny.isa_class() != "AVX-512":
+      self.skipTest("this CPU has no AVX-512: native and capped are the same code here")
 
-  def test_the_tiny_pipeline_capped_at_avx2_trains_the_native_bits(self):
-    store = self.create_tempdir().full_path
-    result = tiny.run(tiny.PIPELINE, tiny.TINY + CAPPED + ["--store=" + store])
-    self.assertEqual(result.returncode, 0, result.stderr[-4000:])
-    self.assertIn("oneDNN capped at AVX2 (AVX2 class)", result.stderr)
-    outputs = tiny.outputs(result.stdout)
-    self.assertEqual(outputs, tiny.load_golden("AVX2")["outputs"])
-    self.assertEqual(outputs["train"], tiny.load_golden("AVX-512")["outputs"]["train"])
+  def test_each_class_gives_its_golden_digests_under_its_own_key(self):
+    runs = {}
+    for name, extra in (("AVX-512", []), ("AVX2", CAPPED)):
+      store = self.create_tempdir().full_path
+      result = tiny.run(tiny.PIPELINE, tiny.TINY + extra + ["--store=" + store])
+      self.assertEqual(result.returncode, 0, result.stderr[-4000:])
+      self.assertIn("(%s class)" % name, result.stderr)
+      self.assertEqual(tiny.outputs(result.stdout), tiny.load_golden(name)["outputs"], name)
+      runs[name] = _train(result.stdout)
+    (native_output, native_key), (capped_output, capped_key) = runs.values()
+    self.assertNotEqual(native_output, capped_output)  # the instruction set changes the bits
+    self.assertNotEqual(native_key, capped_key)  # and so the key
 
-  def test_real_shape_steps_capped_at_avx2_give_the_native_golden_digests(self):
+  def test_real_shape_steps_capped_give_the_avx2_golden_digests(self):
     """Frozen encoder, 128 px, batch 60 in 2 micro-batches, 2 steps: the seed's shapes."""
     capped = tiny.step_digests(step_digests.REAL_SHAPES, extra=CAPPED)
-    golden = tiny.load_golden_steps()["real_shapes"]
-    self.assertEqual(_differing(capped, golden), [])
-    self.assertEqual(capped, golden)
-
-  def test_a_trainable_encoder_step_is_the_same_capped_and_native(self):
-    native, capped = (tiny.step_digests(TRAINABLE, extra=e) for e in ([], CAPPED))
-    self.assertEqual(_differing(native, capped), [])
-    self.assertEqual(native, capped)
-
-  def test_keras_layers_give_other_kernel_gradients_capped(self):
-    """Negative control: the comparison above sees the instruction set in Keras' layers."""
-    native, capped = (tiny.step_digests(TRAINABLE, extra=KERAS_LAYERS + e)
-                      for e in ([], CAPPED))
-    differing = _differing(native, capped)
-    self.assertNotEqual(differing, [])
+    self.assertEqual(capped, tiny.load_golden_steps("AVX2")["real_shapes"])
+    native = tiny.load_golden_steps("AVX-512")["real_shapes"]
+    differing = sorted(k for k in native["gradients"]
+                       if native["gradients"][k] != capped["gradients"][k])
+    self.assertEqual((capped["logits"], capped["loss"]), (native["logits"], native["loss"]))
     self.assertEqual([k for k in differing if not k.endswith("/kernel")], [])
-    self.assertEqual((native["logits"], native["loss"]), (capped["logits"], capped["loss"]))
 
 
 class IsaClassTest(absltest.TestCase):
@@ -78,6 +64,7 @@ class IsaClassTest(absltest.TestCase):
     has_avx512 = determinism.cpu_features().get("AVX512F")
     self.assertEqual(determinism.onednn_isa_class(native), "AVX-512" if has_avx512 else "AVX2")
     self.assertNotIn("onednn_isa_class", determinism.resolve(portable=False).record())
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -1,7 +1,7 @@
 """Rewrites tests/golden/ from fresh native runs on a CPU with AVX-512: the tiny pipeline's
 stage digests and export digest in both instruction-set classes (native, and oneDNN capped at
 AVX2; tiny_pipeline.json), after checking that two workers train the same bits as
-one process, and the real-shape training steps' digests (step_digests.json).
+one process, and the real-shape training steps' digests in both classes (step_digests.json).
 
   ./dev bazel run //tests:regenerate_golden
 
@@ -59,8 +59,9 @@ def main():
               "outputs_by_isa_class": {"AVX-512": outputs, "AVX2": avx2_outputs},
               "export_by_isa_class": {"AVX-512": export, "AVX2": avx2_export}})
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),
-             {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES),
-              "emulated": tiny.step_digests(step_digests.EMULATED)})
+             {name: {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES, extra=extra),
+                     "emulated": tiny.step_digests(step_digests.EMULATED, extra=extra)}
+              for name, extra in (("AVX-512", []), ("AVX2", ["--onednn_max_cpu_isa=AVX2"]))})
 
 if __name__ == "__main__":
   main()

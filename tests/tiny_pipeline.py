@@ -103,10 +103,11 @@ def step_digests(config, python=None, timeout=None, extra=()):
   return json.loads(result.stdout)
 
 
-def load_golden_steps():
-  """{"real_shapes": digests, "emulated": digests} (seg.step_digests' two StepConfigs)."""
+def load_golden_steps(isa_class_name=None):
+  """{"real_shapes": digests, "emulated": digests} (seg.step_digests' two StepConfigs) of an
+  instruction-set class (default: this CPU's)."""
   with open(GOLDEN_STEPS) as f:
-    return json.load(f)
+    return json.load(f)[isa_class_name or isa_class()]
 
 
 def stage_lines(stdout):
