@@ -7,8 +7,8 @@ and every switch that can change the bits of a result is in the stage key. Two m
   seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
   within an instruction-set class (AVX2 or AVX-512; the key records the class), at oneDNN's
   full speed (docs/determinism.md);
-- same-machine (--noportable): pools follow the cores and oneDNN uses the CPU's best code
-  path; faster, and the same bits only on the same machine, so the key records the machine.
+- same-machine (--noportable): pools follow the cores and the model uses Keras' layers;
+  faster, and the same bits only on the same machine, so the key records the machine.
 
 The switches that act through the environment (oneDNN) must be set before TensorFlow is
 imported: stages call apply() first and import their TensorFlow code after it.
@@ -46,10 +46,9 @@ flags.DEFINE_bool(
     "(seg/exact_layers.py); oneDNN runs the CPU's own instruction set unless capped below "
     "(--onednn_max_cpu_isa=AVX2 puts an AVX-512 machine in the AVX2 class). On a CPU without "
     "AVX2 it stops with an error. "
-    "--noportable: pools follow the visible cores, oneDNN uses the CPU's best instruction set "
-    "and the model Keras' batch-norm formula and transposed convolutions; faster, the same "
-    "bits only on the same machine, and the "
-    "stage key records the machine (CPU model, flags, visible cores).")
+    "--noportable: pools follow the visible cores and the model uses Keras' batch-norm "
+    "formula and transposed convolutions; faster, the same bits only on the same machine, and "
+    "the stage key records the machine (CPU model, flags, visible cores).")
 flags.DEFINE_integer(
     "inter_op_threads", None,
     "TensorFlow's inter-op thread pool size; 0 lets TensorFlow size it from the visible cores. "
@@ -65,8 +64,9 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
     "onednn_max_cpu_isa", None,
     "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
-    "AVX512_CORE, ...; 'native' leaves it to the CPU. It and the instruction-set class it "
-    "gives on this CPU are in the stage key. Default: native.")
+    "AVX512_CORE, ...; 'native' leaves it to the CPU. With --portable the key records the "
+    "instruction-set class it gives on this CPU (AVX-512, AVX2, ...), else the cap and the "
+    "machine. Default: native.")
 
 flags.DEFINE_bool(
     "exact_layers", None,
@@ -121,20 +121,27 @@ def cpu_features():
   return dict(_multiarray_umath.__cpu_features__)
 
 
+def _needed_features(isa):
+  """The CPU features an --onednn_max_cpu_isa value needs in portable mode."""
+  if isa.startswith(("AVX512", "AVX10")):
+    return ISA_CPU_FEATURES["AVX512_CORE"]
+  return ISA_CPU_FEATURES.get(isa, ISA_CPU_FEATURES["native"])  # native, DEFAULT, AVX2_VNNI...
+
+
 def check_cpu(settings):
   """Raises errors.Error if this CPU lacks what the portable settings' oneDNN needs."""
   if not settings.portable:
     return
   isa = settings.onednn_max_cpu_isa
   features = cpu_features()
-  missing = [f for f in ISA_CPU_FEATURES.get(isa, ()) if not features.get(f)]
+  missing = [f for f in _needed_features(isa) if not features.get(f)]
   if missing:
     raise errors.Error(
         "portable mode runs oneDNN %s, but this CPU lacks %s, so it would run other code "
-        "and train other bits than every other machine: pass --noportable for results tied "
-        "to this machine, or run on a CPU with %s"
+        "than any machine whose bits were shown: pass --noportable for results tied to this "
+        "machine, or run on a CPU with %s"
         % ("at the CPU's own instruction set" if isa == "native" else "capped at " + isa,
-           ", ".join(missing), " and ".join(ISA_CPU_FEATURES[isa])))
+           ", ".join(missing), " and ".join(_needed_features(isa))))
 
 
 def onednn_isa_class(settings):
@@ -189,6 +196,9 @@ class Settings:
     if not self.portable:
       record["machine"] = machine_record()
     elif self.onednn:
+      # The class, not the cap: an AVX-512 CPU capped at AVX2 and an AVX2-only CPU run the
+      # same code, and share results.
+      del record["onednn_max_cpu_isa"]
       record["onednn_isa_class"] = onednn_isa_class(self)
     return record
 

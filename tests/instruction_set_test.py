@@ -8,13 +8,21 @@ On a CPU without AVX-512 native and capped are the same code, and nothing would 
 the tests are skipped there.
 """
 
+from unittest import mock
+
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from pipeline import determinism
+from pipeline import errors
 from seg import step_digests
 from tests import tiny_pipeline as tiny
 
 CAPPED = ["--onednn_max_cpu_isa=AVX2"]
+_AVX2 = {"AVX": True, "AVX2": True, "FMA3": True}
+CPUS = {"AVX": {"AVX": True},
+        "AVX2": _AVX2,
+        "AVX-512": dict(_AVX2, AVX512F=True, AVX512BW=True, AVX512VL=True, AVX512DQ=True)}
 
 
 def _train(stdout):
@@ -41,7 +49,7 @@ class InstructionSetTest(absltest.TestCase):
       runs[name] = _train(result.stdout)
     (native_output, native_key), (capped_output, capped_key) = runs.values()
     self.assertNotEqual(native_output, capped_output)  # the instruction set changes the bits
-    self.assertNotEqual(native_key, capped_key)  # and so the key
+    self.assertNotEqual(native_key, capped_key)  # and so the key (it records the class)
 
   def test_real_shape_steps_capped_give_the_avx2_golden_digests(self):
     """Frozen encoder, 128 px, batch 60 in 2 micro-batches, 2 steps: the seed's shapes."""
@@ -54,17 +62,34 @@ class InstructionSetTest(absltest.TestCase):
     self.assertEqual([k for k in differing if not k.endswith("/kernel")], [])
 
 
-class IsaClassTest(absltest.TestCase):
+class IsaClassTest(parameterized.TestCase):
 
-  def test_the_class_follows_the_cap_and_the_cpu(self):
-    capped = determinism.resolve(onednn_max_cpu_isa="AVX2")
-    self.assertEqual(determinism.onednn_isa_class(capped), "AVX2")
-    self.assertEqual(capped.record()["onednn_isa_class"], "AVX2")
-    native = determinism.resolve()
-    has_avx512 = determinism.cpu_features().get("AVX512F")
-    self.assertEqual(determinism.onednn_isa_class(native), "AVX-512" if has_avx512 else "AVX2")
+  @parameterized.parameters(
+      # (CPU, --onednn_max_cpu_isa, class)
+      ("AVX-512", "native", "AVX-512"),
+      ("AVX-512", "AVX2", "AVX2"),
+      ("AVX-512", "AVX512_CORE_AMX", "AVX-512"),
+      ("AVX2", "native", "AVX2"),
+      ("AVX2", "DEFAULT", "AVX2"),
+  )
+  def test_the_key_records_the_class_not_the_cap(self, cpu, isa, expected):
+    settings = determinism.resolve(onednn_max_cpu_isa=isa)
+    with mock.patch.object(determinism, "cpu_features", return_value=CPUS[cpu]):
+      determinism.check_cpu(settings)
+      record = settings.record()
+    self.assertEqual(record["onednn_isa_class"], expected)
+    self.assertNotIn("onednn_max_cpu_isa", record)
+
+  @parameterized.parameters(("AVX2", "AVX512_CORE"), ("AVX2", "AVX10_1_512"), ("AVX", "native"),
+                            ("AVX", "DEFAULT"))
+  def test_a_cpu_below_the_instruction_set_is_refused(self, cpu, isa):
+    with mock.patch.object(determinism, "cpu_features", return_value=CPUS[cpu]):
+      with self.assertRaisesRegex(errors.Error, "this CPU lacks .*--noportable"):
+        determinism.check_cpu(determinism.resolve(onednn_max_cpu_isa=isa))
+
+  def test_other_modes_record_no_class(self):
     self.assertNotIn("onednn_isa_class", determinism.resolve(portable=False).record())
-
+    self.assertNotIn("onednn_isa_class", determinism.resolve(onednn=False).record())
 
 if __name__ == "__main__":
   absltest.main()
