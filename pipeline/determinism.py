@@ -121,9 +121,13 @@ def cpu_features():
   return dict(_multiarray_umath.__cpu_features__)
 
 
+def _avx512_family(isa):
+  return isa.startswith(("AVX512", "AVX10"))
+
+
 def _needed_features(isa):
   """The CPU features an --onednn_max_cpu_isa value needs in portable mode."""
-  if isa.startswith(("AVX512", "AVX10")):
+  if _avx512_family(isa):
     return ISA_CPU_FEATURES["AVX512_CORE"]
   return ISA_CPU_FEATURES.get(isa, ISA_CPU_FEATURES["native"])  # native, DEFAULT, AVX2_VNNI...
 
@@ -149,7 +153,7 @@ def onednn_isa_class(settings):
   AVX512_CORE family), or the cap below it ("AVX2", ...). Portable bits are shared within a
   class; across classes a convolution's forward pass can differ (docs/determinism.md)."""
   isa = settings.onednn_max_cpu_isa
-  if isa in ("native", "DEFAULT") or isa.startswith(("AVX512", "AVX10")):
+  if isa in ("native", "DEFAULT") or _avx512_family(isa):
     if all(cpu_features().get(f) for f in ISA_CPU_FEATURES["AVX512_CORE"]):
       return "AVX-512"
     return "AVX2" if isa in ("native", "DEFAULT") else isa

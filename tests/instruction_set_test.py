@@ -18,7 +18,7 @@ from pipeline import errors
 from seg import step_digests
 from tests import tiny_pipeline as tiny
 
-CAPPED = ["--onednn_max_cpu_isa=AVX2"]
+CAPPED = tiny.CLASS_FLAGS["AVX2"]
 _AVX2 = {"AVX": True, "AVX2": True, "FMA3": True}
 CPUS = {"AVX": {"AVX": True},
         "AVX2": _AVX2,
@@ -40,7 +40,7 @@ class InstructionSetTest(absltest.TestCase):
 
   def test_each_class_gives_its_golden_digests_under_its_own_key(self):
     runs = {}
-    for name, extra in (("AVX-512", []), ("AVX2", CAPPED)):
+    for name, extra in tiny.CLASS_FLAGS.items():
       store = self.create_tempdir().full_path
       result = tiny.run(tiny.PIPELINE, tiny.TINY + extra + ["--store=" + store])
       self.assertEqual(result.returncode, 0, result.stderr[-4000:])
@@ -90,6 +90,7 @@ class IsaClassTest(parameterized.TestCase):
   def test_other_modes_record_no_class(self):
     self.assertNotIn("onednn_isa_class", determinism.resolve(portable=False).record())
     self.assertNotIn("onednn_isa_class", determinism.resolve(onednn=False).record())
+
 
 if __name__ == "__main__":
   absltest.main()

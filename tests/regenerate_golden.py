@@ -44,8 +44,8 @@ def main():
     sys.exit("run me with: ./dev bazel run //tests:regenerate_golden")
   if tiny.isa_class() != "AVX-512":
     sys.exit("the golden digests of both instruction-set classes need a CPU with AVX-512")
-  outputs, export = pipeline_outputs()
-  avx2_outputs, avx2_export = pipeline_outputs(["--onednn_max_cpu_isa=AVX2"])
+  outputs, export = pipeline_outputs(tiny.CLASS_FLAGS["AVX-512"])
+  avx2_outputs, avx2_export = pipeline_outputs(tiny.CLASS_FLAGS["AVX2"])
   with tempfile.TemporaryDirectory() as store:
     workers = tiny.run_workers(tiny.TINY + ["--store=" + store])
   if any(status for status, _, _ in workers):
@@ -61,7 +61,8 @@ def main():
   write_json(os.path.join(folder, os.path.basename(tiny.GOLDEN_STEPS)),
              {name: {"real_shapes": tiny.step_digests(step_digests.REAL_SHAPES, extra=extra),
                      "emulated": tiny.step_digests(step_digests.EMULATED, extra=extra)}
-              for name, extra in (("AVX-512", []), ("AVX2", ["--onednn_max_cpu_isa=AVX2"]))})
+              for name, extra in tiny.CLASS_FLAGS.items()})
+
 
 if __name__ == "__main__":
   main()

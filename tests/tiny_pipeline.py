@@ -121,6 +121,10 @@ def outputs(stdout):
   return {name: output for name, output, _, _ in stage_lines(stdout)}
 
 
+# The flags that select each instruction-set class on a CPU with AVX-512.
+CLASS_FLAGS = {"AVX-512": [], "AVX2": ["--onednn_max_cpu_isa=AVX2"]}
+
+
 def isa_class():
   """This CPU's instruction-set class under the portable defaults ("AVX-512" or "AVX2")."""
   return determinism.onednn_isa_class(determinism.resolve())
