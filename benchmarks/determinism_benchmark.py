@@ -23,9 +23,11 @@ from absl import flags
 
 from benchmarks import timing
 from pipeline import determinism
+from seg import backbones
+from seg import config
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("archs", ["mobilenetv2", "vgg19"], "Backbones to measure.")
+flags.DEFINE_list("archs", list(backbones.BACKBONES), "Backbones to measure.")
 flags.DEFINE_integer("image_size", 128, "Image side.")
 flags.DEFINE_integer("batch_size", 16, "Batch size (the seed's real configuration: 60).")
 flags.DEFINE_integer("micro_batches", 1,
@@ -72,15 +74,15 @@ def _worker(connection, settings, arch, image_size, batch_size, micro_batches,
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from seg import training  # pylint: disable=g-import-not-at-top
+  from seg import steps  # pylint: disable=g-import-not-at-top
   from seg import unet  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
   masks = tf.constant(rng.integers(0, 3, (batch_size, image_size, image_size)), tf.int32)
-  model = unet.build(arch, image_size, 3, settings.seed, freeze_backbone=freeze_backbone,
-                     exact=settings.exact_layers)
+  model_config = config.ModelConfig(model_arch=arch, freeze_backbone=freeze_backbone)
+  model = unet.create(model_config, image_size, 3, settings.seed, exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(1e-3)
-  train_step, _ = training.make_steps(model, optimizer, 3, micro_batches)
+  train_step, _ = steps.make_steps(model, optimizer, 3, micro_batches)
   timing.serve_steps(connection, train_step, images, masks)
 
 

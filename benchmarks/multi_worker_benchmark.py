@@ -2,7 +2,7 @@
 
 Three setups, each its own processes, all in reproseg's portable determinism settings, on the
 same global batch of random data (generated from one fixed seed in every process, each
-process keeping its rows), with the update step of seg.training:
+process keeping its rows), with the update step of seg.steps:
 
 - whole_batch: one process, the whole batch in one forward and backward pass (one
   micro-batch, as the step was before micro-batches);
@@ -15,10 +15,10 @@ process keeping its rows), with the update step of seg.training:
 The coordinator has each setup run --steps timed steps in turn, round after round, the order
 rotating, and prints each setup's median step time and its ratio to the first setup (a
 two-worker step is the slower worker's), then one line per setup with the median wall time of
-one micro-batch's forward and backward pass (a call of TrainStep.micro_step) and, for two
-workers, the median time per step spent in the all-gathers: per step the smaller of the two
-workers' (the worker that reaches an all-gather first waits there for the other), so it is
-the all-gathers' own cost, not the wait. Then one JSON line.
+one micro-batch's forward and backward pass (a call of seg.steps.TrainStep.micro_step)
+and, for two workers, the median time per step spent in the all-gathers: per step the smaller
+of the two workers' (the worker that reaches an all-gather first waits there for the other),
+so it is the all-gathers' own cost, not the wait. Then one JSON line.
 
 On one machine the two workers share its cores (each with its own thread pools, on a 2-core
 machine the same two cores), so the two_workers ratio is that sharing plus the all-gather
@@ -40,6 +40,7 @@ from absl import app
 from absl import flags
 
 from pipeline import determinism
+from seg import config
 from seg import local_workers
 
 FLAGS = flags.FLAGS
@@ -99,18 +100,18 @@ def _worker(connection, tf_config, micro_batches, image_size, batch_size, freeze
     os.environ["TF_CONFIG"] = tf_config  # which the strategy reads
     distribution = distribute.start(distribute.cluster_from_tf_config(tf_config))
   import keras  # pylint: disable=g-import-not-at-top
-  from seg import training  # pylint: disable=g-import-not-at-top
+  from seg import steps  # pylint: disable=g-import-not-at-top
   from seg import unet  # pylint: disable=g-import-not-at-top
   first, count = (distribute.part(micro_batches, distribution.cluster) if distribution
                   else (0, micro_batches))
   size = batch_size // micro_batches
   images, masks = _batch(image_size, batch_size, slice(first * size, (first + count) * size))
-  model = unet.build("mobilenetv2", image_size, 3, settings.seed,
-                     freeze_backbone=freeze_backbone, exact=settings.exact_layers)
+  model = unet.create(config.ModelConfig(freeze_backbone=freeze_backbone), image_size, 3,
+                      settings.seed, exact=settings.exact_layers)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   gathers, micro_steps = Stopwatch(), Stopwatch()
-  train_step, _ = training.make_steps(
+  train_step, _ = steps.make_steps(
       model, optimizer, 3, micro_batches, (first, count),
       gathers.wrap(distribution.all_gather) if distribution else None)
   train_step.micro_step = micro_steps.wrap(train_step.micro_step)

@@ -18,8 +18,8 @@ from data_tools import download
 from data_tools import fetch
 from data_tools import partition
 from data_tools import synthetic
-from pipeline import determinism
 from pipeline import errors
+from pipeline import seeds
 
 FLAGS = flags.FLAGS
 
@@ -103,7 +103,7 @@ def archives(store, config, settings):
   """(the synthetic stage's Result or None, [(name, path, sha256, pinned?)] of the two
   archives the petset is made from)."""
   if config.dataset == "synthetic":
-    made = synthetic.run_stage(store, determinism.derive_seed(settings.seed, "synthetic"),
+    made = synthetic.run_stage(store, seeds.derive_seed(settings.seed, "synthetic"),
                                config.synthetic_images, config.synthetic_image_size,
                                config.synthetic_quirks)
     digests = store.file_digests(made.digest)

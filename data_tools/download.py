@@ -60,7 +60,7 @@ def run_stage(store, found, mirrors, timeout, dataset):
         # Errors name the archive as the user knows it; its path may be a store blob.
         archive.extract(paths[name], extracted,
                         name="%s (sha256 %s…)" % (name, inputs[name][:12]))
-      details = petset.build(extracted, out)
+      details = petset.write_petset(extracted, out)
     details["archives"] = {name: {"sha256": sha256, "pinned": pinned}
                            for name, _, sha256, pinned in found}
     details["dataset"] = dataset

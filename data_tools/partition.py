@@ -17,8 +17,8 @@ from absl import logging
 from PIL import Image
 
 from pipeline import errors
+from pipeline import files
 from pipeline import stage
-from pipeline import store as storelib
 from pipeline import tensorflow_startup
 
 SPLITS = ("training", "validation", "calibration", "test")
@@ -105,7 +105,7 @@ def write_splits(petset_dir, out_dir, image_size, examples_per_shard=1000, log_e
   counts = {split: len(members[split]) for split in SPLITS}
   info = {"image_size": image_size, "num_classes": NUM_CLASSES, "class_names": CLASS_NAMES,
           "counts": counts, "shards": shards}
-  storelib.write_json(os.path.join(out_dir, "splits.json"), info)
+  files.write_json(os.path.join(out_dir, "splits.json"), info)
   logging.info("partition: %s", counts)
   return {"counts": counts}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline import digest
 from pipeline import errors
-from pipeline import store
+from pipeline import files
 
 MAGIC = b"reproseg-arrays 1\n"
 
@@ -37,7 +37,7 @@ def encode(named_arrays):
 
 
 def save(path, named_arrays):
-  store.write_file_atomically(path, encode(named_arrays))
+  files.write_atomically(path, encode(named_arrays))
 
 
 def load(path):

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from pipeline import arrays
+from pipeline import stage
 
 
 # --- Key records and details -------------------------------------------------------------------
@@ -32,10 +33,15 @@ def differences(a, b):
 
 
 def record_differences(ma, mb):
-  """{part: differences} of two manifests' key records, for params, inputs, code, runtime."""
+  """{part: differences} of two manifests' key records, for params, inputs, code, runtime,
+  and the nonce of a run that is not repeatable (pipeline.stage.plan) if either has one."""
   ra, rb = ma["key_record"], mb["key_record"]
-  return {part: differences(ra.get(part, {}), rb.get(part, {}))
-          for part in ("params", "inputs", "code", "runtime")}
+  found = {part: differences(ra.get(part, {}), rb.get(part, {}))
+           for part in ("params", "inputs", "code", "runtime")}
+  if stage.NONCE in ra or stage.NONCE in rb:
+    found[stage.NONCE] = differences({stage.NONCE: ra.get(stage.NONCE, _MISSING)},
+                                     {stage.NONCE: rb.get(stage.NONCE, _MISSING)})
+  return found
 
 
 # --- Files and arrays ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Seeds and determinism switches, as absl flags that every stage accepts.
+"""The seed and the determinism switches, as absl flags that every stage accepts.
 
-Every random number in reproseg comes from one --seed through derive_seed(seed, purpose...),
-and every switch that can change the bits of a result is in the stage key. Two modes:
+Every random number in reproseg comes from one --seed (pipeline.seeds), and every switch that
+can change the bits of a result is in the stage key. Two modes:
 
 - portable (the default): the thread pools have fixed sizes and the model uses
   seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
@@ -16,7 +16,6 @@ imported: stages call apply() first and import their TensorFlow code after it.
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import sys
 
@@ -24,6 +23,7 @@ from absl import flags
 
 from pipeline import digest
 from pipeline import errors
+from pipeline import seeds
 from pipeline import tensorflow_startup
 
 FLAGS = flags.FLAGS
@@ -32,7 +32,7 @@ flags.DEFINE_integer(
     "seed", 42,
     "The one seed of a run. Python, NumPy, TensorFlow and Keras seeds, initialisers, dropout, "
     "shuffling, augmentation and the synthetic dataset are all derived from it "
-    "(pipeline.determinism.derive_seed); each stage's manifest lists the seeds its own "
+    "(pipeline.seeds.derive_seed); each stage's manifest lists the seeds its own "
     "build derived, and the synthetic data's seed is in its stage's key.")
 flags.DEFINE_bool(
     "deterministic", True,
@@ -232,34 +232,6 @@ def from_flags():
                  onednn=FLAGS.onednn, **{k: getattr(FLAGS, k) for k in PORTABLE_DEFAULTS})
 
 
-_RECORDERS = []  # the dicts of the recording_seeds() blocks open now
-
-
-def derive_seed(seed, *purpose):
-  """A 31-bit seed for one purpose, e.g. derive_seed(42, "dropout", "up0"); stable everywhere.
-
-  Each derivation is recorded in every recording_seeds() block open around it.
-  """
-  h = hashlib.sha256(digest.canonical_json([seed] + list(purpose))).digest()
-  value = int.from_bytes(h[:4], "big") & 0x7FFFFFFF
-  for seeds in _RECORDERS:
-    seeds["/".join(str(p) for p in (seed,) + purpose)] = value
-  return value
-
-
-@contextlib.contextmanager
-def recording_seeds():
-  """Yields a dict that collects {"<seed>/<purpose>/...": value} of every seed derived inside
-  the block, and only those: a stage's manifest lists what its own build derived, whatever
-  else ran before it in the process."""
-  seeds = {}
-  _RECORDERS.append(seeds)
-  try:
-    yield seeds
-  finally:
-    _RECORDERS[:] = [r for r in _RECORDERS if r is not seeds]  # by identity: {} == {}
-
-
 def set_environment(settings):
   """Sets the environment switches; fails if TensorFlow already loaded under other ones."""
   env = settings.environment()
@@ -319,4 +291,4 @@ def _start_tensorflow(settings):
     with contextlib.redirect_stdout(sys.stderr):  # its notice is not a result
       enable_determinism()
   # Op determinism is off unless enabled, and cannot be switched off again: nothing to do.
-  keras.utils.set_random_seed(derive_seed(settings.seed, "global"))
+  keras.utils.set_random_seed(seeds.derive_seed(settings.seed, "global"))

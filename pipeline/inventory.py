@@ -145,12 +145,15 @@ def summary(store, manifest):
             "params": m["key_record"]["params"], "inputs": m["key_record"]["inputs"],
             "code_sha256": digestlib.record_digest(m["key_record"]["code"])}
 
-  return {"stage": manifest["stage"], "key": manifest["key"], "output": manifest["output"],
-          "path": store.object_path(manifest["output"]),
-          "files": store.file_digests(manifest["output"]),
-          "details": manifest.get("details"), "provenance": manifest["provenance"],
-          "determinism": manifest["key_record"]["runtime"].get("determinism"),
-          "lineage": [brief(m) for m in lineage(store, manifest)]}
+  shown = {"stage": manifest["stage"], "key": manifest["key"], "output": manifest["output"],
+           "path": store.object_path(manifest["output"]),
+           "files": store.file_digests(manifest["output"]),
+           "details": manifest.get("details"), "provenance": manifest["provenance"],
+           "determinism": manifest["key_record"]["runtime"].get("determinism"),
+           "lineage": [brief(m) for m in lineage(store, manifest)]}
+  if "never_a_cache_hit" in manifest:  # a run that is not repeatable (pipeline.stage.plan)
+    shown["never_a_cache_hit"] = manifest["never_a_cache_hit"]
+  return shown
 
 
 def to_json(value):

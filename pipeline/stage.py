@@ -1,10 +1,12 @@
-"""Runs a stage through the store: compute its key, return the stored output on a hit, else
-build the output in staging, publish it under its digest and record the manifest.
+"""Runs a stage through the store: plan it (compute its key), then execute the plan: return
+the stored output on a hit, else build the output in staging, publish it under its digest and
+record the manifest.
 
 A stage's key is the sha256 of a canonical record of everything that can change its output:
 stage name, source code digests, parameters (the flags that matter), input digests, runtime.
 Store location, working directory, time and host are not in it; they go in the manifest's
-provenance.
+provenance. A stage whose build is not repeatable (randomness not derived from --seed) also has
+a random nonce in its key record: it is never a cache hit.
 """
 
 import dataclasses
@@ -14,11 +16,12 @@ import platform
 import subprocess
 import sys
 import time
+import typing
 
 from pipeline import code
-from pipeline import determinism
 from pipeline import digest
 from pipeline import runtime
+from pipeline import seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,28 @@ class Result:
   path: str
   cached: bool
   manifest: dict
+
+
+# The key record's field that holds an unrepeatable run's random nonce, and what its manifest
+# says about it.
+NONCE = "nonce"
+_UNREPEATABLE = ("its build draws randomness not derived from --seed, so its key record holds "
+                 "a random nonce")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A stage run before it runs (see plan()): record is its key record, key its sha256."""
+  name: str
+  record: dict
+  key: str
+  build: typing.Callable
+  inputs: dict
+
+  @property
+  def repeatable(self):
+    """Whether the run may be a cache hit: its key record holds no nonce."""
+    return NONCE not in self.record
 
 
 def _digests(inputs):
@@ -76,48 +101,75 @@ def report(result, out=None):
       result.path), file=out or sys.stdout, flush=True)
 
 
-def run(store, name, params, inputs, determinism_record, build):
-  """Returns the stage's Result, building it with build(out_dir, run_dir) on a miss.
+def plan(name, params, inputs, determinism_record, build, repeatable=True):
+  """Returns the Plan of a stage run: its key record and key, computed here once.
 
   inputs: {name: the Result of a stage it reads, or the digest of an outside file, or None};
-  the key holds their digests. On a miss, each Result's output is re-hashed first (unless
-  store.verify_inputs is off): a damaged one raises store.StoreError and nothing is built.
-  build writes the output files into out_dir (and may keep resumable state in run_dir) and
-  returns a JSON-able dict of details (counts, metrics) for the manifest. The module that
-  defines build, and its import closure, are the stage's code in the key.
+  the key holds their digests. build(out_dir, run_dir) writes the output files into out_dir
+  (and may keep resumable state in run_dir) and returns a JSON-able dict of details (counts,
+  metrics) for the manifest. The module that defines build, and its import closure, are the
+  stage's code in the key. repeatable=False says that build draws randomness not derived from
+  --seed: the key record then holds a random nonce, so that this run's key is its own and the
+  run is never a cache hit, nor hit later. With repeatable=True the record is key_record's.
   """
   record = key_record(name, build, params, inputs, determinism_record)
-  key = digest.record_digest(record)
-  with store.lock(key):
-    manifest = store.lookup(key)
-    if manifest is not None:
-      if store.verify_on_hit:
-        store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
-                     % name)
-      return Result(name, key, manifest["output"], store.object_path(manifest["output"]), True,
-                    manifest)
-    if store.verify_inputs:
-      verify_inputs(store, name, inputs)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    clock = time.monotonic()
-    with store.staging(prefix=name + "-") as out, determinism.recording_seeds() as seeds:
-      details = build(out, store.run_dir(key))
-      output = store.put_tree(out)
-    manifest = {
-        "stage": name,
-        "key": key,
-        "output": output,
-        "key_record": record,
-        "details": details,
-        "derived_seeds": dict(sorted(seeds.items())),
-        "provenance": {
-            "git_commit": _git_commit(),
-            "host": platform.node(),
-            "argv": sys.argv,
-            "working_directory": os.getcwd(),
-            "started_utc": started.isoformat(timespec="seconds"),
-            "wall_seconds": round(time.monotonic() - clock, 3),
-        },
-    }
-    store.write_manifest(key, manifest)
-  return Result(name, key, output, store.object_path(output), False, manifest)
+  if not repeatable:
+    record[NONCE] = os.urandom(16).hex()
+  return Plan(name, record, digest.record_digest(record), build, inputs)
+
+
+def execute(store, planned):
+  """Returns a Plan's Result: the stored output on a hit, else builds it with planned.build
+  and stores it and its manifest. An unrepeatable plan is never looked up.
+
+  A hit's output is re-hashed if store.verify_on_hit is on. On a miss, each Result input's
+  output is re-hashed first (unless store.verify_inputs is off). A damaged output raises
+  store.StoreError, and nothing is built.
+  """
+  with store.lock(planned.key):
+    manifest = store.lookup(planned.key) if planned.repeatable else None
+    if manifest is None:
+      return _on_miss(store, planned)
+    if store.verify_on_hit:
+      store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
+                   % planned.name)
+    return Result(planned.name, planned.key, manifest["output"],
+                  store.object_path(manifest["output"]), True, manifest)
+
+
+def run(store, name, params, inputs, determinism_record, build, repeatable=True):
+  """Returns the stage's Result, building it on a miss: execute(store, plan(...)); see plan
+  for the arguments and execute for the errors."""
+  return execute(store, plan(name, params, inputs, determinism_record, build, repeatable))
+
+
+def _on_miss(store, planned):
+  """Builds a Plan's output in staging, stores it and writes its manifest (the caller holds
+  the key's lock); returns its Result."""
+  if store.verify_inputs:
+    verify_inputs(store, planned.name, planned.inputs)
+  started = datetime.datetime.now(datetime.timezone.utc)
+  clock = time.monotonic()
+  with store.staging(prefix=planned.name + "-") as out, seeds.recording_seeds() as derived:
+    details = planned.build(out, store.run_dir(planned.key))
+    output = store.put_tree(out)
+  manifest = {
+      "stage": planned.name,
+      "key": planned.key,
+      "output": output,
+      "key_record": planned.record,
+      "details": details,
+      "derived_seeds": dict(sorted(derived.items())),
+      "provenance": {
+          "git_commit": _git_commit(),
+          "host": platform.node(),
+          "argv": sys.argv,
+          "working_directory": os.getcwd(),
+          "started_utc": started.isoformat(timespec="seconds"),
+          "wall_seconds": round(time.monotonic() - clock, 3),
+      },
+  }
+  if not planned.repeatable:
+    manifest["never_a_cache_hit"] = _UNREPEATABLE
+  store.write_manifest(planned.key, manifest)
+  return Result(planned.name, planned.key, output, store.object_path(output), False, manifest)

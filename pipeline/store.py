@@ -26,6 +26,7 @@ from absl import logging
 
 from pipeline import digest as digestlib
 from pipeline import errors
+from pipeline import files
 
 STORE_ENV = "REPROSEG_STORE"
 _LOCK_SUFFIX = ".lock"
@@ -66,59 +67,12 @@ def remove_tree(path):
     shutil.rmtree(path)
 
 
-def _fsync_path(path):
-  """Flushes a file's or folder's data to disk (a folder: its entries)."""
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def _fsync_tree(root):
   """Flushes every file and folder of a tree, so a rename after it publishes whole bytes."""
   for dirpath, _, filenames in os.walk(root):
     for name in filenames:
-      _fsync_path(os.path.join(dirpath, name))
-    _fsync_path(dirpath)
-
-
-def write_json(path, value):
-  """A JSON file of an output, in digest.readable_json's encoding, written atomically."""
-  write_file_atomically(path, digestlib.readable_json(value))
-
-
-def _umask():
-  """The process's umask. /proc/self/status shows it without changing it; os.umask can only
-  read it by setting it, which another thread creating a file meanwhile would get."""
-  with contextlib.suppress(OSError):
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("Umask:"):
-          return int(line.split()[1], 8)
-  mask = os.umask(0o022)
-  os.umask(mask)
-  return mask
-
-
-def write_file_atomically(path, data):
-  """Writes bytes to path through a temporary file in the same folder and one rename, and
-  flushes both to disk. The file gets mode 0o666 & ~umask, as open() would give it (mkstemp
-  makes 0o600)."""
-  folder = os.path.dirname(path) or "."
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      os.fchmod(f.fileno(), 0o666 & ~_umask())
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
-    raise
-  _fsync_path(folder)
+      files.fsync_path(os.path.join(dirpath, name))
+    files.fsync_path(dirpath)
 
 
 class Store:
@@ -208,10 +162,10 @@ class Store:
           raise
         # Another process published the same content first; staging() removes ours.
       else:
-        _fsync_path(os.path.dirname(target))
+        files.fsync_path(os.path.dirname(target))
     listing_path = target + ".sha256"
     if not os.path.exists(listing_path):
-      write_file_atomically(listing_path, listing.encode("utf-8"))
+      files.write_atomically(listing_path, listing.encode("utf-8"))
     return digest
 
   def put_blob(self, staged_file):
@@ -226,8 +180,8 @@ class Store:
 
   # --- Keys and manifests ----------------------------------------------------------------------
   def write_manifest(self, key, manifest):
-    write_file_atomically(self.manifest_path(key),
-                          (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    files.write_atomically(self.manifest_path(key),
+                           (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
   def lookup(self, key):
     """The manifest stored for a key, or None; None too if its output has gone missing."""

@@ -12,11 +12,12 @@ import os
 
 from absl import logging
 
+from pipeline import files
 from pipeline import stage
-from pipeline import store as storelib
 from seg import inference
 from seg import input_pipeline
 from seg import metrics
+from seg import models
 from seg import pictures
 
 CALIBRATION_FILE = "calibration.json"
@@ -40,7 +41,7 @@ def calibrate(outputs, batch_size):
 
 
 def write(report, out_dir):
-  storelib.write_json(os.path.join(out_dir, CALIBRATION_FILE), report)
+  files.write_json(os.path.join(out_dir, CALIBRATION_FILE), report)
   pictures.save(pictures.reliability_diagram(
       report["reliability"]["before"], report["reliability"]["after"], report["temperature"],
       "Reliability on the calibration split (%d pets, %d pixels)"
@@ -52,14 +53,15 @@ def load_temperature(calibration_dir):
     return json.load(f)["temperature"]
 
 
-def calibrate_stage(store, splits, train, config, settings):
-  """The calibrate stage on partition and train Results."""
+def calibrate_stage(store, splits, train, model_config, eval_batch_size, settings):
+  """The calibrate stage on partition and train Results: the model of a seg.config.ModelConfig
+  run over the calibration split in batches of eval_batch_size examples."""
 
   def build(out, unused_run_dir):
     info = input_pipeline.split_info(splits.path)
-    model = inference.load_model(train.path, config, info, settings)
-    outputs = inference.run_on_split(model, splits.path, "calibration", config.eval_batch_size)
-    report = calibrate(outputs, config.eval_batch_size)
+    model = models.load(train.path, model_config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, "calibration", eval_batch_size)
+    report = calibrate(outputs, eval_batch_size)
     write(report, out)
     logging.info("calibrate: T = %.4f; ECE %.4f → %.4f; NLL %.4f → %.4f", report["temperature"],
                  report["ece"]["before"], report["ece"]["after"], report["nll"]["before"],
@@ -69,7 +71,7 @@ def calibrate_stage(store, splits, train, config, settings):
         report["temperature"], report["ece"]["before"], report["ece"]["after"])
     return details
 
-  params = {"model": config.record(), "method": "temperature", "ece_bins": metrics.ECE_BINS,
-            "search": SEARCH}
+  params = {"model": model_config.record(), "eval_batch_size": eval_batch_size,
+            "method": "temperature", "ece_bins": metrics.ECE_BINS, "search": SEARCH}
   return stage.run(store, "calibrate", params, {"splits": splits, "train": train},
                    settings.record(), build)

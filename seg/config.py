@@ -1,13 +1,16 @@
-"""Training configuration: a JSON file per dataset, the seed's hyperparameter file, flags.
+"""Training configuration: a JSON file per dataset, the seed's hyperparameter file, flags
+(seg.config_flags). A TrainConfig holds a ModelConfig, the U-Net's own section: the stages
+after train record it (and eval_batch_size, where batching matters), not the rest. Files and
+flags name every value flat.
 
 Precedence, lowest first: seg/configs/<dataset>.json (or --config), then the file named by
 --hyperparam_fn_path in the seed's format (batch_size, epochs, iterations, learning_rate,
 model_arch, steps_per_epoch), then any flag given on the command line or in a --flagfile.
 
-Every value used, whichever layer gives it, is checked the same way (TrainConfig): its field's
-type, then its range in RANGES. A bad one is an error naming where it came from, the key, the
-value as given and what is expected; nothing is converted but a JSON integer for a float field
-(and the seed's model names, VGG19 → vgg19).
+Every value used, whichever layer gives it, is checked the same way (TrainConfig and
+ModelConfig): its field's type, then its range in RANGES. A bad one is an error naming where
+it came from, the key, the value as given and what is expected; nothing is converted but a
+JSON integer for a float field (and the seed's model names, VGG19 → vgg19).
 A value that a later layer overrides is not used, and not checked.
 """
 
@@ -16,64 +19,21 @@ import json
 import os
 import typing
 
-from absl import flags
 from absl import logging
 
 from pipeline import errors
+from seg import backbones
 
-FLAGS = flags.FLAGS
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-ARCHS = ("mobilenetv2", "vgg19")
+ARCHS = tuple(backbones.BACKBONES)
 SEED_FORMAT_KEYS = ("batch_size", "epochs", "iterations", "learning_rate", "model_arch",
                     "steps_per_epoch")
-
-flags.DEFINE_string("config", None, "A training config JSON file. Default: "
-                    "seg/configs/<--dataset>.json.")
-flags.DEFINE_string("hyperparam_fn_path", None,
-                    "A JSON file of hyperparameters in the seed's format: " +
-                    ", ".join(SEED_FORMAT_KEYS) + ". Overrides the config file.")
-flags.DEFINE_enum("model_arch", None, list(ARCHS), "U-Net encoder. Default: from the config.")
-flags.DEFINE_string("backbone_weights", None,
-                    "Encoder weights: imagenet (keras.applications' file, fetched once), none "
-                    "(random, seeded: train it with --nofreeze_backbone), or the path of a "
-                    "weights file. Default: from the config.")
-flags.DEFINE_bool("freeze_backbone", None, "Keep the encoder's weights fixed. Default: config.")
-flags.DEFINE_integer("batch_size", None, "Examples per training step. Default: config.")
-flags.DEFINE_integer("micro_batches", None,
-                     "Equal micro-batches each training step's batch is split into; it must "
-                     "divide --batch_size. Each has its own forward and backward pass and "
-                     "batch-norm statistics; the step's gradient is their mean, summed in "
-                     "micro-batch order. It fixes the bits whatever the number of workers: "
-                     "one process or any worker count that divides it train the same output. "
-                     "Default: config (2).")
-flags.DEFINE_integer("epochs", None, "Training epochs. Default: config.")
-flags.DEFINE_integer("steps_per_epoch", None,
-                     "Training steps per epoch; 0 means one pass over the training split. "
-                     "Default: config.")
-flags.DEFINE_float("learning_rate", None, "Adam's learning rate. Default: config.")
-flags.DEFINE_float("dropout_rate", None, "Dropout rate in the decoder. Default: config.")
-flags.DEFINE_integer("dropout_blocks", None,
-                     "Decoder blocks with dropout, from the first: 1 (reproseg's default) to 4 "
-                     "(the seed's U-Net). Default: config.")
-flags.DEFINE_bool("augment", None, "Random left-right flips (stateless, seeded). Default: config.")
-flags.DEFINE_float("batchnorm_momentum", None,
-                   "Momentum of every BatchNormalization layer's moving statistics; unset keeps "
-                   "each layer's own (0.999 in the encoder). Default: config.")
-flags.DEFINE_bool("seeded_dropout", None,
-                  "Seed the dropout layers. --noseeded_dropout is the seed's Figure 9 "
-                  "experiment: results no longer repeat. Default: config (on).")
-flags.DEFINE_integer("eval_batch_size", None,
-                     "Batch size for validation and test evaluation. Default: config (32).")
-flags.DEFINE_integer("stop_after_epochs", 0,
-                     "Stop (and fail) after this many epochs, leaving the checkpoint to resume "
-                     "from; 0 runs to the end. For testing resumption.")
-
 
 # Where a value came from, for error messages, besides "in config PATH" and
 # "in hyperparameter file PATH".
 FLAG = "flag"
 DEFAULT = "by default"
-IN_CODE = "in TrainConfig(...)"
+IN_CODE = "in code (TrainConfig or ModelConfig)"
 
 
 def _weights_given(value):
@@ -81,7 +41,7 @@ def _weights_given(value):
   return value in ("imagenet", "none") or os.path.isfile(value)
 
 
-# The range of each TrainConfig value, checked after its type (the field's annotation): the one
+# The range of each config value, checked after its type (the field's annotation): the one
 # place each is said, as (test, words the user reads). Bool fields have no entry.
 RANGES = {
     "model_arch": (lambda v: v in ARCHS, "(%s)" % " or ".join(ARCHS)),
@@ -101,45 +61,83 @@ RANGES = {
 TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
+def _check_fields(config, sources):
+  """Checks and normalises every field of a frozen config dataclass (_checked); a nested config
+  was checked when it was made."""
+  for field in dataclasses.fields(config):
+    if not dataclasses.is_dataclass(getattr(config, field.name)):
+      value = _checked(field, getattr(config, field.name), sources)
+      object.__setattr__(config, field.name, value)  # how a frozen dataclass sets its own field
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The U-Net (seg.unet.create): its encoder, dropout and batch norm. The model of a train
+  output is rebuilt from it to load the weights. Its values are checked as TrainConfig's are;
+  whether such a model can learn is TrainConfig's check."""
+  model_arch: str = "mobilenetv2"  # a key of seg.backbones.BACKBONES
+  backbone_weights: str = "none"
+  freeze_backbone: bool = False
+  dropout_rate: float = 0.5
+  dropout_blocks: int = 1
+  batchnorm_momentum: typing.Optional[float] = None  # None keeps each layer's own
+  seeded_dropout: bool = True
+  sources: dataclasses.InitVar[dict] = None
+
+  def __post_init__(self, sources):
+    _check_fields(self, sources or {})
+
+  @property
+  def repeatable(self):
+    """Whether training it repeats its bits: not if a dropout layer draws a fresh seed each
+    run (seeded_dropout off, the seed's Figure 9)."""
+    return self.seeded_dropout or not (self.dropout_rate and self.dropout_blocks)
+
+  def record(self):
+    """Its values by name, for stage keys."""
+    return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """What training runs with; construction checks every value (see _checked).
+  """What training runs with: the model, and how it is trained; construction checks every
+  value (see _checked).
 
   Each value must have its field's type exactly: 4.0 is not an int, true is not an int, "0.1"
   is not a float. The one exception: an int for a float field (JSON writes 1 for 1.0) is taken
   and stored as a float, so the record and the stage key do not depend on how it was written.
-  Only the Optional fields (batchnorm_momentum, iterations) may be None (JSON null).
+  Only the Optional fields (ModelConfig.batchnorm_momentum, iterations) may be None (JSON
+  null).
 
   sources: {field: where its value came from} for error messages: "in config PATH",
   "in hyperparameter file PATH", FLAG or DEFAULT; fields not in it are named IN_CODE.
   """
-  model_arch: str = "mobilenetv2"
-  backbone_weights: str = "none"
-  freeze_backbone: bool = False
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   batch_size: int = 16
   micro_batches: int = 2
   epochs: int = 6
   steps_per_epoch: int = 18
   learning_rate: float = 0.001
-  dropout_rate: float = 0.5
-  dropout_blocks: int = 1
   augment: bool = True
-  batchnorm_momentum: typing.Optional[float] = None  # None keeps each layer's own
-  seeded_dropout: bool = True
   eval_batch_size: int = 32
   iterations: typing.Optional[int] = None  # the seed's file carries it; training does not use it
   sources: dataclasses.InitVar[dict] = None
 
   def __post_init__(self, sources):
-    sources = sources or {}
-    for field in dataclasses.fields(self):
-      value = _checked(field, getattr(self, field.name), sources)
-      object.__setattr__(self, field.name, value)  # how a frozen dataclass sets its own field
-    _check_encoder_can_learn(self, sources)
-    _check_micro_batches(self, sources)
+    if not isinstance(self.model, ModelConfig):
+      raise errors.Error("TrainConfig(model=%r): expected a ModelConfig" % (self.model,))
+    _check_fields(self, sources or {})
+    _check_encoder_can_learn(self.model, sources or {})
+    _check_micro_batches(self, sources or {})
 
   def record(self):
+    """{"model": ModelConfig.record(), and the other fields}: flat but for the model."""
     return dataclasses.asdict(self)
+
+
+# The flat names of the two configs' values: files and flags name them so, without sections.
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "model")
 
 
 def _kind(field):
@@ -175,7 +173,8 @@ def _checked(field, value, sources):
     return None
   has_type = type(value) is kind or (kind is float and type(value) is int)  # not bool
   if not has_type or (field.name in RANGES and not RANGES[field.name][0](value)):
-    raise errors.Error("%s: expected %s" % (_given(field.name, value, sources), _expected(field, sources.get(field.name))))
+    raise errors.Error("%s: expected %s" % (_given(field.name, value, sources),
+                                           _expected(field, sources.get(field.name))))
   return float(value) if kind is float else value
 
 
@@ -234,7 +233,7 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
   Unknown keys in a config file are errors; in the seed's hyperparameter file they are named in
   a warning and ignored. overrides: {flag name: value}, None for a flag not given.
   """
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  fields = set(MODEL_FIELDS + TRAIN_FIELDS)
   path = config_path or os.path.join(CONFIG_DIR, dataset + ".json")
   values = _read_json(path, "config")
   unknown = set(values) - fields
@@ -252,23 +251,10 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
   flag_values = {k: v for k, v in (overrides or {}).items() if v is not None}
   values.update(flag_values)
   sources.update(dict.fromkeys(flag_values, FLAG))
-  try:
-    train_config = TrainConfig(**values, sources=sources)
-  except TypeError as e:
-    raise errors.Error("bad training config: %s" % e) from e
+  model = ModelConfig(**{k: v for k, v in values.items() if k in MODEL_FIELDS}, sources=sources)
+  train_config = TrainConfig(model, **{k: v for k, v in values.items() if k in TRAIN_FIELDS},
+                             sources=sources)
   if train_config.iterations is not None:
     logging.warning("'iterations' (%s) is recorded but not used: training runs epochs x "
                     "steps_per_epoch steps", train_config.iterations)
   return train_config
-
-
-OVERRIDE_FLAGS = ("model_arch", "backbone_weights", "freeze_backbone", "batch_size",
-                  "micro_batches", "epochs", "steps_per_epoch", "learning_rate", "dropout_rate",
-                  "dropout_blocks", "augment", "batchnorm_momentum", "seeded_dropout",
-                  "eval_batch_size")
-
-
-def from_flags():
-  """The TrainConfig; only flags given on the command line or in a --flagfile override."""
-  overrides = {name: FLAGS[name].value for name in OVERRIDE_FLAGS if FLAGS[name].present}
-  return resolve(FLAGS.dataset, FLAGS.config, FLAGS.hyperparam_fn_path, overrides)

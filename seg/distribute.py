@@ -2,7 +2,7 @@
 MultiWorkerMirroredStrategy with the cluster from TF_CONFIG, as Kubeflow's TFJob sets it.
 
 Every worker runs //seg:train with the same flags. Each computes an equal, contiguous share of
-every batch's micro-batches (part; seg.training.TrainStep), all-gathers every worker's losses,
+every batch's micro-batches (part; seg.steps.TrainStep), all-gathers every worker's losses,
 gradients and batch moments (the strategy serves only as this collective), and applies the
 update one process would: the bits and the train key do not depend on the worker count. The
 workers check before training that they computed the same stage key. The chief (TF_CONFIG's
@@ -27,7 +27,6 @@ import time
 
 from absl import flags
 
-from pipeline import digest
 from pipeline import errors
 from pipeline import stage
 
@@ -167,26 +166,27 @@ class Distribution:
 
   def run_stage(self, store, name, params, inputs, determinism_record, build):
     """pipeline.stage.run on the chief; on the other workers, build into a scratch folder
-    that is then deleted, and None. Every worker first checks the others' key."""
-    key = digest.record_digest(stage.key_record(name, build, params, inputs,
-                                                determinism_record))
-    cached = store.lookup(key) is not None
-    check_agreement(self.gather, self.cluster, key, cached)
+    that is then deleted, and None. Every worker first checks the others' key: that of
+    stage.plan, which the chief then executes. Only a repeatable stage can run so: the
+    nonce of one that is not would differ from worker to worker."""
+    plan = stage.plan(name, params, inputs, determinism_record, build)
+    cached = store.lookup(plan.key) is not None
+    check_agreement(self.gather, self.cluster, plan.key, cached)
     if self.cluster.is_chief:
-      return stage.run(store, name, params, inputs, determinism_record, build)
+      return stage.execute(store, plan)
     note = "the output was in the store"
     if not cached:
-      if store.verify_inputs:  # as stage.run does on the chief
-        stage.verify_inputs(store, name, inputs)
+      if store.verify_inputs:  # as stage.execute does on the chief
+        stage.verify_inputs(store, plan.name, plan.inputs)
       # A staging folder: a worker killed meanwhile leaves nothing once the store is reopened.
       with store.staging(prefix="worker-") as scratch:
         out, run_dir = os.path.join(scratch, "out"), os.path.join(scratch, "run")
         os.makedirs(out)
-        details = build(out, run_dir)
+        details = plan.build(out, run_dir)
       note = "trained alongside, weights digest %s" % details["weights_digest"]
     print("%s: %s, key %s; the chief %s stores the output" % (
-        name, self.cluster.describe(), key, self.cluster.workers[0]))
-    print("%s: %s" % (name, note), flush=True)
+        plan.name, self.cluster.describe(), plan.key, self.cluster.workers[0]))
+    print("%s: %s" % (plan.name, note), flush=True)
     return None
 
 

@@ -13,12 +13,13 @@ import tensorflow as tf
 from absl import logging
 
 from data_tools import partition
+from pipeline import files
 from pipeline import stage
-from pipeline import store as storelib
 from seg import calibration
 from seg import inference
 from seg import input_pipeline
 from seg import metrics
+from seg import models
 from seg import pictures
 
 GALLERY_SIZE = 12
@@ -70,18 +71,19 @@ def log_to_tensorboard(run_dir, split, result, images):
   writer.close()
 
 
-def evaluate_stage(store, splits, train, calibrated, config, settings, split="test",
-                   gallery_size=GALLERY_SIZE):
-  """The evaluate stage on partition, train and calibrate Results."""
+def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_size, settings,
+                   split="test", gallery_size=GALLERY_SIZE):
+  """The evaluate stage on partition, train and calibrate Results: the model of a
+  seg.config.ModelConfig run over a split in batches of eval_batch_size examples."""
 
   def build(out, run_dir):
     info = input_pipeline.split_info(splits.path)
-    model = inference.load_model(train.path, config, info, settings)
-    outputs = inference.run_on_split(model, splits.path, split, config.eval_batch_size)
+    model = models.load(train.path, model_config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, split, eval_batch_size)
     temperature = calibration.load_temperature(calibrated.path)
-    result, matrix = measure(outputs, temperature, config.eval_batch_size)
-    storelib.write_json(os.path.join(out, "metrics.json"), result)
-    storelib.write_json(os.path.join(out, "confusion.json"),
+    result, matrix = measure(outputs, temperature, eval_batch_size)
+    files.write_json(os.path.join(out, "metrics.json"), result)
+    files.write_json(os.path.join(out, "confusion.json"),
                      {"classes": list(partition.CLASS_NAMES), "rows": "true",
                       "columns": "predicted", "pixels": matrix.tolist()})
     images = pictures_of(outputs, matrix, split, result, gallery_size)
@@ -93,7 +95,7 @@ def evaluate_stage(store, splits, train, calibrated, config, settings, split="te
     return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
         split, result["mean_iou"], result["pixel_accuracy"]))
 
-  params = {"model": config.record(), "split": split, "gallery_size": gallery_size,
-            "ece_bins": metrics.ECE_BINS}
+  params = {"model": model_config.record(), "eval_batch_size": eval_batch_size, "split": split,
+            "gallery_size": gallery_size, "ece_bins": metrics.ECE_BINS}
   inputs = {"splits": splits, "train": train, "calibrate": calibrated}
   return stage.run(store, "evaluate", params, inputs, settings.record(), build)

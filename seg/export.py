@@ -38,9 +38,8 @@ from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
 
 from pipeline import stage
 from seg import calibration
-from seg import inference
 from seg import input_pipeline
-from seg import training
+from seg import models
 
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
@@ -209,33 +208,34 @@ def write_keras(model, path, scratch_path):
 
 
 # --- The models ---------------------------------------------------------------------------------
-def stock_keras_model(model, config, info, settings, temperature):
+def stock_keras_model(model, model_config, info, settings, temperature):
   """The U-Net in Keras' own layers with model's weights, ending in calibrated softmax."""
-  stock = training.build_model(config, info, settings, stock=True)
+  stock = models.for_splits(model_config, info, settings, stock=True)
   stock.set_weights(model.get_weights())
   scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(stock.output)
   probabilities = keras.layers.Softmax(name="probabilities")(scaled)
   return keras.Model(stock.input, probabilities, name=stock.name + "_calibrated")
 
 
-def export(model, config, info, settings, temperature, out_dir):
+def export(model, model_config, info, settings, temperature, out_dir):
   write_saved_model(Segmenter(model, temperature, info["image_size"]),
                     os.path.join(out_dir, SAVED_MODEL))
-  write_keras(stock_keras_model(model, config, info, settings, temperature),
+  write_keras(stock_keras_model(model, model_config, info, settings, temperature),
               os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
 
 
-def export_stage(store, splits, train, calibrated, config, settings):
-  """The export stage on partition, train and calibrate Results."""
+def export_stage(store, splits, train, calibrated, model_config, settings):
+  """The export stage on partition, train and calibrate Results; model_config: the
+  seg.config.ModelConfig the train stage ran with."""
 
   def build(out, unused_run_dir):
     info = input_pipeline.split_info(splits.path)
-    model = inference.load_model(train.path, config, info, settings)
+    model = models.load(train.path, model_config, info, settings)
     temperature = calibration.load_temperature(calibrated.path)
-    export(model, config, info, settings, temperature, out)
+    export(model, model_config, info, settings, temperature, out)
     return {"temperature": temperature, "image_size": info["image_size"],
             "classes": info["class_names"]}
 
   inputs = {"splits": splits, "train": train, "calibrate": calibrated}
-  return stage.run(store, "export", {"model": config.record()}, inputs, settings.record(),
+  return stage.run(store, "export", {"model": model_config.record()}, inputs, settings.record(),
                    build)

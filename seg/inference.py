@@ -1,4 +1,4 @@
-"""A trained model at work: rebuilt from a train output, run over a split."""
+"""A trained model at work over a split (seg.models loads it from a train output)."""
 
 import dataclasses
 
@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from pipeline import errors
 from seg import input_pipeline
-from seg import training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +36,6 @@ class SplitOutputs:
 
   def predictions(self):
     return np.argmax(self.logits, -1).astype(np.uint8)
-
-
-def load_model(train_dir, config, info, settings):
-  """The U-Net of a training config with a train output's weights (from train_dir)."""
-  model = training.build_model(config, info, settings)
-  training.load_weights(model, train_dir)
-  return model
 
 
 def run_on_split(model, splits_dir, split, batch_size):

@@ -12,7 +12,7 @@ import os
 import tensorflow as tf
 
 from data_tools import partition
-from pipeline import determinism
+from pipeline import seeds
 
 
 def split_info(splits_dir):
@@ -61,7 +61,7 @@ def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True, r
   if count < batch_size:
     raise ValueError("the training split has %d examples, fewer than --batch_size=%d"
                      % (count, batch_size))
-  flip_seed = determinism.derive_seed(seed, "flip", epoch)
+  flip_seed = seeds.derive_seed(seed, "flip", epoch)
 
   def augment_fn(index, image, mask):
     if augment:
@@ -73,7 +73,7 @@ def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True, r
     return _to_model(image, mask)
 
   dataset = dataset.cache().shuffle(
-      count, seed=determinism.derive_seed(seed, "shuffle", epoch), reshuffle_each_iteration=True)
+      count, seed=seeds.derive_seed(seed, "shuffle", epoch), reshuffle_each_iteration=True)
   dataset = (dataset.repeat()
              .map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
              .batch(batch_size, drop_remainder=True)
@@ -84,7 +84,7 @@ def training_batches(splits_dir, seed, epoch, batch_size, steps, augment=True, r
   return dataset.prefetch(2)
 
 
-def evaluation_batches(splits_dir, split, batch_size):
+def ordered_batches(splits_dir, split, batch_size):
   """The whole split in stored order, batched (the last batch may be smaller)."""
   dataset, count = records(splits_dir, split)
   dataset = dataset.map(lambda index, image, mask: _to_model(image, mask),

@@ -7,24 +7,24 @@ from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from pipeline import tensorflow_startup
-from seg import config
+from seg import config_flags
 
 
 # The modules whose flags run_stages reads, as every seg binary's --help groups them.
-FLAG_GROUPS = (("training", config), ("data", dataset), ("determinism", determinism),
+FLAG_GROUPS = (("training", config_flags), ("data", dataset), ("determinism", determinism),
                ("store", cli), ("output", tensorflow_startup))
 
 
 def run_stages(name, start_distribution=None, **kwargs):
   """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
-  (seg.config's --stop_after_epochs included).
+  (seg.config_flags' --stop_after_epochs included).
 
   start_distribution: seg.distribute.from_flags, for the binaries that train on several
   workers; called once TensorFlow's threads are set, before any TensorFlow op.
   """
   settings = determinism.from_flags()
   data_config = dataset.config_from_flags()
-  train_config = config.from_flags()
+  train_config = config_flags.from_flags(data_config.dataset)
   determinism.apply(settings)  # before TensorFlow is imported
   if start_distribution:
     kwargs["distribution"] = start_distribution()

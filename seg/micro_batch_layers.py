@@ -1,5 +1,5 @@
 """Layers whose training-mode results follow the micro-batch decomposition of a step
-(seg.training), never the process that computes a micro-batch (docs/determinism.md,
+(seg.steps), never the process that computes a micro-batch (docs/determinism.md,
 "Several workers").
 
 - StatelessDropout: the mask of micro-batch k at step s is a stateless draw keyed by
@@ -50,7 +50,7 @@ def _current_micro_batch(layer):
   if not _current:
     raise RuntimeError(
         "%s ran in training mode outside a training step: call the model within "
-        "seg.micro_batch_layers.micro_batch(step, index), as seg.training does" % layer.name)
+        "seg.micro_batch_layers.micro_batch(step, index), as seg.steps does" % layer.name)
   return _current[-1]
 
 

@@ -57,7 +57,7 @@ from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
 from pipeline import errors
-from pipeline import store
+from pipeline import files
 from seg import pictures
 
 BACKGROUND = (255, 255, 255)  # behind transparent pixels: white, as a browser page shows them
@@ -274,13 +274,13 @@ def output_names(paths):
 def write(output_dir, name, image, class_ids, probabilities=None):
   """The mask and overlay PNGs of one image, and its probabilities if given (float32
   [h, w, classes] → .npy), each written atomically; returns their paths."""
-  files = {name + ".mask.png": mask_png(class_ids),
-           name + ".overlay.png": _png(Image.fromarray(pictures.overlay(image, class_ids)))}
+  contents = {name + ".mask.png": mask_png(class_ids),
+              name + ".overlay.png": _png(Image.fromarray(pictures.overlay(image, class_ids)))}
   if probabilities is not None:
-    files[name + ".probabilities.npy"] = _npy(probabilities)
-  for file_name, data in files.items():
-    store.write_file_atomically(os.path.join(output_dir, file_name), data)
-  return tuple(os.path.join(output_dir, n) for n in files)
+    contents[name + ".probabilities.npy"] = _npy(probabilities)
+  for file_name, data in contents.items():
+    files.write_atomically(os.path.join(output_dir, file_name), data)
+  return tuple(os.path.join(output_dir, n) for n in contents)
 
 
 # --- The model ------------------------------------------------------------------------------------
@@ -306,9 +306,9 @@ def _segment(serve, image, probabilities):
           result["probabilities"].numpy()[0] if probabilities else None)
 
 
-def _written_line(path, output_dir, name, files, image):
+def _written_line(path, output_dir, name, written, image):
   """"PHOTO → OUT/NAME.{mask.png, overlay.png} (WIDTHxHEIGHT)"."""
-  suffixes = ", ".join(os.path.basename(f)[len(name) + 1:] for f in files)
+  suffixes = ", ".join(os.path.basename(f)[len(name) + 1:] for f in written)
   return "%s → %s.{%s} (%dx%d)" % (path, os.path.join(output_dir, name), suffixes,
                                    image.shape[1], image.shape[0])
 
@@ -332,9 +332,9 @@ def predict(serve, inputs, output_dir, log, max_pixels=DEFAULT_MAX_PIXELS,
       (report.skipped if skip else report.failed).append(str(e))
       print("%s %s" % ("note: skipped" if skip else "error:", e), file=log, flush=True)
       continue
-    files = write(output_dir, name, image, *_segment(serve, image, probabilities))
-    report.written.append(Written(path, files))
-    print(_written_line(path, output_dir, name, files, image), flush=True)
+    written = write(output_dir, name, image, *_segment(serve, image, probabilities))
+    report.written.append(Written(path, written))
+    print(_written_line(path, output_dir, name, written, image), flush=True)
   return report
 
 

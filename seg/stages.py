@@ -22,15 +22,16 @@ def calibrate(store, data_config, train_config, settings, stop_after_epochs=0):
   from seg import calibration  # pylint: disable=g-import-not-at-top
   results = train(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained = results[-2:]
-  return results + [calibration.calibrate_stage(store, splits, trained, train_config, settings)]
+  return results + [calibration.calibrate_stage(store, splits, trained, train_config.model,
+                                                train_config.eval_batch_size, settings)]
 
 
 def export(store, data_config, train_config, settings, stop_after_epochs=0):
   from seg import export as export_lib  # pylint: disable=g-import-not-at-top
   results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained, calibrated = results[-3:]
-  return results + [export_lib.export_stage(store, splits, trained, calibrated, train_config,
-                                            settings)]
+  return results + [export_lib.export_stage(store, splits, trained, calibrated,
+                                            train_config.model, settings)]
 
 
 def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, split="test",
@@ -38,5 +39,6 @@ def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, sp
   from seg import evaluation  # pylint: disable=g-import-not-at-top
   results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
   splits, trained, calibrated = results[-3:]
-  return results + [evaluation.evaluate_stage(store, splits, trained, calibrated, train_config,
+  return results + [evaluation.evaluate_stage(store, splits, trained, calibrated,
+                                              train_config.model, train_config.eval_batch_size,
                                               settings, split, gallery_size)]

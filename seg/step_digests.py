@@ -1,6 +1,6 @@
 """Digests of a few training steps of the U-Net on seeded random data: the first step's
 logits, loss and (mean) gradients, and every weight after the last step. The step is
-training's own (seg.training.TrainStep, in micro-batches).
+training's own (seg.steps.TrainStep, in micro-batches).
 
 This is how reproseg compares machines at the shapes real training has, without a dataset:
 the same flags on two machines must print the same JSON. tests/cross_cpu_test.py runs it
@@ -20,6 +20,8 @@ from absl import app
 from absl import flags
 
 from pipeline import determinism
+from pipeline import seeds
+from seg import config
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +58,7 @@ def _sha256(tensor):
   return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
 
 
-def digests(config, seed, exact):
+def digests(step_config, seed, exact):
   """{"logits", "loss", "gradients": {variable path: sha256}, "weights"} for a StepConfig.
 
   Call after pipeline.determinism.apply(); exact: Settings.exact_layers.
@@ -65,30 +67,33 @@ def digests(config, seed, exact):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from pipeline import arrays  # pylint: disable=g-import-not-at-top
-  from seg import training  # pylint: disable=g-import-not-at-top
+  from seg import models  # pylint: disable=g-import-not-at-top
+  from seg import steps  # pylint: disable=g-import-not-at-top
   from seg import unet  # pylint: disable=g-import-not-at-top
 
-  rng = np.random.default_rng(determinism.derive_seed(seed, "step_digests"))
-  shape = (config.batch_size, config.image_size, config.image_size)
+  rng = np.random.default_rng(seeds.derive_seed(seed, "step_digests"))
+  shape = (step_config.batch_size, step_config.image_size, step_config.image_size)
   batches = [(tf.constant(rng.integers(0, 256, shape + (3,)), tf.float32),
-              tf.constant(rng.integers(0, config.num_classes, shape), tf.int32))
-             for _ in range(config.steps)]
-  model = unet.build(config.arch, config.image_size, config.num_classes, seed,
-                     freeze_backbone=config.freeze_backbone, exact=exact)
+              tf.constant(rng.integers(0, step_config.num_classes, shape), tf.int32))
+             for _ in range(step_config.steps)]
+  model_config = config.ModelConfig(model_arch=step_config.arch,
+                                    freeze_backbone=step_config.freeze_backbone)
+  model = unet.create(model_config, step_config.image_size, step_config.num_classes, seed,
+                      exact=exact)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
 
-  step = training.TrainStep(model, optimizer, config.num_classes, config.micro_batches)
+  step = steps.TrainStep(model, optimizer, step_config.num_classes, step_config.micro_batches)
   values, confusions, logits = step.compute(*batches[0])
   loss, _, gradients = step.update(values, confusions)
-  result = {"config": dataclasses.asdict(config), "logits": _sha256(logits),
+  result = {"config": dataclasses.asdict(step_config), "logits": _sha256(logits),
             "loss": float(loss).hex(),
             "gradients": {v.path: _sha256(g) for v, g in zip(model.trainable_variables,
                                                             gradients)}}
   for images, masks in batches[1:]:
     step(images, masks)
   result["weights"] = arrays.fingerprint(
-      training.named_variables(model.variables, "model"))["digest"]
+      models.named_variables(model.variables, "model"))["digest"]
   return result
 
 
@@ -96,9 +101,9 @@ def main(argv):
   del argv
   settings = determinism.from_flags()
   determinism.apply(settings)
-  config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size, FLAGS.micro_batches,
-                      FLAGS.steps, FLAGS.freeze_backbone)
-  print(json.dumps(digests(config, settings.seed, settings.exact_layers), indent=1,
+  step_config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size,
+                           FLAGS.micro_batches, FLAGS.steps, FLAGS.freeze_backbone)
+  print(json.dumps(digests(step_config, settings.seed, settings.exact_layers), indent=1,
                    sort_keys=True))
 
 
@@ -107,7 +112,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("image_size", REAL_SHAPES.image_size, "Image side.")
   flags.DEFINE_integer("batch_size", REAL_SHAPES.batch_size, "Batch size.")
   flags.DEFINE_integer("micro_batches", REAL_SHAPES.micro_batches,
-                       "Micro-batches per step (seg.training.TrainStep).")
+                       "Micro-batches per step (seg.steps.TrainStep).")
   flags.DEFINE_integer("steps", REAL_SHAPES.steps, "Adam steps before the weights' digest.")
   flags.DEFINE_bool("freeze_backbone", REAL_SHAPES.freeze_backbone, "Freeze the encoder.")
   app.run(main)

@@ -23,7 +23,7 @@ from absl import flags
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
-from seg import config
+from seg import config_flags
 from seg import distribute
 from seg import launch
 from seg import local_workers
@@ -59,12 +59,12 @@ def local_worker_count():
   key (--noseeded_dropout)."""
   if not local_workers.asked(multi_worker=flags.FLAGS.distribute == "multi_worker"):
     return 1
-  train_config = config.from_flags()
+  train_config = config_flags.from_flags(flags.FLAGS.dataset)
   if flags.FLAGS.stop_after_epochs:
     raise errors.Error("--workers=%s with --stop_after_epochs: workers do not resume from "
                        "checkpoints; train in one process (--workers=1) to stop and resume"
                        % flags.FLAGS.workers)
-  if not train_config.seeded_dropout:
+  if not train_config.model.repeatable:
     raise errors.Error("--workers=%s with --noseeded_dropout: each worker would draw its own "
                        "unrepeatable seed, and the workers' keys would differ; run the seed's "
                        "Figure 9 experiment in one process (--workers=1)" % flags.FLAGS.workers)

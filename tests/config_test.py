@@ -12,6 +12,7 @@ from absl.testing import flagsaver
 from data_tools import dataset  # pylint: disable=unused-import  (defines --dataset)
 from pipeline import errors
 from seg import config
+from seg import config_flags
 
 
 class ConfigTest(absltest.TestCase):
@@ -22,47 +23,60 @@ class ConfigTest(absltest.TestCase):
 
   def test_real_dataset_defaults_are_the_seeds_best(self):
     c = config.resolve("oxford_iiit_pet")
-    self.assertEqual((c.batch_size, c.epochs, c.steps_per_epoch, c.learning_rate, c.model_arch,
-                      c.backbone_weights, c.freeze_backbone),
+    self.assertEqual((c.batch_size, c.epochs, c.steps_per_epoch, c.learning_rate,
+                      c.model.model_arch, c.model.backbone_weights, c.model.freeze_backbone),
                      (60, 12, 84, 0.0018464290366223407, "mobilenetv2", "imagenet", True))
 
   def test_synthetic_defaults_need_no_download(self):
-    self.assertEqual(config.resolve("synthetic").backbone_weights, "none")
+    self.assertEqual(config.resolve("synthetic").model.backbone_weights, "none")
+
+  def test_a_model_section_holds_the_unet_values_and_the_record_nests_it(self):
+    c = config.resolve("synthetic", overrides={"dropout_blocks": 2, "epochs": 3})
+    self.assertEqual((c.model.dropout_blocks, c.epochs), (2, 3))
+    self.assertEqual(c.record()["model"], c.model.record())
+    self.assertEqual(set(c.record()) - {"model"}, set(config.TRAIN_FIELDS))
+
+  def test_only_unseeded_dropout_layers_make_training_unrepeatable(self):
+    unseeded = config.ModelConfig(seeded_dropout=False)
+    self.assertFalse(unseeded.repeatable)
+    self.assertTrue(config.ModelConfig().repeatable)
+    self.assertTrue(dataclasses.replace(unseeded, dropout_rate=0.0).repeatable)
+    self.assertTrue(dataclasses.replace(unseeded, dropout_blocks=0).repeatable)
 
   def test_precedence_config_then_seed_file_then_flags(self):
     seed_file = self.write({"batch_size": 8, "epochs": 3, "iterations": 7, "learning_rate": 0.1,
                             "model_arch": "VGG19", "steps_per_epoch": 5})
     c = config.resolve("synthetic", hyperparam_path=seed_file, overrides={"epochs": 9,
                                                                           "augment": None})
-    self.assertEqual((c.batch_size, c.epochs, c.learning_rate, c.model_arch, c.steps_per_epoch),
-                     (8, 9, 0.1, "vgg19", 5))
+    self.assertEqual((c.batch_size, c.epochs, c.learning_rate, c.model.model_arch,
+                      c.steps_per_epoch), (8, 9, 0.1, "vgg19", 5))
     self.assertEqual(c.iterations, 7)
     self.assertTrue(c.augment)  # None means "not given"
 
   def from_command_line(self, *args):
-    """config.from_flags() after parsing args as a command line (flags restored after)."""
+    """config_flags.from_flags after parsing args as a command line (flags restored after)."""
     with flagsaver.flagsaver():
       flags.FLAGS(["train"] + list(args))
-      return config.from_flags()
+      return config_flags.from_flags(flags.FLAGS.dataset)
 
   def test_each_layer_wins_over_the_one_below_and_flags_not_given_do_not(self):
     base = self.write({"batch_size": 5, "micro_batches": 1, "seeded_dropout": False,
                        "eval_batch_size": 7, "epochs": 2})
     c = self.from_command_line("--dataset=synthetic", "--config=" + base)
-    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size, c.epochs),
+    self.assertEqual((c.batch_size, c.model.seeded_dropout, c.eval_batch_size, c.epochs),
                      (5, False, 7, 2))
     seed_file = self.write({"batch_size": 6})
     c = self.from_command_line("--dataset=synthetic", "--config=" + base,
                                "--hyperparam_fn_path=" + seed_file)
-    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size), (6, False, 7))
+    self.assertEqual((c.batch_size, c.model.seeded_dropout, c.eval_batch_size), (6, False, 7))
     c = self.from_command_line("--dataset=synthetic", "--config=" + base,
                                "--hyperparam_fn_path=" + seed_file, "--batch_size=9",
                                "--seeded_dropout", "--eval_batch_size=3")
-    self.assertEqual((c.batch_size, c.seeded_dropout, c.eval_batch_size), (9, True, 3))
+    self.assertEqual((c.batch_size, c.model.seeded_dropout, c.eval_batch_size), (9, True, 3))
     flagfile = self.create_tempfile(content="--eval_batch_size=4\n").full_path
     c = self.from_command_line("--dataset=synthetic", "--config=" + base,
                                "--flagfile=" + flagfile)
-    self.assertEqual((c.seeded_dropout, c.eval_batch_size), (False, 4))
+    self.assertEqual((c.model.seeded_dropout, c.eval_batch_size), (False, 4))
 
   def test_unknown_config_keys_are_errors(self):
     with self.assertRaisesRegex(errors.Error, "unknown keys"):
@@ -161,7 +175,7 @@ class ConfigTest(absltest.TestCase):
   def test_null_is_taken_where_a_key_may_be_null(self):
     c = config.resolve("synthetic", config_path=self.write({"batchnorm_momentum": None}),
                        hyperparam_path=self.write({"iterations": None}))
-    self.assertEqual((c.batchnorm_momentum, c.iterations), (None, None))
+    self.assertEqual((c.model.batchnorm_momentum, c.iterations), (None, None))
 
   def test_an_int_for_a_float_is_stored_as_a_float(self):
     as_int = config.resolve("synthetic", config_path=self.write({"learning_rate": 1}))
@@ -170,8 +184,9 @@ class ConfigTest(absltest.TestCase):
     self.assertEqual(json.dumps(as_int.record()), json.dumps(as_float.record()))
 
   def test_every_non_bool_key_has_a_range(self):
-    self.assertEqual(set(config.RANGES), {f.name for f in dataclasses.fields(config.TrainConfig)
-                                          if f.type is not bool})
+    fields = dataclasses.fields(config.ModelConfig) + dataclasses.fields(config.TrainConfig)
+    self.assertEqual(set(config.RANGES),
+                     {f.name for f in fields if f.type is not bool and f.name != "model"})
 
   def test_a_frozen_random_encoder_is_refused_naming_both_sources_and_the_fix(self):
     real = "seg/configs/oxford_iiit_pet.json"  # named as in the source tree
@@ -186,7 +201,7 @@ class ConfigTest(absltest.TestCase):
     with self.assert_error_names('"backbone_weights": "none" by default', *fix):
       config.resolve("synthetic", config_path=frozen)
     c = self.from_command_line("--backbone_weights=none", "--nofreeze_backbone")
-    self.assertEqual((c.backbone_weights, c.freeze_backbone), ("none", False))
+    self.assertEqual((c.model.backbone_weights, c.model.freeze_backbone), ("none", False))
 
   def test_unreadable_file_is_named(self):
     with self.assertRaisesRegex(errors.Error, "cannot read config /nonexistent.json"):

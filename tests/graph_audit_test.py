@@ -1,9 +1,13 @@
-"""No op in the train or eval step may depend on approximate hardware instructions
+"""No op in the train or validation step may depend on approximate hardware instructions
 (seg.exact_layers.APPROXIMATE_OPS), as the graph runs: after grappler's rewrites."""
+
+import itertools
 
 from absl.testing import absltest
 
 from pipeline import determinism
+from seg import backbones
+from seg import config
 
 determinism.apply(determinism.resolve())  # portable, before TensorFlow loads
 
@@ -12,7 +16,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import training  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE = 32
@@ -22,34 +26,35 @@ VECTOR = tf.TensorSpec([None], tf.float32)
 
 def step_audit(arch, exact, freeze_backbone=False):
   """{step name: approximate ops found} for the U-Net's train step (a micro-batch's forward
-  and backward pass, and the update) and eval step."""
-  model = unet.build(arch, SIZE, 3, seed=1, freeze_backbone=freeze_backbone, exact=exact)
+  and backward pass, and the update) and validation step."""
+  model = unet.create(config.ModelConfig(model_arch=arch, freeze_backbone=freeze_backbone), SIZE,
+                      3, seed=1, exact=exact)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
-  train_step, eval_step = training.make_steps(model, optimizer, 3, micro_batches=2)
-  values, confusions, _ = train_step.compute(tf.zeros(BATCH[0].shape),
-                                             tf.zeros(BATCH[1].shape, tf.int32))
+  step, validation_step = steps.make_steps(model, optimizer, 3, micro_batches=2)
+  values, confusions, _ = step.compute(tf.zeros(BATCH[0].shape),
+                                       tf.zeros(BATCH[1].shape, tf.int32))
   micro_batch = (tf.TensorSpec([2, SIZE, SIZE, 3], tf.float32),
                  tf.TensorSpec([2, SIZE, SIZE], tf.int32), tf.TensorSpec([], tf.int64))
-  return {"train": dict(exact_layers.approximate_ops(train_step.micro_step, *micro_batch),
-                        **exact_layers.approximate_ops(train_step.update, values, confusions)),
-          "eval": exact_layers.approximate_ops(eval_step, *BATCH)}
+  return {"train": dict(exact_layers.approximate_ops(step.micro_step, *micro_batch),
+                        **exact_layers.approximate_ops(step.update, values, confusions)),
+          "validation": exact_layers.approximate_ops(validation_step, *BATCH)}
 
 
 class GraphAuditTest(absltest.TestCase):
 
   def test_the_portable_model_has_no_approximate_op(self):
-    # VGG19 has no batch norm: one setting covers its decoder.
-    for arch, frozen in (("mobilenetv2", False), ("mobilenetv2", True), ("vgg19", False)):
+    # Every encoder, trained and frozen (a frozen one runs its batch norms in inference mode).
+    for arch, frozen in itertools.product(backbones.BACKBONES, (False, True)):
       with self.subTest(arch=arch, freeze_backbone=frozen):
         self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen),
-                         {"train": {}, "eval": {}})
+                         {"train": {}, "validation": {}})
 
   # --- Negative controls: the audit sees approximate ops, also those grappler makes. ------
   def test_keras_batch_normalization_is_caught(self):
     found = step_audit("mobilenetv2", exact=False)
     self.assertIn("Rsqrt", found["train"])
-    self.assertIn("Rsqrt", found["eval"])
+    self.assertIn("Rsqrt", found["validation"])
 
   def test_an_inserted_rsqrt_is_caught(self):
     self.assertEqual(list(exact_layers.approximate_ops(tf.function(tf.math.rsqrt), VECTOR)),

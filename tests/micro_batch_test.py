@@ -1,12 +1,13 @@
 """A micro-batch's loss, gradients and batch moments are a function of the weights, its
 examples and its (step, index) alone: not of which micro-batches the process computed before
-it (seg.training.TrainStep, seg.micro_batch_layers). That is what lets any worker compute any
+it (seg.steps.TrainStep, seg.micro_batch_layers). That is what lets any worker compute any
 micro-batch; tests/multi_worker_test.py checks the whole train stage end to end."""
 
 import numpy as np
 from absl.testing import absltest
 
 from pipeline import determinism
+from seg import config
 
 determinism.apply(determinism.resolve())  # portable, before TensorFlow loads
 
@@ -14,7 +15,7 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from seg import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import training  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE, BATCH, MICRO_BATCHES = 32, 8, 4
@@ -31,7 +32,7 @@ def values_of(model, part):
   part=(first, count), computed by a fresh TrainStep that computed nothing before."""
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
-  step = training.TrainStep(model, optimizer, 3, MICRO_BATCHES, part=part)
+  step = steps.TrainStep(model, optimizer, 3, MICRO_BATCHES, part=part)
   size = BATCH // MICRO_BATCHES
   images, masks = (tensor[part[0] * size:(part[0] + part[1]) * size] for tensor in batch())
   values, _, _ = step.compute(images, masks)
@@ -49,14 +50,13 @@ class MicroBatchTest(absltest.TestCase):
         self.assertEqual(same, equal)
 
   def test_a_micro_batch_computed_alone_equals_the_same_one_computed_after_others(self):
-    model = unet.build("mobilenetv2", SIZE, 3, seed=1, dropout_rate=0.5, dropout_blocks=4,
-                       batchnorm_momentum=0.9)
+    model = unet.create(config.ModelConfig(dropout_blocks=4, batchnorm_momentum=0.9), SIZE, 3,
+                        seed=1)
     self.assert_parts_equal_the_whole(model, equal=True)
 
   def test_keras_stateful_dropout_breaks_it(self):
     # Negative control: Keras' seeded Dropout draws from a generator that every call advances.
-    model = unet.build("mobilenetv2", SIZE, 3, seed=1, dropout_rate=0.5, dropout_blocks=4,
-                       stock=True)
+    model = unet.create(config.ModelConfig(dropout_blocks=4), SIZE, 3, seed=1, stock=True)
     self.assert_parts_equal_the_whole(model, equal=False)
 
   def test_dropout_masks_follow_seed_step_and_micro_batch(self):
@@ -82,7 +82,7 @@ class MicroBatchTest(absltest.TestCase):
   def test_the_mean_of_micro_batches_is_summed_in_order(self):
     # 2^24 + 1 + 1: added left to right, each 1 is lost to rounding; any other order keeps them.
     stacked = tf.constant([2.0**24, 1.0, 1.0], tf.float32)
-    ordered_sum = training._ordered_sum  # pylint: disable=protected-access
+    ordered_sum = steps._ordered_sum  # pylint: disable=protected-access
     self.assertEqual(float(tf.function(ordered_sum)(stacked)), 2.0**24)  # as the step runs it
     self.assertEqual(float(stacked[1] + stacked[2] + stacked[0]), 2.0**24 + 2)
 

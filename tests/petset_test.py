@@ -24,14 +24,14 @@ class PetsetTest(absltest.TestCase):
     os.makedirs(cls.archives, exist_ok=True)
     synthetic.write_archives(cls.archives, 3, 40, 48)
 
-  def build(self):
+  def write_petset(self):
     extracted, out = self.create_tempdir().full_path, self.create_tempdir().full_path
     for name in ("images.tar.gz", "annotations.tar.gz"):
       archive.extract(os.path.join(self.archives, name), extracted)
-    return petset.build(extracted, out), out
+    return petset.write_petset(extracted, out), out
 
   def test_each_quirk_is_handled_and_counted(self):
-    details, out = self.build()
+    details, out = self.write_petset()
     quirky = {q: synthetic._pet_ids(40)[i] for i, q in synthetic.QUIRKS.items()}
     self.assertEqual(details["skipped"]["no trimap"], [quirky["no_trimap"] + ".jpg"])
     self.assertEqual(details["skipped"]["not a .jpg file"], ["Abyssinian_101.mat"])
@@ -49,7 +49,7 @@ class PetsetTest(absltest.TestCase):
       self.assertEqual(json.load(f)["metadata_source"], "file_name")
 
   def test_plain_images_and_trimaps_are_kept_byte_for_byte(self):
-    _, out = self.build()
+    _, out = self.write_petset()
     extracted = self.create_tempdir().full_path
     archive.extract(os.path.join(self.archives, "images.tar.gz"), extracted)
     with open(os.path.join(extracted, "images", "Abyssinian_1.jpg"), "rb") as f:
@@ -62,7 +62,7 @@ class PetsetTest(absltest.TestCase):
           "breed_id": 1, "breed_name": "Abyssinian", "metadata_source": "list.txt"})
 
   def test_petset_is_deterministic(self):
-    (_, one), (_, two) = self.build(), self.build()
+    (_, one), (_, two) = self.write_petset(), self.write_petset()
     self.assertEqual(digest.tree_digest(one), digest.tree_digest(two))
 
   def test_bad_trimap_is_skipped_with_its_reason(self):
@@ -73,14 +73,14 @@ class PetsetTest(absltest.TestCase):
     Image.new("L", (5, 5), 7).save(bad, format="PNG")
     with open(os.path.join(extracted, "annotations/trimaps/Abyssinian_1.png"), "wb") as f:
       f.write(bad.getvalue())
-    details = petset.build(extracted, out)
+    details = petset.write_petset(extracted, out)
     self.assertEqual(details["skipped"]["trimap size differs from image size"],
                      ["Abyssinian_1.jpg"])
     self.assertEqual(details["pets"], 38)
 
   def test_missing_folders_are_named(self):
     with self.assertRaisesRegex(errors.Error, "no images"):
-      petset.build(self.create_tempdir().full_path, self.create_tempdir().full_path)
+      petset.write_petset(self.create_tempdir().full_path, self.create_tempdir().full_path)
 
 
 if __name__ == "__main__":

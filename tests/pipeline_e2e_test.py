@@ -238,7 +238,7 @@ class PipelineTest(absltest.TestCase):
                    "--[no]deterministic", "--onednn_max_cpu_isa")
     store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store", "--[no]verify_inputs",
              "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
-    training = ("training flags (seg.config):", "--batch_size", "--micro_batches", "--epochs",
+    training = ("training flags (seg.config_flags):", "--batch_size", "--micro_batches", "--epochs",
                 "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
         "data_tools/download": data + determinism + store[:4],

@@ -46,17 +46,17 @@ from pipeline import determinism, digest
 settings = determinism.resolve()
 determinism.apply(settings)
 import keras, tensorflow as tf
-from seg import config, export, training
+from seg import config, export, models
 out, busy = sys.argv[1], sys.argv[2] == "busy"
-info, train_config = {"image_size": 32, "num_classes": 3}, config.TrainConfig()
+info, model_config = {"image_size": 32, "num_classes": 3}, config.ModelConfig()
 if busy:
   keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-  other = training.build_model(train_config, info, settings, stock=True)
+  other = models.for_splits(model_config, info, settings, stock=True)
   tf.function(lambda x: other(x))(tf.zeros([1, 32, 32, 3]))
-model = training.build_model(train_config, info, settings)
+model = models.for_splits(model_config, info, settings)
 for i, variable in enumerate(model.variables):
   variable.assign(np.random.default_rng(i).normal(0, 0.05, variable.shape))
-export.export(model, train_config, info, settings, 1.5, out)
+export.export(model, model_config, info, settings, 1.5, out)
 tf.saved_model.save(export.Segmenter(model, 1.5, 32), out + "-plain")
 print(digest.tree_digest(out), digest.file_digest(out + "-plain/saved_model.pb"))
 """

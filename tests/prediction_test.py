@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline import errors
-from pipeline import store
+from pipeline import files
 from seg import prediction
 
 CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata", "cases")
@@ -240,13 +240,13 @@ class OutputsTest(absltest.TestCase):
     for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
       previous = os.umask(umask)
       try:
-        self.assertEqual(store._umask(), umask)  # pylint: disable=protected-access
+        self.assertEqual(files._umask(), umask)  # pylint: disable=protected-access
         with mock.patch.object(builtins, "open", side_effect=OSError):  # no /proc
-          self.assertEqual(store._umask(), umask)  # pylint: disable=protected-access
-        files = self.write(np.zeros((3, 4, 3), np.float32))
+          self.assertEqual(files._umask(), umask)  # pylint: disable=protected-access
+        written = self.write(np.zeros((3, 4, 3), np.float32))
       finally:
         os.umask(previous)
-      for path in files:
+      for path in written:
         self.assertEqual(oct(os.stat(path).st_mode & 0o777), oct(mode), path)
 
 

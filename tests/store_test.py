@@ -11,9 +11,9 @@ import sys
 from absl.testing import absltest
 
 from pipeline import code
-from pipeline import determinism
 from pipeline import digest
 from pipeline import errors
+from pipeline import seeds
 from pipeline import stage
 from pipeline import store as storelib
 
@@ -293,22 +293,22 @@ class StageTest(absltest.TestCase):
     self.assertFalse(self.run_stage(store=unchecked, inputs={"up": upstream}).cached)
 
   def test_a_manifest_lists_only_the_seeds_its_own_build_derived(self):
-    determinism.derive_seed(7, "before the stage")
+    seeds.derive_seed(7, "before the stage")
 
     def build(out, unused_run_dir):
-      determinism.derive_seed(7, "inside")
+      seeds.derive_seed(7, "inside")
       write(out, {"result": b"1"})
       return {}
 
     manifest = stage.run(self.store, "seeded", {}, {}, {}, build).manifest
     self.assertEqual(manifest["derived_seeds"],
-                     {"7/inside": determinism.derive_seed(7, "inside")})
+                     {"7/inside": seeds.derive_seed(7, "inside")})
 
   def test_nested_seed_records_each_end_with_their_own_block(self):
-    with determinism.recording_seeds() as outer:
-      with determinism.recording_seeds() as inner:  # equal ({} == {}), not the same dict
+    with seeds.recording_seeds() as outer:
+      with seeds.recording_seeds() as inner:  # equal ({} == {}), not the same dict
         pass
-      determinism.derive_seed(7, "after the inner block")
+      seeds.derive_seed(7, "after the inner block")
     self.assertEqual((list(outer), inner), (["7/after the inner block"], {}))
 
   def test_a_missing_output_is_rebuilt(self):
@@ -331,6 +331,43 @@ class StageTest(absltest.TestCase):
       self.assertEqual(again.digest, first.digest)
     self.assertTrue(self.run_stage().cached)
 
+  def test_a_repeatable_stages_key_is_the_digest_of_its_key_record(self):
+    record = stage.key_record("s", self.build, {"p": 1}, {}, {})
+    self.assertEqual(sorted(record), ["code", "inputs", "params", "runtime", "stage"])
+    planned = stage.plan("s", {"p": 1}, {}, {}, self.build)
+    self.assertTrue(planned.repeatable)
+    self.assertEqual((planned.record, planned.key), (record, digest.record_digest(record)))
+    result = self.run_stage()
+    self.assertEqual((result.key, result.manifest["key_record"]), (planned.key, record))
+    self.assertNotIn("never_a_cache_hit", result.manifest)
+    self.assertTrue(stage.execute(self.store, planned).cached)
+
+  def test_an_unrepeatable_stage_is_never_a_cache_hit(self):
+    runs = [stage.run(self.store, "s", {"p": 1}, {}, {}, self.build, repeatable=False)
+            for _ in range(2)]
+    self.assertEqual(self.calls, 2)
+    self.assertEqual([r.cached for r in runs], [False, False])
+    self.assertNotEqual(runs[0].key, runs[1].key)
+    self.assertEqual(runs[0].digest, runs[1].digest)  # this build's output happens to be equal
+    record = stage.key_record("s", self.build, {"p": 1}, {}, {})
+    for result in runs:
+      manifest = self.store.lookup(result.key)
+      self.assertEqual(manifest["key"], digest.record_digest(manifest["key_record"]))
+      self.assertEqual({k: v for k, v in manifest["key_record"].items() if k != "nonce"},
+                       record)
+      self.assertRegex(manifest["key_record"]["nonce"], "^[0-9a-f]{32}$")
+      self.assertIn("randomness not derived from --seed", manifest["never_a_cache_hit"])
+      self.assertIn("random nonce", manifest["never_a_cache_hit"])
+    self.assertFalse(self.run_stage().cached)  # the repeatable stage hits neither
+    self.assertEqual(self.calls, 3)
+
+  def test_an_unrepeatable_plan_is_not_looked_up_even_with_its_key_stored(self):
+    planned = stage.plan("s", {"p": 1}, {}, {}, self.build, repeatable=False)
+    self.assertFalse(planned.repeatable)
+    first, second = stage.execute(self.store, planned), stage.execute(self.store, planned)
+    self.assertEqual((first.key, second.key), (planned.key, planned.key))
+    self.assertEqual((first.cached, second.cached, self.calls), (False, False, 2))
+
 
 class StageCodeTest(absltest.TestCase):
   """Each stage's key sees an edit to its build module or a module that imports, and no
@@ -338,21 +375,38 @@ class StageCodeTest(absltest.TestCase):
 
   # Stage: the module that defines its build function.
   STAGES = {"synthetic": "data_tools/synthetic.py", "download": "data_tools/download.py",
-            "partition": "data_tools/partition.py", "train": "seg/training.py"}
+            "partition": "data_tools/partition.py", "train": "seg/training.py",
+            "calibrate": "seg/calibration.py", "evaluate": "seg/evaluation.py",
+            "export": "seg/export.py"}
+  AFTER_TRAIN = {"calibrate", "evaluate", "export"}
+  MODEL = {"train"} | AFTER_TRAIN
   # Edited file: the stages whose code record must change.
   EDITS = {
       "data_tools/synthetic.py": {"synthetic"},
       "data_tools/download.py": {"download"},
       "data_tools/archive.py": {"synthetic", "download"},
       "data_tools/petset.py": {"download"},
-      "data_tools/partition.py": {"partition", "train"},
-      "seg/training.py": {"train"},
-      "seg/exact_layers.py": {"train"},
-      "seg/micro_batch_layers.py": {"train"},
+      "data_tools/partition.py": {"partition"} | MODEL,
+      "seg/training.py": {"train"},  # the stages after train load the model through seg.models
+      "seg/steps.py": {"train"},
+      "seg/models.py": MODEL,
+      "seg/unet.py": MODEL,
+      "seg/backbones.py": MODEL,
+      "seg/exact_layers.py": MODEL,
+      "seg/micro_batch_layers.py": MODEL,
+      "seg/inference.py": AFTER_TRAIN,
+      "seg/calibration.py": AFTER_TRAIN,  # evaluate and export read its temperature
+      "seg/evaluation.py": {"evaluate"},
+      "seg/export.py": {"export"},
+      "seg/input_pipeline.py": MODEL,
       "seg/local_workers.py": set(),  # starts workers; what they compute is not its business
       "seg/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
-      "seg/input_pipeline.py": {"train"},
-      "pipeline/stage.py": {"synthetic", "download", "partition", "train"},
+      "seg/config.py": set(),  # resolves configs: the stages record the values, not this code
+      "seg/config_flags.py": set(),
+      "pipeline/determinism.py": set(),  # the switches: in every key as values, not as code
+      "pipeline/seeds.py": set(STAGES),
+      "pipeline/files.py": {"partition"} | MODEL,
+      "pipeline/stage.py": set(STAGES),
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing
       "seg/stages.py": set(),
   }
