@@ -7,6 +7,7 @@ import os
 
 from pipeline import digest as digestlib
 from pipeline import errors
+from pipeline import stage
 from pipeline import store as storelib
 
 
@@ -107,8 +108,9 @@ def verify(store, digests=None):
 
 def garbage(store, keep_runs=False):
   """Paths that no manifest needs: unreferenced outputs and blobs, and (unless keep_runs)
-  the run folders (checkpoints, logs) of finished runs. An unfinished run's folder is kept:
-  it is how that run resumes."""
+  what the run folders of finished runs hold but their TensorBoard logs (stage.LOGS_FOLDER:
+  runs stay comparable there): checkpoints. An unfinished run's folder is kept whole: it is how
+  that run resumes."""
   kept = manifests(store)
   outputs = {m["output"] for m in kept.values()}
   inputs = {d for m in kept.values() for d in input_digests(m)}
@@ -121,7 +123,9 @@ def garbage(store, keep_runs=False):
   paths += [os.path.join(blobs, n) for n in sorted(os.listdir(blobs)) if n not in inputs]
   if not keep_runs:
     runs = os.path.join(store.root, "runs")
-    paths += [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n in kept]
+    finished = [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n in kept]
+    paths += [os.path.join(folder, n) for folder in finished
+              for n in sorted(os.listdir(folder)) if n != stage.LOGS_FOLDER]
   return paths
 
 

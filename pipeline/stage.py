@@ -34,6 +34,9 @@ class Result:
   manifest: dict
 
 
+# A run folder's subfolder for TensorBoard logs: builds write their logs there, and `store gc`
+# keeps it when it removes a finished run's checkpoints.
+LOGS_FOLDER = "tensorboard"
 # The key record's field that holds an unrepeatable run's random nonce, and what its manifest
 # says about it.
 NONCE = "nonce"

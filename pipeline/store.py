@@ -7,7 +7,8 @@ Layout under the store root:
   keys/<key>.json             a stage's manifest: key record, output digest, provenance
   blobs/<sha256>              single files fetched from outside (dataset archives)
   runs/<key>/                 side files of a stage run that are not results: checkpoints to
-                              resume from, TensorBoard logs (they carry wall-clock times)
+                              resume from, TensorBoard logs (stage.LOGS_FOLDER; they carry
+                              wall-clock times, and `store gc` keeps them)
   tmp/                        staging; never read by anyone else
 
 Writers stage into tmp/ and publish with one rename, so a reader sees a whole tree or none.

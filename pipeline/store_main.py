@@ -3,6 +3,9 @@
 Looks after reproseg's content-addressed store:
 
   ls [--stage=NAME]      what is stored: stage, date, key, output digest, size; newest first
+  runs [--stage=NAME]    one stage's runs (train by default) as a table, as DVC's `exp show`:
+                         the parameters that differ between them and their metrics; newest
+                         first, or --sort_by=METRIC (largest first; --ascending); --json
   show PREFIX            one output (by a unique prefix of its key or output digest): its
                          files, parameters, provenance and lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
@@ -15,9 +18,10 @@ Looks after reproseg's content-addressed store:
   diff PREFIX PREFIX     two outputs side by side: what differs in their keys (parameters,
                          inputs, code files, runtime), their metrics, and their files; for
                          arrays files (weights), each variable: equal or the largest |A - B|
-  gc [--nodry_run]       what no manifest needs (unreferenced outputs and blobs, the run
-                         folders of finished runs unless --keep_runs): listed by default,
-                         removed with --nodry_run; refused while a stage runs in the store
+  gc [--nodry_run]       what no manifest needs (unreferenced outputs and blobs, and the
+                         checkpoints of finished runs unless --keep_runs; their TensorBoard
+                         logs stay): listed by default, removed with --nodry_run; refused
+                         while a stage runs in the store
 """
 
 import sys
@@ -30,15 +34,25 @@ from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
 from pipeline import rebuild
+from pipeline import runs as runs_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...).")
+flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...); "
+                    "runs: this stage's runs (default: train).")
+flags.DEFINE_list("metrics", None, "runs: the metrics to show, by dotted name in the manifest's "
+                  "details (validation.iou, mean_iou, ...). Default: the stage's headline "
+                  "metrics (pipeline/runs.py), or all of them.")
+flags.DEFINE_string("sort_by", None, "runs: sort by this metric, largest first. Default: newest "
+                    "first.")
+flags.DEFINE_bool("ascending", False, "runs: with --sort_by, smallest first (a loss).")
+flags.DEFINE_bool("json", False, "runs: print the table as JSON.")
 flags.DEFINE_bool("dry_run", True, "gc: only list what would be removed.")
-flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints and logs of finished runs.")
+flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints of finished runs (their "
+                  "TensorBoard logs are always kept).")
 flags.DEFINE_bool("remove_damaged", False, "verify: remove the damaged outputs it finds, so "
                   "that the stages that made them run again.")
 
-COMMANDS = ("ls", "show", "verify", "check", "diff", "gc")
+COMMANDS = ("ls", "runs", "show", "verify", "check", "diff", "gc")
 
 
 def _size(n):
@@ -56,6 +70,21 @@ def ls(store, args):
     print("%-10s %-25s %-16s %-16s %10s" % (e.stage, e.started_utc, e.key[:16], e.output[:16],
                                            _size(e.size)))
   print("%d outputs in %s" % (len(rows), store.root))
+
+
+def runs(store, args):
+  if args:
+    raise errors.Error("runs takes no arguments: choose the stage with --stage")
+  found = runs_lib.table(store, FLAGS.stage or "train", FLAGS.metrics, FLAGS.sort_by,
+                         FLAGS.ascending)
+  if FLAGS.json:
+    print(found.to_json())
+    return
+  print("\n".join(runs_lib.lines(found)))
+  print("%d %s runs in %s; %s" % (
+      len(found.rows), found.stage, store.root,
+      "they differ in %s" % ", ".join(found.parameters) if found.parameters
+      else "every parameter is the same"))
 
 
 def show(store, args):

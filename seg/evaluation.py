@@ -58,7 +58,7 @@ def pictures_of(outputs, matrix, split, result, gallery_size):
 
 
 def log_to_tensorboard(run_dir, split, result, images):
-  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
   with writer.as_default(step=0):
     for name, value in (("mean_iou", result["mean_iou"]),
                         ("pixel_accuracy", result["pixel_accuracy"]),

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hparams_api
 
 from data_tools import partition
 from pipeline import arrays
@@ -42,7 +43,8 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
   """Trains on the training split, validates each epoch, and writes to out_dir:
   weights.arrays (all model variables), fingerprint.json, history.json, metrics.json.
 
-  run_dir keeps checkpoints/ (resumable state) and tensorboard/ (logs); neither is a result.
+  run_dir keeps checkpoints/ (resumable state) and the TensorBoard logs
+  (stage.LOGS_FOLDER); neither is a result.
   settings: the pipeline.determinism.Settings in force (its seed, and exact_layers).
   backbone_weights_file: the encoder's weights file (seg.models.backbone_weights_file), or
   None.
@@ -63,7 +65,9 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
       distribution.all_gather if distribution else None)
   checkpoints = Checkpoints(os.path.join(run_dir, "checkpoints"), model, optimizer)
   start, history = (0, []) if distribution else checkpoints.restore(config.epochs)
-  summaries = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  summaries = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
+  with summaries.as_default():  # TensorBoard's HParams dashboard: this run's configuration
+    hparams_api.hparams(hyperparameters(config))
   validation = None
   for epoch in range(start, config.epochs):
     print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
@@ -148,6 +152,14 @@ def validate(validation_step, splits_dir, batch_size, info):
   per_class, mean = metrics.iou(matrix)
   return {"loss": total / max(1, count * image_size * image_size), "iou": mean,
           "iou_per_class": dict(zip(partition.CLASS_NAMES, per_class)), "examples": count}
+
+
+def hyperparameters(config):
+  """{name: value} of a TrainConfig under the flags' flat names, None values left out (the
+  HParams dashboard takes booleans, numbers and strings)."""
+  record = config.record()
+  flat = dict(record.pop("model"), **record)
+  return {name: value for name, value in flat.items() if value is not None}
 
 
 def _summarize(summaries, record):

@@ -33,8 +33,9 @@ class InventoryTest(absltest.TestCase):
                             self.build_second)
 
   def build_first(self, out, run_dir):
-    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(os.path.join(run_dir, stage.LOGS_FOLDER))
     _write(run_dir, "checkpoint", "resume from here")
+    _write(os.path.join(run_dir, stage.LOGS_FOLDER), "events", "a TensorBoard log")
     _write(out, "a.txt", "A")
     _write(out, "b.txt", "B")
     return {}
@@ -104,7 +105,7 @@ class InventoryTest(absltest.TestCase):
     self.assertIsNone(self.store.lookup(self.first.key))  # its stage runs again
     self.assertEqual(self.store_main("verify").stdout, "every output checked is intact\n")
 
-  def test_gc_lists_then_removes_only_what_no_manifest_needs(self):
+  def test_gc_removes_what_no_manifest_needs_and_keeps_tensorboard_logs(self):
     with self.store.staging() as out:
       _write(out, "orphan", "no manifest refers to me")
       orphan = self.store.put_tree(out)
@@ -113,13 +114,17 @@ class InventoryTest(absltest.TestCase):
     dry = self.store_main("gc")
     self.assertEqual(dry.returncode, 0, dry.stderr)
     self.assertIn("would remove " + self.store.object_path(orphan), dry.stdout)
-    self.assertIn("would remove " + self.store.run_dir(self.first.key), dry.stdout)
+    checkpoint = os.path.join(self.store.run_dir(self.first.key), "checkpoint")
+    logs = os.path.join(self.store.run_dir(self.first.key), stage.LOGS_FOLDER)
+    self.assertIn("would remove " + checkpoint, dry.stdout)
+    self.assertNotIn(logs, dry.stdout)
     self.assertTrue(os.path.isdir(self.store.object_path(orphan)))
     real = self.store_main("gc", "--nodry_run")
     self.assertEqual(real.returncode, 0, real.stderr)
     self.assertFalse(os.path.exists(self.store.object_path(orphan)))
     self.assertFalse(os.path.exists(self.store.object_path(orphan) + ".sha256"))
-    self.assertFalse(os.path.exists(self.store.run_dir(self.first.key)))
+    self.assertFalse(os.path.exists(checkpoint))
+    self.assertTrue(os.path.isfile(os.path.join(logs, "events")))  # runs stay comparable
     self.assertTrue(os.path.isdir(unfinished))  # a run that may still resume
     self.assertEqual(inventory.verify(self.store), {})
     self.assertTrue(stage.run(self.store, "first", {"p": 1}, {}, {}, self.build_first).cached)

@@ -61,6 +61,13 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(measured["examples"], 3)  # the tiny test split
     with open(os.path.join(outputs["evaluate"], "gallery.png"), "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+    # TensorBoard's HParams dashboard finds the train run's configuration in its logs.
+    logs = b""
+    for path in glob.glob(os.path.join(store, "runs", stages[3][2], "tensorboard", "events.*")):
+      with open(path, "rb") as f:
+        logs += f.read()
+    for needed in (b"_hparams_/session_start_info", b"learning_rate", b"dropout_rate"):
+      self.assertIn(needed, logs)
 
   def test_an_unknown_split_is_one_line_and_stores_nothing(self):
     store = self.create_tempdir().full_path

@@ -1,0 +1,107 @@
+"""`store runs`: one stage's stored runs side by side, as DVC's `exp show` and MLflow's run
+comparison list them: the parameters that differ between the runs, and their metrics.
+
+A run's parameters are its key record's params, its runtime (the seed and determinism
+switches, the package lock), its input digests and the digest of its code record; its metrics
+are the numbers of its manifest's details. Only the parameters whose values are not the same
+in every run listed are columns.
+"""
+
+import dataclasses
+import json
+
+from pipeline import compare
+from pipeline import digest
+from pipeline import errors
+from pipeline import inventory
+
+# The metric columns shown by default, by stage: the ones the stage's headline names. A stage
+# not listed shows every number of its details.
+HEADLINE_METRICS = {
+    "train": ("validation.iou", "validation.loss"),
+    "calibrate": ("temperature", "ece.after", "nll.after"),
+    "evaluate": ("mean_iou", "pixel_accuracy", "ece.calibrated"),
+}
+_ABSENT = None  # a parameter or metric a run does not have
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """Runs as rows: key, output and start time, then parameters and metrics by name."""
+  stage: str
+  parameters: tuple  # the parameter names that differ, sorted
+  metrics: tuple  # the metric names shown
+  rows: tuple  # dicts: key, output, started_utc, parameters {name: value}, metrics {...}
+
+  def to_json(self):
+    return json.dumps({"stage": self.stage, "parameters": list(self.parameters),
+                       "metrics": list(self.metrics), "runs": list(self.rows)},
+                      indent=1, sort_keys=True)
+
+
+def _parameters(manifest):
+  """{dotted name: value} of what made a run: params, runtime, inputs, code (one digest)."""
+  record = manifest["key_record"]
+  return compare.flatten({"params": record["params"], "runtime": record["runtime"],
+                          "inputs": record["inputs"],
+                          "code": digest.record_digest(record["code"])})
+
+
+def _numbers(details):
+  """{dotted name: number} of a manifest's details (bools and strings left out)."""
+  return {name: value for name, value in compare.flatten(details or {}).items()
+          if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def table(store, stage, metrics=None, sort_by=None, ascending=False):
+  """The Table of a stage's runs, newest first, or sorted by the metric sort_by.
+
+  metrics: the metric names to show; default HEADLINE_METRICS[stage], else all. Raises
+  errors.Error if the store holds no run of that stage, or sort_by is not a metric shown.
+  """
+  entries = inventory.entries(store, stage)
+  if not entries:
+    raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage))
+  params = [_parameters(e.manifest) for e in entries]
+  numbers = [_numbers(e.manifest.get("details")) for e in entries]
+  names = sorted({n for p in params for n in p})
+  differing = tuple(n for n in names if len({json.dumps(p.get(n)) for p in params}) > 1)
+  shown = tuple(metrics or HEADLINE_METRICS.get(stage) or
+                sorted({n for found in numbers for n in found}))
+  rows = [{"key": e.key, "output": e.output, "started_utc": e.started_utc,
+           "parameters": {n: p.get(n, _ABSENT) for n in differing},
+           "metrics": {n: found.get(n, _ABSENT) for n in shown}}
+          for e, p, found in zip(entries, params, numbers)]
+  if sort_by:
+    rows = _sorted(rows, sort_by, shown, ascending)
+  return Table(stage, differing, shown, tuple(rows))
+
+
+def _sorted(rows, metric, shown, ascending):
+  """Rows by a metric's value, largest first unless ascending; runs without it last."""
+  if metric not in shown:
+    raise errors.Error("--sort_by=%s is not a metric shown (%s): name one of them, or show it "
+                       "with --metrics" % (metric, ", ".join(shown)))
+  present = [r for r in rows if r["metrics"][metric] is not _ABSENT]
+  absent = [r for r in rows if r["metrics"][metric] is _ABSENT]
+  return sorted(present, key=lambda r: r["metrics"][metric], reverse=not ascending) + absent
+
+
+def _cell(value):
+  if value is _ABSENT:
+    return "-"
+  if isinstance(value, float):
+    return "%.4g" % value
+  text = json.dumps(value) if not isinstance(value, str) else value
+  return text[:16] + "…" if len(text) > 17 else text
+
+
+def lines(runs):
+  """The table as text: a header, then one line per run; columns as wide as their cells."""
+  header = ["key", "started (UTC)"] + list(runs.parameters) + list(runs.metrics)
+  body = [[r["key"][:16], r["started_utc"]] +
+          [_cell(r["parameters"][n]) for n in runs.parameters] +
+          [_cell(r["metrics"][n]) for n in runs.metrics] for r in runs.rows]
+  widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+  return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+          for row in [header] + body]

@@ -1,0 +1,88 @@
+"""`store runs` (pipeline/runs.py): a stage's runs as one table, the parameters that differ
+and the metrics, sorted and as JSON; through the store binary too."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from pipeline import code
+from pipeline import errors
+from pipeline import runs
+from pipeline import stage
+from pipeline import store as storelib
+
+
+class RunsTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.store = storelib.Store(self.create_tempdir().full_path)
+    # Three train runs: two learning rates under seed 42, one under seed 7; a stage that
+    # HEADLINE_METRICS does not list.
+    self.keys = [self.add_run("train", {"learning_rate": lr, "epochs": 2}, {"seed": seed},
+                          {"validation": {"iou": iou, "loss": 1 - iou, "examples": 9},
+                           "headline": "validation IoU %.4f" % iou})
+                 for lr, seed, iou in ((0.1, 42, 0.5), (0.01, 42, 0.7), (0.01, 7, 0.6))]
+    self.add_run("survey", {}, {"seed": 42}, {"count": 3, "mean": 0.5, "flag": True,
+                                              "note": "text"})
+
+  def add_run(self, name, params, determinism_record, details):
+    def build(out, unused_run_dir):
+      with open(os.path.join(out, "result.json"), "w") as f:
+        json.dump(details, f)
+      return details
+    return stage.run(self.store, name, params, {}, determinism_record, build).key
+
+  def test_only_the_parameters_that_differ_are_columns_with_the_headline_metrics(self):
+    table = runs.table(self.store, "train")
+    self.assertEqual(table.parameters,
+                     ("params.learning_rate", "runtime.determinism.seed"))
+    self.assertEqual(table.metrics, ("validation.iou", "validation.loss"))
+    self.assertEqual([r["key"] for r in table.rows], self.keys[::-1])  # newest first
+    self.assertEqual(table.rows[0]["parameters"],
+                     {"params.learning_rate": 0.01, "runtime.determinism.seed": 7})
+
+  def test_sorted_by_a_metric_either_way(self):
+    best_first = runs.table(self.store, "train", sort_by="validation.iou")
+    self.assertEqual([r["metrics"]["validation.iou"] for r in best_first.rows], [0.7, 0.6, 0.5])
+    lowest_loss = runs.table(self.store, "train", sort_by="validation.loss", ascending=True)
+    self.assertEqual(lowest_loss.rows[0]["key"], self.keys[1])
+
+  def test_a_stage_without_headline_metrics_shows_every_number_and_metrics_choose(self):
+    self.assertEqual(runs.table(self.store, "survey").metrics, ("count", "mean"))
+    self.assertEqual(runs.table(self.store, "train", metrics=["validation.examples"]).metrics,
+                     ("validation.examples",))
+
+  def test_errors_name_the_stage_or_the_metric(self):
+    with self.assertRaisesRegex(errors.Error, "holds no calibrate run"):
+      runs.table(self.store, "calibrate")
+    with self.assertRaisesRegex(errors.Error, "--sort_by=accuracy is not a metric shown "
+                                "\\(validation.iou, validation.loss\\)"):
+      runs.table(self.store, "train", sort_by="accuracy")
+
+  def test_the_store_binary_prints_the_table_and_json_that_parses(self):
+    def store_main(*args):
+      result = subprocess.run(
+          [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py"), "runs",
+           "--store=" + self.store.root] + list(args), capture_output=True, text=True,
+          env=dict(os.environ, PYTHONPATH=code.ROOT), check=False)
+      self.assertEqual(result.returncode, 0, result.stderr)
+      return result.stdout
+
+    text = store_main("--sort_by=validation.iou")
+    lines = text.splitlines()
+    self.assertEqual(lines[0].split(), ["key", "started", "(UTC)", "params.learning_rate",
+                                        "runtime.determinism.seed", "validation.iou",
+                                        "validation.loss"])
+    self.assertTrue(lines[1].startswith(self.keys[1][:16]))
+    self.assertIn("3 train runs", text)
+    listed = json.loads(store_main("--json"))
+    self.assertEqual([r["key"] for r in listed["runs"]], self.keys[::-1])
+    self.assertEqual(listed["parameters"], ["params.learning_rate", "runtime.determinism.seed"])
+
+
+if __name__ == "__main__":
+  absltest.main()
