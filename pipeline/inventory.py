@@ -37,11 +37,11 @@ def manifests(store):
   return found
 
 
-def entries(store, stage=None):
-  """Entries, newest first; only one stage's if stage is given."""
+def entries(store, stage_name=None):
+  """Entries, newest first; only one stage's if stage_name is given."""
   listed = [Entry(m["stage"], key, m["output"], m["provenance"].get("started_utc", ""),
                   _tree_size(store.object_path(m["output"])), m)
-            for key, m in manifests(store).items() if stage in (None, m["stage"])]
+            for key, m in manifests(store).items() if stage_name in (None, m["stage"])]
   # Newest first by publication: the manifest's write time (start times have whole seconds).
   return sorted(listed, key=lambda e: os.stat(store.manifest_path(e.key)).st_mtime_ns,
                 reverse=True)
@@ -124,7 +124,8 @@ def garbage(store, keep_runs=False):
   if not keep_runs:
     runs = os.path.join(store.root, "runs")
     finished = [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n in kept]
-    paths += [os.path.join(folder, n) for folder in finished
+    paths += [path for path in finished if not os.path.isdir(path)]  # no stage writes a file
+    paths += [os.path.join(folder, n) for folder in finished if os.path.isdir(folder)
               for n in sorted(os.listdir(folder)) if n != stage.LOGS_FOLDER]
   return paths
 

@@ -9,20 +9,21 @@ in every run listed are columns.
 
 import dataclasses
 import json
+import re
 
 from pipeline import compare
 from pipeline import digest
 from pipeline import errors
 from pipeline import inventory
 
-# The metric columns shown by default, by stage: the ones the stage's headline names. A stage
-# not listed shows every number of its details.
+# The metric columns shown by default, by stage: the ones each stage is judged by. A stage not
+# listed shows every number of its details.
 HEADLINE_METRICS = {
     "train": ("validation.iou", "validation.loss"),
     "calibrate": ("temperature", "ece.after", "nll.after"),
     "evaluate": ("mean_iou", "pixel_accuracy", "ece.calibrated"),
 }
-_ABSENT = None  # a parameter or metric a run does not have
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,9 @@ class Table:
   stage: str
   parameters: tuple  # the parameter names that differ, sorted
   metrics: tuple  # the metric names shown
-  rows: tuple  # dicts: key, output, started_utc, parameters {name: value}, metrics {...}
+  # dicts: key, output, started_utc, parameters {name: value}, metrics {name: value}; a name
+  # a run does not have is left out of its dicts (a value may be None: JSON null).
+  rows: tuple
 
   def to_json(self):
     return json.dumps({"stage": self.stage, "parameters": list(self.parameters),
@@ -48,33 +51,39 @@ def _parameters(manifest):
 
 
 def _numbers(details):
-  """{dotted name: number} of a manifest's details (bools and strings left out)."""
+  """{dotted name: number} of a manifest's details (bools, strings and lists left out)."""
   return {name: value for name, value in compare.flatten(details or {}).items()
           if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
-def table(store, stage, metrics=None, sort_by=None, ascending=False):
+def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
   """The Table of a stage's runs, newest first, or sorted by the metric sort_by.
 
-  metrics: the metric names to show; default HEADLINE_METRICS[stage], else all. Raises
-  errors.Error if the store holds no run of that stage, or sort_by is not a metric shown.
+  metrics: the metric names to show; default HEADLINE_METRICS[stage_name], else all. Raises
+  errors.Error if the store holds no run of that stage, if no run has a metric asked for, or
+  if sort_by is not a metric shown.
   """
-  entries = inventory.entries(store, stage)
+  entries = inventory.entries(store, stage_name)
   if not entries:
-    raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage))
+    raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage_name))
   params = [_parameters(e.manifest) for e in entries]
   numbers = [_numbers(e.manifest.get("details")) for e in entries]
   names = sorted({n for p in params for n in p})
-  differing = tuple(n for n in names if len({json.dumps(p.get(n)) for p in params}) > 1)
-  shown = tuple(metrics or HEADLINE_METRICS.get(stage) or
-                sorted({n for found in numbers for n in found}))
+  differing = tuple(n for n in names if len({json.dumps(p.get(n)) if n in p else "absent"
+                                             for p in params}) > 1)
+  found = sorted({n for run in numbers for n in run})
+  shown = tuple(metrics or HEADLINE_METRICS.get(stage_name) or found)
+  unknown = [n for n in metrics or () if n not in found]
+  if unknown:
+    raise errors.Error("no %s run has the metric %s; they have %s" % (
+        stage_name, ", ".join(unknown), ", ".join(found)))
   rows = [{"key": e.key, "output": e.output, "started_utc": e.started_utc,
-           "parameters": {n: p.get(n, _ABSENT) for n in differing},
-           "metrics": {n: found.get(n, _ABSENT) for n in shown}}
-          for e, p, found in zip(entries, params, numbers)]
+           "parameters": {n: p[n] for n in differing if n in p},
+           "metrics": {n: run[n] for n in shown if n in run}}
+          for e, p, run in zip(entries, params, numbers)]
   if sort_by:
     rows = _sorted(rows, sort_by, shown, ascending)
-  return Table(stage, differing, shown, tuple(rows))
+  return Table(stage_name, differing, shown, tuple(rows))
 
 
 def _sorted(rows, metric, shown, ascending):
@@ -82,26 +91,31 @@ def _sorted(rows, metric, shown, ascending):
   if metric not in shown:
     raise errors.Error("--sort_by=%s is not a metric shown (%s): name one of them, or show it "
                        "with --metrics" % (metric, ", ".join(shown)))
-  present = [r for r in rows if r["metrics"][metric] is not _ABSENT]
-  absent = [r for r in rows if r["metrics"][metric] is _ABSENT]
+  present = [r for r in rows if metric in r["metrics"]]
+  absent = [r for r in rows if metric not in r["metrics"]]
   return sorted(present, key=lambda r: r["metrics"][metric], reverse=not ascending) + absent
 
 
-def _cell(value):
-  if value is _ABSENT:
+def _parameter_cell(values, name):
+  """A parameter's value in full as JSON ("-" if the run has none), a digest shortened."""
+  if name not in values:
     return "-"
-  if isinstance(value, float):
-    return "%.4g" % value
-  text = json.dumps(value) if not isinstance(value, str) else value
-  return text[:16] + "…" if len(text) > 17 else text
+  value = values[name]
+  if isinstance(value, str) and _DIGEST.match(value):
+    return value[:16] + "…"
+  return json.dumps(value)
+
+
+def _metric_cell(values, name):
+  return "%.4g" % values[name] if name in values else "-"
 
 
 def lines(runs):
   """The table as text: a header, then one line per run; columns as wide as their cells."""
   header = ["key", "started (UTC)"] + list(runs.parameters) + list(runs.metrics)
   body = [[r["key"][:16], r["started_utc"]] +
-          [_cell(r["parameters"][n]) for n in runs.parameters] +
-          [_cell(r["metrics"][n]) for n in runs.metrics] for r in runs.rows]
+          [_parameter_cell(r["parameters"], n) for n in runs.parameters] +
+          [_metric_cell(r["metrics"], n) for n in runs.metrics] for r in runs.rows]
   widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
   return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
           for row in [header] + body]

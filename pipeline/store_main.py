@@ -4,8 +4,9 @@ Looks after reproseg's content-addressed store:
 
   ls [--stage=NAME]      what is stored: stage, date, key, output digest, size; newest first
   runs [--stage=NAME]    one stage's runs (train by default) as a table, as DVC's `exp show`:
-                         the parameters that differ between them and their metrics; newest
-                         first, or --sort_by=METRIC (largest first; --ascending); --json
+                         the parameters that differ between them and their metrics
+                         (--metrics=A,B to choose); newest first, or --sort_by=METRIC
+                         (largest first; --ascending); --json
   show PREFIX            one output (by a unique prefix of its key or output digest): its
                          files, parameters, provenance and lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
@@ -75,14 +76,16 @@ def ls(store, args):
 def runs(store, args):
   if args:
     raise errors.Error("runs takes no arguments: choose the stage with --stage")
+  if FLAGS.ascending and not FLAGS.sort_by:
+    raise errors.Error("--ascending orders by a metric: give it with --sort_by")
   found = runs_lib.table(store, FLAGS.stage or "train", FLAGS.metrics, FLAGS.sort_by,
                          FLAGS.ascending)
   if FLAGS.json:
     print(found.to_json())
     return
   print("\n".join(runs_lib.lines(found)))
-  print("%d %s runs in %s; %s" % (
-      len(found.rows), found.stage, store.root,
+  print("%d %s run%s in %s; %s" % (
+      len(found.rows), found.stage, "" if len(found.rows) == 1 else "s", store.root,
       "they differ in %s" % ", ".join(found.parameters) if found.parameters
       else "every parameter is the same"))
 

@@ -129,6 +129,11 @@ class InventoryTest(absltest.TestCase):
     self.assertEqual(inventory.verify(self.store), {})
     self.assertTrue(stage.run(self.store, "first", {"p": 1}, {}, {}, self.build_first).cached)
 
+  def test_gc_lists_a_file_where_a_finished_runs_folder_belongs(self):
+    stray = self.store.run_dir(self.second.key)
+    _write(os.path.dirname(stray), os.path.basename(stray), "not a folder")
+    self.assertIn(stray, inventory.garbage(self.store))
+
   def test_gc_is_refused_while_a_stage_runs(self):
     with self.store.lock("1" * 64):
       with self.assertRaisesRegex(errors.Error, "a stage is running"):

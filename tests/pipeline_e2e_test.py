@@ -9,6 +9,8 @@ import sys
 
 from absl.testing import absltest
 
+from pipeline import stage
+
 from tests.tiny_pipeline import PIPELINE
 from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import run
@@ -48,12 +50,12 @@ class PipelineTest(absltest.TestCase):
     subprocess.run(["sha256sum", "--check", "--quiet",
                     os.path.join("..", stages[3][1] + ".sha256")], cwd=outputs["train"],
                    check=True)
-    for stage, names in (("train", ("weights.arrays", "fingerprint.json", "history.json",
-                                    "metrics.json")),
-                         ("calibrate", ("calibration.json", "reliability.png")),
-                         ("evaluate", ("metrics.json", "confusion.json", "confusion.png",
-                                       "gallery.png"))):
-      self.assertEqual(sorted(os.listdir(outputs[stage])), sorted(names), stage)
+    for stage_name, names in (("train", ("weights.arrays", "fingerprint.json", "history.json",
+                                         "metrics.json")),
+                              ("calibrate", ("calibration.json", "reliability.png")),
+                              ("evaluate", ("metrics.json", "confusion.json", "confusion.png",
+                                            "gallery.png"))):
+      self.assertEqual(sorted(os.listdir(outputs[stage_name])), sorted(names), stage_name)
     with open(os.path.join(outputs["evaluate"], "metrics.json")) as f:
       measured = json.load(f)
     self.assertEqual(sorted(measured["iou"]), ["background", "border", "pet"])
@@ -63,7 +65,8 @@ class PipelineTest(absltest.TestCase):
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     # TensorBoard's HParams dashboard finds the train run's configuration in its logs.
     logs = b""
-    for path in glob.glob(os.path.join(store, "runs", stages[3][2], "tensorboard", "events.*")):
+    logs_folder = os.path.join(store, "runs", stages[3][2], stage.LOGS_FOLDER)
+    for path in glob.glob(os.path.join(logs_folder, "events.*")):
       with open(path, "rb") as f:
         logs += f.read()
     for needed in (b"_hparams_/session_start_info", b"learning_rate", b"dropout_rate"):

@@ -56,12 +56,30 @@ class RunsTest(absltest.TestCase):
     self.assertEqual(runs.table(self.store, "train", metrics=["validation.examples"]).metrics,
                      ("validation.examples",))
 
+  def test_none_and_absent_are_told_apart_and_values_are_shown_in_full(self):
+    self.add_run("probe", {"momentum": None, "weights": "a" * 64, "rate": 0.0010001}, {}, {})
+    self.add_run("probe", {"weights": "b" * 64, "rate": 0.001}, {}, {"score": 1.0})
+    table = runs.table(self.store, "probe")
+    self.assertEqual(table.parameters, ("params.momentum", "params.rate", "params.weights"))
+    older, newer = table.rows[1], table.rows[0]
+    self.assertEqual(older["parameters"]["params.momentum"], None)
+    self.assertNotIn("params.momentum", newer["parameters"])
+    self.assertNotIn("score", older["metrics"])
+    text = runs.lines(table)
+    self.assertEqual(text[2].split()[2:], ["null", "0.0010001", "a" * 16 + "…", "-"])
+    self.assertEqual(text[1].split()[2:], ["-", "0.001", "b" * 16 + "…", "1"])
+    self.assertEqual([r["key"] for r in runs.table(self.store, "probe", sort_by="score").rows],
+                     [newer["key"], older["key"]])  # a run without the metric goes last
+
   def test_errors_name_the_stage_or_the_metric(self):
     with self.assertRaisesRegex(errors.Error, "holds no calibrate run"):
       runs.table(self.store, "calibrate")
     with self.assertRaisesRegex(errors.Error, "--sort_by=accuracy is not a metric shown "
                                 "\\(validation.iou, validation.loss\\)"):
       runs.table(self.store, "train", sort_by="accuracy")
+    with self.assertRaisesRegex(errors.Error, "no train run has the metric validaton.iou; "
+                                "they have validation.examples, validation.iou"):
+      runs.table(self.store, "train", metrics=["validaton.iou"])
 
   def test_the_store_binary_prints_the_table_and_json_that_parses(self):
     def store_main(*args):
