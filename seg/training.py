@@ -67,7 +67,10 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
   start, history = (0, []) if distribution else checkpoints.restore(config.epochs)
   summaries = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
   with summaries.as_default():  # TensorBoard's HParams dashboard: this run's configuration
-    hparams_api.hparams(hyperparameters(config))
+    # One row per run: the run folder's name (the stage key), not the values' hash, which
+    # runs of one configuration with other seeds or data would share.
+    hparams_api.hparams(hyperparameters(config, settings.seed),
+                        trial_id=os.path.basename(os.path.normpath(run_dir)))
   validation = None
   for epoch in range(start, config.epochs):
     print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
@@ -154,11 +157,11 @@ def validate(validation_step, splits_dir, batch_size, info):
           "iou_per_class": dict(zip(partition.CLASS_NAMES, per_class)), "examples": count}
 
 
-def hyperparameters(config):
-  """{name: value} of a TrainConfig under the flags' flat names, None values left out (the
-  HParams dashboard takes booleans, numbers and strings)."""
+def hyperparameters(config, seed):
+  """{name: value} of a TrainConfig under the flags' flat names, and the seed; None values
+  left out (the HParams dashboard takes booleans, numbers and strings)."""
   record = config.record()
-  flat = dict(record.pop("model"), **record)
+  flat = dict(record.pop("model"), seed=seed, **record)
   return {name: value for name, value in flat.items() if value is not None}
 
 

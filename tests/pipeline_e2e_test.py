@@ -69,7 +69,8 @@ class PipelineTest(absltest.TestCase):
     for path in glob.glob(os.path.join(logs_folder, "events.*")):
       with open(path, "rb") as f:
         logs += f.read()
-    for needed in (b"_hparams_/session_start_info", b"learning_rate", b"dropout_rate"):
+    for needed in (b"_hparams_/session_start_info", b"learning_rate", b"dropout_rate",
+                   b"seed", stages[3][2].encode()):  # the group: this run's key
       self.assertIn(needed, logs)
 
   def test_an_unknown_split_is_one_line_and_stores_nothing(self):
