@@ -13,13 +13,18 @@ from pipeline import store as storelib
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  """One manifest: a stage run whose output is in the store."""
+  """One manifest: a stage run whose output is in the store (its folder: path)."""
   stage: str
   key: str
   output: str
   started_utc: str
-  size: int
+  path: str
   manifest: dict
+
+  @property
+  def size(self):
+    """Bytes of the output's files, read when asked (`store ls`): `store runs` needs none."""
+    return _tree_size(self.path)
 
 
 def _tree_size(path):
@@ -40,7 +45,7 @@ def manifests(store):
 def entries(store, stage_name=None):
   """Entries, newest first; only one stage's if stage_name is given."""
   listed = [Entry(m["stage"], key, m["output"], m["provenance"].get("started_utc", ""),
-                  _tree_size(store.object_path(m["output"])), m)
+                  store.object_path(m["output"]), m)
             for key, m in manifests(store).items() if stage_name in (None, m["stage"])]
   # Newest first by publication: the manifest's write time (start times have whole seconds).
   return sorted(listed, key=lambda e: os.stat(store.manifest_path(e.key)).st_mtime_ns,
