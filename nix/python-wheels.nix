@@ -2,9 +2,11 @@
 # One attribute set per wheel; flake.nix fetches each with fetchPypi.
 [
   { name = "absl-py"; pname = "absl_py"; version = "2.5.1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "721200f2f0e9960f2ca9dc3a2a706b201f5f75d812c158f059cbbe29eeafbdb8"; }
+  { name = "alembic"; pname = "alembic"; version = "1.20.1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "9970712cfb81ea26c8658d378aaa5b8f6ff9146e5bb111d70497c164016cf598"; }
   { name = "astunparse"; pname = "astunparse"; version = "1.6.3"; dist = "py2.py3"; python = "py2.py3"; abi = "none"; platform = "any"; sha256 = "c2652417f2c8b5bb325c885ae329bdf3f86424075c4fd1a128674bc6fba4b8e8"; }
   { name = "certifi"; pname = "certifi"; version = "2026.10.19.post1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "1324c476b4811eff41a8bc2122cd0bbd4d9c7234c725446d99ab1612b3a7fdd2"; }
   { name = "charset-normalizer"; pname = "charset_normalizer"; version = "3.5.3"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux1_x86_64.manylinux_2_28_x86_64.manylinux_2_5_x86_64"; sha256 = "2a6f937e0b70133d1f826d0a253331b6fe1a4c874808cc12e16f2fb8177042f4"; }
+  { name = "colorlog"; pname = "colorlog"; version = "6.12.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "30d392604e9110045a2c2aeefc27d7a017abbab63f3a8aee594eac0801df784e"; }
   { name = "flatbuffers"; pname = "flatbuffers"; version = "25.12.19"; dist = "py2.py3"; python = "py2.py3"; abi = "none"; platform = "any"; sha256 = "7634f50c427838bb021c2d66a3d1168e9d199b0607e6329399f04846d42e20b4"; }
   { name = "framework-reproducibility"; pname = "framework_reproducibility"; version = "0.6.0"; dist = "py2.py3"; python = "py2.py3"; abi = "none"; platform = "any"; sha256 = "68b75c67ac9ad8558ee66490fce509ace43f2243a86d50d13dd9f1564b4f02e4"; }
   { name = "gast"; pname = "gast"; version = "0.7.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "99cbf1365633a74099f69c59bd650476b96baa5ef196fec88032b00b31ba36f7"; }
@@ -14,6 +16,7 @@
   { name = "idna"; pname = "idna"; version = "3.20"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"; }
   { name = "keras"; pname = "keras"; version = "3.15.1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "836460e480930acbd19bb7a17e62f9ecad40e8a9af9a651fc8d0586a96d27e20"; }
   { name = "libclang"; pname = "libclang"; version = "18.1.1"; dist = "py2.py3"; python = "py2.py3"; abi = "none"; platform = "manylinux2010_x86_64"; sha256 = "c533091d8a3bbf7460a00cb6c1a71da93bffe148f172c7d03b1c31fbf8aa2a0b"; }
+  { name = "mako"; pname = "mako"; version = "1.4.3"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "723296007c870bfd6b3f0c3230dba7198096e5269297ebf5e4eff9e7ffa39d4f"; }
   { name = "markdown"; pname = "markdown"; version = "3.11.3"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "e1a31a112232504d753e5c01bb8c2de90d3f0ba986b063e10770cf7695b09e73"; }
   { name = "markdown-it-py"; pname = "markdown_it_py"; version = "4.3.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "7aa1511a46c39138de78d9eba92ce47e63124d8003fc98b3a351909e04239efa"; }
   { name = "markupsafe"; pname = "markupsafe"; version = "3.0.4"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64"; sha256 = "6da83a088f8ef93b2d483a8232a4dbf4d69d3d8496b568a03c56becac43e1808"; }
@@ -23,18 +26,22 @@
   { name = "numpy"; pname = "numpy"; version = "2.4.6"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux_2_27_x86_64.manylinux_2_28_x86_64"; sha256 = "89cd468399cfd2504718f0ba50e410dca55a170b61a02ad92bb18c8a65186e93"; }
   { name = "opt-einsum"; pname = "opt_einsum"; version = "3.4.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "69bb92469f86a1565195ece4ac0323943e83477171b91d24c35afe028a90d7cd"; }
   { name = "optree"; pname = "optree"; version = "0.20.0"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux_2_27_x86_64.manylinux_2_28_x86_64"; sha256 = "cd49b5a6066ebb027b37afa19f02d77e33067f33b0d5b7602b537e6892789d00"; }
+  { name = "optuna"; pname = "optuna"; version = "5.0.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "5fff892ae6baf4948c810c5b8635ec67e08efb0709b41cb73b14e30391d44720"; }
   { name = "packaging"; pname = "packaging"; version = "26.4"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2"; }
   { name = "pillow"; pname = "pillow"; version = "13.0.0"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux_2_27_x86_64.manylinux_2_28_x86_64"; sha256 = "a625df9a2a5597fa5e5266e01aefc82604bb85d291e3547981e863560d75da6c"; }
   { name = "protobuf"; pname = "protobuf"; version = "7.36.2"; dist = "cp310"; python = "cp310"; abi = "abi3"; platform = "manylinux2014_x86_64"; sha256 = "89f23aa53c24553a2416fd4fd1ec06f74fa42b14b546d8883128813f775bbfd2"; }
   { name = "pygments"; pname = "pygments"; version = "2.21.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "2363c69b61c4a97c838da3b130dcd6468f4848992b21a82f2a63ec34377137d9"; }
+  { name = "pyyaml"; pname = "pyyaml"; version = "6.0.4"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64"; sha256 = "622aa875fa6533f25fedcffe23079357d65a690d462200afed5d8e9d0e01ebee"; }
   { name = "requests"; pname = "requests"; version = "2.34.2"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "2a0d60c172f83ac6ab31e4554906c0f3b3588d37b5cb939b1c061f4907e278e0"; }
   { name = "rich"; pname = "rich"; version = "15.0.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "33bd4ef74232fb73fe9279a257718407f169c09b78a87ad3d296f548e27de0bb"; }
   { name = "setuptools"; pname = "setuptools"; version = "84.2.1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "ca140b45d5325a9478f880e351484f62fef15f336462e449ca0c03c873d589c2"; }
   { name = "six"; pname = "six"; version = "1.17.0"; dist = "py2.py3"; python = "py2.py3"; abi = "none"; platform = "any"; sha256 = "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274"; }
+  { name = "sqlalchemy"; pname = "sqlalchemy"; version = "2.1.9"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64"; sha256 = "3a24b459e52b3ac138f6a05e99a4bd0589443a1ae18041a59c1cfdee12134a2b"; }
   { name = "tensorboard"; pname = "tensorboard"; version = "2.21.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "7279316dcb6bd5bc391d623dea841531299cde1887310e8133bc34a996d32255"; }
   { name = "tensorboard-data-server"; pname = "tensorboard_data_server"; version = "0.7.2"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "7e0610d205889588983836ec05dc098e80f97b7e7bbff7e994ebb78f578d0ddb"; }
   { name = "tensorflow"; pname = "tensorflow"; version = "2.21.0"; dist = "cp311"; python = "cp311"; abi = "cp311"; platform = "manylinux_2_27_x86_64"; sha256 = "9056fbc9ba04235810b71ae6cbd958a196e8804fb53bbcffbf3e23b56155f124"; }
   { name = "termcolor"; pname = "termcolor"; version = "3.3.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "cf642efadaf0a8ebbbf4bc7a31cec2f9b5f21a9f726f4ccbb08192c9c26f43a5"; }
+  { name = "tqdm"; pname = "tqdm"; version = "4.70.1"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "c293e525e6fef9c20e8728fd4612df02a0aa31bb5fe91ecd93e123b1b7bffa73"; }
   { name = "typing-extensions"; pname = "typing_extensions"; version = "4.16.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8"; }
   { name = "urllib3"; pname = "urllib3"; version = "2.8.0"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "0cf3cae568d36aa9576b28dfb35f11328f1cb974ca7647d9475ebb86c75ac6e3"; }
   { name = "werkzeug"; pname = "werkzeug"; version = "3.1.9"; dist = "py3"; python = "py3"; abi = "none"; platform = "any"; sha256 = "6392e50c78460ba618e5b21f08a71f59c99ce99cdc6cf6e3dd7e6ccca8754fab"; }

@@ -5,7 +5,8 @@ can change the bits of a result is in the stage key. Two modes:
 
 - portable (the default): the thread pools have fixed sizes and the model uses
   seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
-  within an instruction-set class (AVX2 or AVX-512; the key records the class), at oneDNN's
+  within an instruction-set class (AVX2, or the AVX-512 class of a CPU's vendor and L2 size;
+  the key records the class), at oneDNN's
   full speed (docs/determinism.md);
 - same-machine (--noportable): pools follow the cores and the model uses Keras' layers;
   faster, and the same bits only on the same machine, so the key records the machine.
@@ -41,8 +42,8 @@ flags.DEFINE_bool(
     "(the GPU part is untested here: no GPU). --nodeterministic is the seed's fast_n_close.")
 flags.DEFINE_bool(
     "portable", True,
-    "The same bits on any x86-64 machine of one instruction-set class (AVX2, or AVX-512; the "
-    "key records the class): fixed thread pools (4 and 4) and CPU-independent layers "
+    "The same bits on any x86-64 machine of one instruction-set class (AVX2, or the AVX-512 "
+    "class of a CPU vendor and L2 size; the key records the class): fixed thread pools (4 and 4) and CPU-independent layers "
     "(seg/exact_layers.py); oneDNN runs the CPU's own instruction set unless capped below "
     "(--onednn_max_cpu_isa=AVX2 puts an AVX-512 machine in the AVX2 class). On a CPU without "
     "AVX2 it stops with an error. "
@@ -65,7 +66,8 @@ flags.DEFINE_string(
     "onednn_max_cpu_isa", None,
     "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
     "AVX512_CORE, ...; 'native' leaves it to the CPU. With --portable the key records the "
-    "instruction-set class it gives on this CPU (AVX-512, AVX2, ...), else the cap and the "
+    "instruction-set class it gives on this CPU (AVX-512 (vendor, L2 size), AVX2, ...), else "
+    "the cap and the "
     "machine. Default: native.")
 
 flags.DEFINE_bool(
@@ -139,6 +141,13 @@ def check_cpu(settings):
   isa = settings.onednn_max_cpu_isa
   features = cpu_features()
   missing = [f for f in _needed_features(isa) if not features.get(f)]
+  if not missing and onednn_isa_class(settings).startswith("AVX-512") and not (
+      _cpuinfo("vendor_id") and l2_cache_kib()):
+    raise errors.Error(
+        "portable mode names this CPU's AVX-512 class by its vendor and L2 cache size, and the "
+        "kernel does not tell both (/proc/cpuinfo's vendor_id, "
+        "/sys/devices/system/cpu/cpu0/cache): pass --onednn_max_cpu_isa=AVX2 for the AVX2 "
+        "class, which every CPU shares, or --noportable")
   if missing:
     raise errors.Error(
         "portable mode runs oneDNN %s, but this CPU lacks %s, so it would run other code "
@@ -148,14 +157,44 @@ def check_cpu(settings):
            ", ".join(missing), " and ".join(_needed_features(isa))))
 
 
+def l2_cache_kib():
+  """The L2 cache of cpu0 in KiB, as the kernel reports it (sysfs), or None."""
+  folder = "/sys/devices/system/cpu/cpu0/cache"
+  try:
+    for index in sorted(os.listdir(folder)):
+      with open(os.path.join(folder, index, "level")) as f:
+        if f.read().strip() != "2":
+          continue
+      with open(os.path.join(folder, index, "size")) as f:
+        size = f.read().strip()  # "1024K", "2M"
+      return int(size[:-1]) * {"K": 1, "M": 1024}[size[-1]]
+  except (OSError, ValueError, KeyError):
+    pass
+  return None
+
+
+def avx512_class():
+  """The AVX-512 class of this CPU: "AVX-512 (<CPUID vendor>, L2 <size> KiB)" (check_cpu
+  refuses portable mode where the kernel does not tell them).
+
+  Measured: the tiny pipeline's train output under AVX-512 differs between an Intel Xeon
+  (model 207, 2 MiB L2) and an AMD EPYC Zen 4 (1 MiB L2), where the AVX2 class agrees
+  (docs/determinism.md, "Limits, honestly"). Which of their traits changes oneDNN's kernels
+  was not isolated (QEMU emulates no AVX-512); oneDNN's blocking follows the cache sizes it
+  reads, and these two traits tell the two CPUs apart.
+  """
+  return "AVX-512 (%s, L2 %s KiB)" % (_cpuinfo("vendor_id"), l2_cache_kib())
+
+
 def onednn_isa_class(settings):
-  """The instruction-set class oneDNN runs on this CPU under these settings: "AVX-512" (the
-  AVX512_CORE family), or the cap below it ("AVX2", ...). Portable bits are shared within a
-  class; across classes a convolution's forward pass can differ (docs/determinism.md)."""
+  """The instruction-set class oneDNN runs on this CPU under these settings: the CPU's
+  avx512_class() (the AVX512_CORE family), or the cap below it ("AVX2", ...). Portable bits
+  are shared within a class; across classes a convolution's forward pass can differ
+  (docs/determinism.md)."""
   isa = settings.onednn_max_cpu_isa
   if isa in ("native", "DEFAULT") or _avx512_family(isa):
     if all(cpu_features().get(f) for f in ISA_CPU_FEATURES["AVX512_CORE"]):
-      return "AVX-512"
+      return avx512_class()
     return "AVX2" if isa in ("native", "DEFAULT") else isa
   return isa
 
@@ -257,7 +296,7 @@ def describe(settings):
              "on" if settings.deterministic else "off", pools,
              ("capped at " + settings.onednn_max_cpu_isa
               if settings.onednn_max_cpu_isa != "native" else "native")
-             + (" (%s class)" % onednn_isa_class(settings) if settings.portable else "")
+             + (", class %s" % onednn_isa_class(settings) if settings.portable else "")
              if settings.onednn else "off",
              ", exact layers" if settings.exact_layers else ""))
 

@@ -15,6 +15,7 @@ from pipeline import compare
 from pipeline import digest
 from pipeline import errors
 from pipeline import inventory
+from pipeline import text_table
 
 # The metric columns shown by default, by stage: the ones each stage is judged by. A stage not
 # listed shows every number of its details.
@@ -22,6 +23,7 @@ HEADLINE_METRICS = {
     "train": ("validation.iou", "validation.loss"),
     "calibrate": ("temperature", "ece.after", "nll.after"),
     "evaluate": ("mean_iou", "pixel_accuracy", "ece.calibrated"),
+    "tune": ("best_validation_iou", "best_trial", "failed_trials"),
 }
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -111,11 +113,9 @@ def _metric_cell(values, name):
 
 
 def lines(runs):
-  """The table as text: a header, then one line per run; columns as wide as their cells."""
+  """The table as text: a header, then one line per run (aligned)."""
   header = ["key", "started (UTC)"] + list(runs.parameters) + list(runs.metrics)
   body = [[r["key"][:16], r["started_utc"]] +
           [_parameter_cell(r["parameters"], n) for n in runs.parameters] +
           [_metric_cell(r["metrics"], n) for n in runs.metrics] for r in runs.rows]
-  widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-  return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-          for row in [header] + body]
+  return text_table.aligned([header] + body)

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -102,6 +103,17 @@ def report(result, out=None):
   print("%-10s output %s  key %s%s\n%-10s in %s" % (
       result.name, result.digest, result.key, "  (cache hit)" if result.cached else "", "",
       result.path), file=out or sys.stdout, flush=True)
+
+
+# report()'s first line, as scripts read it: name, output digest, key, and the cache-hit mark.
+_REPORT_LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
+
+
+def reported(text):
+  """[(stage name, output digest, key, cache hit?)] of the report() lines in a binary's
+  output, in order."""
+  return [(m.group(1), m.group(2), m.group(3), bool(m.group(4)))
+          for m in map(_REPORT_LINE.match, text.splitlines()) if m]
 
 
 def plan(name, params, inputs, determinism_record, build, repeatable=True):

@@ -23,11 +23,10 @@ from absl import logging
 
 from pipeline import errors
 from seg import backbones
+from seg import seed_format
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 ARCHS = tuple(backbones.BACKBONES)
-SEED_FORMAT_KEYS = ("batch_size", "epochs", "iterations", "learning_rate", "model_arch",
-                    "steps_per_epoch")
 
 # Where a value came from, for error messages, besides "in config PATH" and
 # "in hyperparameter file PATH".
@@ -134,6 +133,11 @@ class TrainConfig:
     """{"model": ModelConfig.record(), and the other fields}: flat but for the model."""
     return dataclasses.asdict(self)
 
+  def flat_record(self):
+    """Every value under its flat name, as files and flags name them."""
+    record = self.record()
+    return dict(record.pop("model"), **record)
+
 
 # The flat names of the two configs' values: files and flags name them so, without sections.
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -216,12 +220,12 @@ def _read_json(path, what):
 def _read_seed_file(path):
   """The hyperparameters of a file in the seed's format; other keys are named and ignored."""
   values = _read_json(path, "hyperparameter file")
-  unknown = sorted(set(values) - set(SEED_FORMAT_KEYS))
+  unknown = sorted(set(values) - set(seed_format.KEYS))
   if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
     logging.warning("hyperparameter file %s: ignoring keys that are not hyperparameters: %s "
                     "(the seed's format has %s)", path, ", ".join(unknown),
-                    ", ".join(SEED_FORMAT_KEYS))
-    values = {k: v for k, v in values.items() if k in SEED_FORMAT_KEYS}
+                    ", ".join(seed_format.KEYS))
+    values = {k: v for k, v in values.items() if k in seed_format.KEYS}
   if isinstance(values.get("model_arch"), str):  # the seed writes names like VGG19; any other
     values["model_arch"] = values["model_arch"].lower()  # type is left for TrainConfig to refuse
   return values

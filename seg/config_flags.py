@@ -6,6 +6,7 @@ which override the config files when given, plus --config, --hyperparam_fn_path 
 from absl import flags
 
 from seg import config
+from seg import seed_format
 
 FLAGS = flags.FLAGS
 
@@ -13,7 +14,7 @@ flags.DEFINE_string("config", None, "A training config JSON file. Default: "
                     "seg/configs/<--dataset>.json.")
 flags.DEFINE_string("hyperparam_fn_path", None,
                     "A JSON file of hyperparameters in the seed's format: " +
-                    ", ".join(config.SEED_FORMAT_KEYS) + ". Overrides the config file.")
+                    ", ".join(seed_format.KEYS) + ". Overrides the config file.")
 flags.DEFINE_enum("model_arch", None, list(config.ARCHS),
                   "U-Net encoder (seg/backbones.py). Default: from the config.")
 flags.DEFINE_string("backbone_weights", None,
@@ -58,8 +59,9 @@ OVERRIDE_FLAGS = tuple(name for name in config.MODEL_FIELDS + config.TRAIN_FIELD
                        if name != "iterations")
 
 
-def from_flags(dataset):
+def from_flags(dataset, values=None):
   """The TrainConfig of a dataset (its name, e.g. "synthetic"); only flags given on the command
-  line or in a --flagfile override."""
+  line or in a --flagfile override, and values ({flag name: value}) as if given so."""
   overrides = {name: FLAGS[name].value for name in OVERRIDE_FLAGS if FLAGS[name].present}
+  overrides.update(values or {})
   return config.resolve(dataset, FLAGS.config, FLAGS.hyperparam_fn_path, overrides)

@@ -146,24 +146,13 @@ def worker_command(argv):
   """The command that runs this binary as one worker of a local cluster: this Python, the main
   script's absolute path, argv's flags (argv[0] is the program), then
   --distribute=multi_worker --workers=1, which win over the same flags given before (absl
-  keeps a flag's last value). Run it with worker_environment()."""
+  keeps a flag's last value). Run it with pipeline.child_process.environment()."""
   script = os.path.abspath(sys.modules["__main__"].__file__)
   given = list(argv[1:])
   # absl reads what follows "--" as positional arguments: the flags must come before.
   end = given.index("--") if "--" in given else len(given)
   return ([sys.executable, script] + given[:end] + ["--distribute=multi_worker", "--workers=1"]
           + given[end:])
-
-
-def worker_environment():
-  """os.environ with PYTHONPATH set to this process's module path (sys.path's non-empty
-  entries, absolute), so that a worker imports what this process does: from the runfiles tree
-  under `bazel run`, from the source tree as `PYTHONPATH=. python seg/train_main.py`."""
-  path = []
-  for entry in sys.path:
-    if entry and os.path.abspath(entry) not in path:
-      path.append(os.path.abspath(entry))
-  return dict(os.environ, PYTHONPATH=os.pathsep.join(path))
 
 
 def free_ports(count):

@@ -11,7 +11,7 @@ PALETTE = np.array([[255, 140, 0], [40, 60, 120], [255, 235, 80]], np.uint8)
 ERROR = np.array([230, 30, 30], np.uint8)
 WHITE, GREY, DARK = (255, 255, 255), (200, 200, 200), (30, 30, 30)
 CELL = 128  # gallery cell size in pixels
-_FONT = ImageFont.load_default(size=14)
+FONT = ImageFont.load_default(size=14)
 
 
 def save(image, path):
@@ -38,7 +38,7 @@ def errors_image(image, truth, prediction):
   return out
 
 
-def _canvas(width, height):
+def canvas(width, height):
   image = Image.new("RGB", (width, height), WHITE)
   return image, ImageDraw.Draw(image)
 
@@ -46,10 +46,10 @@ def _canvas(width, height):
 def _legend(draw, x, y, class_names):
   for i, name in enumerate(class_names):
     draw.rectangle([x, y + 2, x + 14, y + 16], fill=tuple(PALETTE[i].tolist()), outline=DARK)
-    draw.text((x + 20, y), name, fill=DARK, font=_FONT)
-    x += 40 + int(draw.textlength(name, font=_FONT))
+    draw.text((x + 20, y), name, fill=DARK, font=FONT)
+    x += 40 + int(draw.textlength(name, font=FONT))
   draw.rectangle([x, y + 2, x + 14, y + 16], fill=tuple(ERROR.tolist()), outline=DARK)
-  draw.text((x + 20, y), "wrong", fill=DARK, font=_FONT)
+  draw.text((x + 20, y), "wrong", fill=DARK, font=FONT)
 
 
 def gallery(outputs, count, class_names, title):
@@ -58,15 +58,15 @@ def gallery(outputs, count, class_names, title):
   predictions = outputs.predictions()
   columns = ("photo", "true mask", "predicted", "errors (red)")
   label_width, top = 170, 60
-  image, draw = _canvas(label_width + CELL * len(columns), top + CELL * count + 30)
-  draw.text((8, 6), title, fill=DARK, font=_FONT)
+  image, draw = canvas(label_width + CELL * len(columns), top + CELL * count + 30)
+  draw.text((8, 6), title, fill=DARK, font=FONT)
   for c, name in enumerate(columns):
-    draw.text((label_width + c * CELL + 6, top - 20), name, fill=DARK, font=_FONT)
+    draw.text((label_width + c * CELL + 6, top - 20), name, fill=DARK, font=FONT)
   for r in range(count):
     photo, truth, predicted = outputs.images[r], outputs.masks[r], predictions[r]
     pixels = np.mean(truth == predicted) * 100
-    draw.text((8, top + r * CELL + 8), outputs.pet_ids[r][:20], fill=DARK, font=_FONT)
-    draw.text((8, top + r * CELL + 28), "%.1f%% right" % pixels, fill=DARK, font=_FONT)
+    draw.text((8, top + r * CELL + 8), outputs.pet_ids[r][:20], fill=DARK, font=FONT)
+    draw.text((8, top + r * CELL + 28), "%.1f%% right" % pixels, fill=DARK, font=FONT)
     for c, cell in enumerate((photo, colour_mask(truth), colour_mask(predicted),
                               errors_image(photo, truth, predicted))):
       tile = Image.fromarray(cell).resize((CELL - 4, CELL - 4), Image.NEAREST)
@@ -84,15 +84,15 @@ def confusion_matrix(matrix, class_names, title):
   """A [true, predicted] matrix as coloured cells with counts and row percentages."""
   matrix = np.asarray(matrix, np.int64)
   n, size, left, top = len(class_names), 130, 120, 70
-  image, draw = _canvas(left + n * size + 20, top + n * size + 40)
-  draw.text((8, 6), title, fill=DARK, font=_FONT)
-  draw.text((left, top - 40), "predicted class (columns)", fill=DARK, font=_FONT)
-  draw.text((8, top - 40), "true class", fill=DARK, font=_FONT)
-  draw.text((8, top - 20), "(rows)", fill=DARK, font=_FONT)
+  image, draw = canvas(left + n * size + 20, top + n * size + 40)
+  draw.text((8, 6), title, fill=DARK, font=FONT)
+  draw.text((left, top - 40), "predicted class (columns)", fill=DARK, font=FONT)
+  draw.text((8, top - 40), "true class", fill=DARK, font=FONT)
+  draw.text((8, top - 20), "(rows)", fill=DARK, font=FONT)
   for j, name in enumerate(class_names):
-    draw.text((left + j * size + 8, top - 20), name, fill=DARK, font=_FONT)
+    draw.text((left + j * size + 8, top - 20), name, fill=DARK, font=FONT)
   for i, name in enumerate(class_names):
-    draw.text((8, top + i * size + size // 2 - 8), name, fill=DARK, font=_FONT)
+    draw.text((8, top + i * size + size // 2 - 8), name, fill=DARK, font=FONT)
     row_total = max(1, int(matrix[i].sum()))
     for j in range(n):
       fraction = int(matrix[i, j]) / row_total
@@ -101,10 +101,10 @@ def confusion_matrix(matrix, class_names, title):
       draw.rectangle(box, fill=_heat(fraction), outline=GREY)
       ink = WHITE if fraction > 0.5 else DARK
       draw.text((box[0] + 8, box[1] + size // 2 - 20), "%.1f%%" % (100 * fraction), fill=ink,
-                font=_FONT)
-      draw.text((box[0] + 8, box[1] + size // 2), "%d px" % matrix[i, j], fill=ink, font=_FONT)
+                font=FONT)
+      draw.text((box[0] + 8, box[1] + size // 2), "%d px" % matrix[i, j], fill=ink, font=FONT)
   draw.text((left, top + n * size + 10), "each row: the true class's pixels, by prediction",
-            fill=DARK, font=_FONT)
+            fill=DARK, font=FONT)
   return image
 
 
@@ -114,8 +114,8 @@ def reliability_diagram(before, after, temperature, title):
   bins = len(before["count"])
   width, height, left, bottom, top = 620, 470, 60, 80, 60
   plot_w, plot_h = width - left - 20, height - top - bottom
-  image, draw = _canvas(width, height)
-  draw.text((8, 6), title, fill=DARK, font=_FONT)
+  image, draw = canvas(width, height)
+  draw.text((8, 6), title, fill=DARK, font=FONT)
   x0, y0 = left, top + plot_h
 
   def point(x, y):
@@ -125,9 +125,9 @@ def reliability_diagram(before, after, temperature, title):
   for tick in range(0, 11, 2):
     x, y = point(tick / 10, tick / 10)
     draw.line([x, y0, x, y0 + 4], fill=DARK)
-    draw.text((x - 10, y0 + 6), "%.1f" % (tick / 10), fill=DARK, font=_FONT)
+    draw.text((x - 10, y0 + 6), "%.1f" % (tick / 10), fill=DARK, font=FONT)
     draw.line([x0 - 4, y, x0, y], fill=DARK)
-    draw.text((8, y - 8), "%.1f" % (tick / 10), fill=DARK, font=_FONT)
+    draw.text((8, y - 8), "%.1f" % (tick / 10), fill=DARK, font=FONT)
   draw.line([point(0, 0), point(1, 1)], fill=GREY, width=2)
   colours = ((before, (150, 150, 150), "before: ECE %.4f" % before["ece"]),
              (after, (30, 90, 200), "after (T = %.3f): ECE %.4f" % (temperature, after["ece"])))
@@ -138,10 +138,10 @@ def reliability_diagram(before, after, temperature, title):
         x = b / bins + k * bar
         draw.rectangle([point(x, curve["accuracy"][b]), point(x + bar, 0)], fill=colour)
   draw.text((x0 + plot_w // 2 - 130, y0 + 26), "confidence (top-class probability, per pixel)",
-            fill=DARK, font=_FONT)
-  draw.text((8, top - 24), "accuracy", fill=DARK, font=_FONT)
+            fill=DARK, font=FONT)
+  draw.text((8, top - 24), "accuracy", fill=DARK, font=FONT)
   for k, (_, colour, label) in enumerate(colours):
     x = x0 + 10 + 280 * k
     draw.rectangle([x, y0 + 50, x + 14, y0 + 64], fill=colour)
-    draw.text((x + 20, y0 + 48), label, fill=DARK, font=_FONT)
+    draw.text((x + 20, y0 + 48), label, fill=DARK, font=FONT)
   return image

@@ -20,6 +20,7 @@ import sys
 
 from absl import flags
 
+from pipeline import child_process
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
@@ -39,7 +40,7 @@ def train():
   count = local_worker_count()
   if count > 1:
     status = local_workers.run(local_workers.worker_command(sys.argv), count,
-                               env=local_workers.worker_environment())
+                               env=child_process.environment())
     if status == 0:  # the chief, a worker of a cluster, names no next command
       print(cli.next_command(NEXT, local_workers.without_workers_flag(sys.argv)))
     return status

@@ -117,9 +117,9 @@ def check_finite(named_values, epoch, step, learning_rate):
   for name, value in named_values:
     if not np.isfinite(value).all():
       raise errors.Error(
-          "training diverged at epoch %d, step %d: %s is not finite (NaN or infinite), so "
-          "nothing is stored. The learning rate %r is too high for this run: train again "
-          "with a lower --learning_rate" % (epoch, step, name, learning_rate))
+          "%s at epoch %d, step %d: %s is not finite (NaN or infinite), so nothing is stored. "
+          "The learning rate %r is too high for this run: train again with a lower "
+          "--learning_rate" % (errors.DIVERGED, epoch, step, name, learning_rate))
 
 
 def train_epoch(train_step, batches, steps_per_epoch, num_classes, epoch, learning_rate):
@@ -160,8 +160,7 @@ def validate(validation_step, splits_dir, batch_size, info):
 def hyperparameters(config, seed):
   """{name: value} of a TrainConfig under the flags' flat names, and the seed; None values
   left out (the HParams dashboard takes booleans, numbers and strings)."""
-  record = config.record()
-  flat = dict(record.pop("model"), seed=seed, **record)
+  flat = dict(config.flat_record(), seed=seed)
   return {name: value for name, value in flat.items() if value is not None}
 
 

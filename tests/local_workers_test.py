@@ -14,6 +14,7 @@ from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
 
+from pipeline import child_process
 from pipeline import errors
 from seg import local_workers
 from tests import tiny_pipeline as tiny
@@ -141,7 +142,7 @@ class FlagsTest(absltest.TestCase):
                      ["prog", "--a=1", "--workersx=3"])
 
   def test_a_worker_imports_from_this_process_module_path(self):
-    path = local_workers.worker_environment()["PYTHONPATH"].split(os.pathsep)
+    path = child_process.environment()["PYTHONPATH"].split(os.pathsep)
     self.assertTrue(all(os.path.isabs(entry) for entry in path), path)
     self.assertIn(os.path.dirname(os.path.dirname(os.path.abspath(local_workers.__file__))), path)
 
@@ -169,7 +170,7 @@ class RunTest(absltest.TestCase):
     self.launcher = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(len(actions)), str(grace), sys.executable, "-c",
          WORKER, self.folder] + list(actions), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=local_workers.worker_environment(), cwd=self.create_tempdir().full_path)
+        text=True, env=child_process.environment(), cwd=self.create_tempdir().full_path)
 
   def finish(self, timeout=30):
     """(exit status, stdout, stderr) of the launcher; fails after timeout seconds."""

@@ -373,13 +373,14 @@ class StageCodeTest(absltest.TestCase):
   """Each stage's key sees an edit to its build module or a module that imports, and no
   other: checked on a scratch copy of the tree."""
 
-  # Stage: the module that defines its build function.
-  STAGES = {"synthetic": "data_tools/synthetic.py", "download": "data_tools/download.py",
-            "partition": "data_tools/partition.py", "train": "seg/training.py",
-            "calibrate": "seg/calibration.py", "evaluate": "seg/evaluation.py",
-            "export": "seg/export.py"}
+  # Stage: the modules whose code records its key holds, the one that defines its build
+  # function first (tune's key also holds the train stage's, which every trial's key holds).
+  STAGES = {"synthetic": ["data_tools/synthetic.py"], "download": ["data_tools/download.py"],
+            "partition": ["data_tools/partition.py"], "train": ["seg/training.py"],
+            "calibrate": ["seg/calibration.py"], "evaluate": ["seg/evaluation.py"],
+            "export": ["seg/export.py"], "tune": ["seg/tuning.py", "seg/training.py"]}
   AFTER_TRAIN = {"calibrate", "evaluate", "export"}
-  MODEL = {"train"} | AFTER_TRAIN
+  MODEL = {"train", "tune"} | AFTER_TRAIN
   # Edited file: the stages whose code record must change.
   EDITS = {
       "data_tools/synthetic.py": {"synthetic"},
@@ -387,8 +388,8 @@ class StageCodeTest(absltest.TestCase):
       "data_tools/archive.py": {"synthetic", "download"},
       "data_tools/petset.py": {"download"},
       "data_tools/partition.py": {"partition"} | MODEL,
-      "seg/training.py": {"train"},  # the stages after train load the model through seg.models
-      "seg/steps.py": {"train"},
+      "seg/training.py": {"train", "tune"},  # the stages after train load the model via seg.models
+      "seg/steps.py": {"train", "tune"},
       "seg/models.py": MODEL,
       "seg/unet.py": MODEL,
       "seg/backbones.py": MODEL,
@@ -407,6 +408,14 @@ class StageCodeTest(absltest.TestCase):
       "pipeline/seeds.py": set(STAGES),
       "pipeline/files.py": {"partition"} | MODEL,
       "pipeline/stage.py": set(STAGES),
+      "seg/tuning.py": {"tune"},
+      "seg/search.py": {"tune"},  # the sampler
+      "pipeline/numpy_baseline.py": {"tune"},  # the sampler's NumPy
+      "seg/search_pictures.py": {"tune"},
+      "seg/pictures.py": {"calibrate", "evaluate", "export", "tune"},
+      "seg/seed_format.py": {"tune"},  # the names of its output file
+      "seg/search_space.py": set(),  # reads and checks the space: tune records its values
+      "seg/trial_table.py": set(),  # shows a tune output; builds nothing
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing
       "seg/stages.py": set(),
   }
@@ -414,8 +423,8 @@ class StageCodeTest(absltest.TestCase):
   def code_digests(self, tree):
     script = ("import json, sys\n"
               "from pipeline import code, digest\n"
-              "print(json.dumps({s: digest.record_digest(code.file_record(code.ROOT + '/' + p))"
-              " for s, p in json.loads(sys.argv[1]).items()}))\n")
+              "print(json.dumps({s: digest.record_digest([code.file_record(code.ROOT + '/' + p)"
+              " for p in paths]) for s, paths in json.loads(sys.argv[1]).items()}))\n")
     result = subprocess.run([sys.executable, "-c", script, json.dumps(self.STAGES)], cwd=tree,
                             env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
                             text=True, check=True)

@@ -1,9 +1,9 @@
 """The tiny synthetic pipeline that the end-to-end and determinism tests run, in fresh
 processes through the real binaries, and its golden digests (tests/golden/)."""
 
+import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -11,6 +11,7 @@ import tempfile
 import time
 
 from pipeline import determinism
+from pipeline import stage
 from seg import local_workers
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
@@ -23,10 +24,17 @@ TINY = ["--dataset=synthetic", "--synthetic_images=40", "--synthetic_image_size=
 DATA_FLAGS = TINY[:4]  # what data_tools' binaries take
 STAGES = ("synthetic", "download", "partition", "train", "calibrate", "evaluate")
 PIPELINE = "seg/evaluate"  # the binary that runs every stage above
-_LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
 
 
 GOLDEN_STEPS = os.path.join(os.path.dirname(GOLDEN), "step_digests.json")
+GOLDEN_TUNE = os.path.join(os.path.dirname(GOLDEN), "tune.json")
+# A 4-trial search on the tiny configuration, in rounds of 2: learning rate and batch size
+# (micro-batches of 4 rows or more: docs/determinism.md, "Limits, honestly"). In the AVX2
+# class, whose bits real Intel and AMD CPUs share, so one golden digest serves every CPU.
+TUNE_SPACE = {"learning_rate": {"low": 0.0001, "high": 0.01, "log": True},
+              "batch_size": {"choices": [8, 16]}}
+TUNE = ([f for f in TINY if not f.startswith("--batch_size=")] +
+        ["--trials=4", "--round_size=2", "--startup_trials=2", "--onednn_max_cpu_isa=AVX2"])
 
 
 def emulated(cpu_model):
@@ -107,13 +115,34 @@ def load_golden_steps(isa_class_name=None):
   """{"real_shapes": digests, "emulated": digests} (seg.step_digests' two StepConfigs) of an
   instruction-set class (default: this CPU's)."""
   with open(GOLDEN_STEPS) as f:
-    return json.load(f)[isa_class_name or isa_class()]
+    return of_class(json.load(f), isa_class_name or isa_class(), GOLDEN_STEPS)
+
+
+def tune(store, extra=(), timeout=1800):
+  """Runs //seg:tune's tiny search (TUNE, TUNE_SPACE) on a store; returns the CompletedProcess
+  and the tune output's folder (None if it failed)."""
+  space = store.rstrip(os.sep) + ".search_space.json"  # beside the store, not in it
+  with open(space, "w") as f:
+    json.dump(TUNE_SPACE, f)
+  result = run("seg/tune", TUNE + ["--store=" + store, "--search_space=" + space] + list(extra),
+               timeout=timeout)
+  tuned = [line for line in stage_lines(result.stdout) if line[0] == "tune"]
+  return result, (os.path.join(store, "objects", tuned[0][1]) if tuned else None)
+
+
+def tune_digests(store, extra=()):
+  """{"output": the tiny search's tune output digest, "best": sha256 of its
+  best_hyperparameters.json}, from a run on store; raises AssertionError if it fails."""
+  result, folder = tune(store, extra)
+  if result.returncode or not folder:
+    raise AssertionError("seg/tune failed:\n" + result.stderr[-4000:])
+  with open(os.path.join(folder, "best_hyperparameters.json"), "rb") as f:
+    return {"output": os.path.basename(folder), "best": hashlib.sha256(f.read()).hexdigest()}
 
 
 def stage_lines(stdout):
   """[(stage, output digest, key, cache hit?)] from a stage binary's output."""
-  return [(m.group(1), m.group(2), m.group(3), bool(m.group(4)))
-          for m in map(_LINE.match, stdout.splitlines()) if m]
+  return stage.reported(stdout)
 
 
 def outputs(stdout):
@@ -121,21 +150,39 @@ def outputs(stdout):
   return {name: output for name, output, _, _ in stage_lines(stdout)}
 
 
-# The flags that select each instruction-set class on a CPU with AVX-512.
-CLASS_FLAGS = {"AVX-512": [], "AVX2": ["--onednn_max_cpu_isa=AVX2"]}
+# The flags that select each instruction-set class on a CPU with AVX-512: the CPU's own
+# AVX-512 class (pipeline.determinism.avx512_class), and the AVX2 class.
+CLASS_FLAGS = {"native": [], "AVX2": ["--onednn_max_cpu_isa=AVX2"]}
 
 
-def isa_class():
-  """This CPU's instruction-set class under the portable defaults ("AVX-512" or "AVX2")."""
-  return determinism.onednn_isa_class(determinism.resolve())
+def isa_class(flags=()):
+  """The instruction-set class that the portable defaults and these flags give on this CPU:
+  "AVX-512 (<vendor>, L2 <size> KiB)" or "AVX2" (pipeline.determinism.onednn_isa_class)."""
+  isa = next((f.split("=", 1)[1] for f in flags if f.startswith("--onednn_max_cpu_isa=")),
+             "native")
+  return determinism.onednn_isa_class(determinism.resolve(onednn_max_cpu_isa=isa))
+
+
+def has_avx512():
+  return isa_class().startswith("AVX-512")
+
+
+def of_class(table, name, what):
+  """table[name]: a golden file's entry for an instruction-set class; an AssertionError that
+  says how to write it if the file has none (a CPU of a class not seen before)."""
+  if name not in table:
+    raise AssertionError(
+        "%s holds no digests for the class %r (it has %s): on such a CPU, run ./dev bazel run "
+        "//tests:regenerate_golden, which adds this CPU's class" % (what, name, ", ".join(table)))
+  return table[name]
 
 
 def load_golden(isa_class_name=None):
   """tests/golden/tiny_pipeline.json, with "outputs" and "export" those of an instruction-set
-  class (default: this CPU's); "outputs_by_isa_class" and "export_by_isa_class" hold both."""
+  class (default: this CPU's); "outputs_by_isa_class" and "export_by_isa_class" hold all."""
   with open(GOLDEN) as f:
     golden = json.load(f)
   name = isa_class_name or isa_class()
-  golden["outputs"] = golden["outputs_by_isa_class"][name]
-  golden["export"] = golden["export_by_isa_class"][name]
+  golden["outputs"] = of_class(golden["outputs_by_isa_class"], name, GOLDEN)
+  golden["export"] = of_class(golden["export_by_isa_class"], name, GOLDEN)
   return golden

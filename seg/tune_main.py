@@ -1,0 +1,118 @@
+"""bazel run //seg:tune -- [--dataset=synthetic] [--trials=8] [--round_size=4] [flags]
+
+Searches the hyperparameters of a search space (--search_space) and writes the best as a file
+in the seed's format, which //seg:train --hyperparam_fn_path reads. Every trial is a train
+stage, run as //seg:train with the trial's values and this command's other flags; the trials
+and the best are a function of --seed, the space, the training config and the options below,
+whatever order trials finish in and however many run at once. Run again, it is a cache hit;
+with more --trials, the earlier trials are cache hits.
+
+Prints each trial as it ends, then the trials as a table, best first, and the best
+hyperparameters; the output also holds trials.json and search.png.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import flags
+
+from data_tools import dataset
+from pipeline import cli
+from pipeline import determinism
+from pipeline import digest
+from pipeline import errors
+from seg import config
+from seg import config_flags
+from seg import launch
+from seg import search_space
+from seg import trial_table
+from seg import tuning
+
+FLAGS = flags.FLAGS
+SPACES = "search_spaces"  # the shipped spaces' folder in seg/configs
+
+flags.DEFINE_string("search_space", None,
+                    "The search space, a JSON file (seg/search_space.py says its format). "
+                    "Default: seg/configs/search_spaces/<--dataset>.json.")
+flags.DEFINE_integer("trials", 8, "Trials in all: each trains one configuration.")
+flags.DEFINE_integer("round_size", 4,
+                     "Trials proposed together, before any of their results is known; their "
+                     "results are told to the sampler in trial order once all have ended. "
+                     "Changes the trials, unlike --parallel_trials.")
+flags.DEFINE_integer("startup_trials", 4,
+                     "Trials drawn at random (seeded) before TPE models the results (Optuna's "
+                     "n_startup_trials).")
+flags.DEFINE_integer("parallel_trials", 1,
+                     "Trials that train at once, as processes on this machine (at most "
+                     "--round_size take effect). Each has its own intra-op pool "
+                     "(--intra_op_threads); the trials do not depend on it.")
+
+def train_flags(searched):
+  """The training, data, determinism, store and output flags given to this command, as absl
+  writes them: what every trial's //seg:train takes. Raises errors.Error for a flag that a
+  trial sets (searched: the names the space sets) or cannot take."""
+  given = [name for _, module in launch.FLAG_GROUPS
+           for name in (f.name for f in FLAGS.get_key_flags_for_module(module))
+           if FLAGS[name].present]
+  clash = [name for name in given if name in searched]
+  if clash:
+    raise errors.Error("--%s is searched by the search space: drop the flag, or take it out "
+                       "of the space" % clash[0])
+  if "stop_after_epochs" in given:
+    raise errors.Error("--stop_after_epochs is for one train run: a tune's trials run to "
+                       "the end")
+  return [FLAGS[name].serialize() for name in given]
+
+
+def backbone_weights(model_config, space, image_size, settings):
+  """{arch: digest of its encoder weights file} for each encoder a trial may use (the space's
+  model_arch choices, else the config's), or None for backbone_weights none. ImageNet weights
+  are fetched as a trial fetches them, TensorFlow started first (determinism.apply)."""
+  if model_config.backbone_weights == "none":
+    return None
+  archs = next((p.choices for p in space.parameters if p.name == "model_arch"),
+               (model_config.model_arch,))
+  if model_config.backbone_weights != "imagenet":
+    return dict.fromkeys(archs, digest.file_digest(model_config.backbone_weights))
+  determinism.apply(settings)
+  from seg import models  # pylint: disable=g-import-not-at-top
+  return {arch: digest.file_digest(models.backbone_weights_file(
+      dataclasses.replace(model_config, model_arch=arch), image_size)) for arch in archs}
+
+
+def tune():
+  """The data stages and the tune stage; prints the trial table and the best hyperparameters."""
+  settings = determinism.from_flags()
+  determinism.check_cpu(settings)  # as a trial would, before any trial runs
+  data_config = dataset.config_from_flags()
+  space = search_space.load(
+      FLAGS.search_space or os.path.join(config.CONFIG_DIR, SPACES, data_config.dataset + ".json"),
+      lambda values: config_flags.from_flags(data_config.dataset, values),
+      shown=None if FLAGS.search_space else "seg/configs/%s/%s.json" % (SPACES,
+                                                                     data_config.dataset))
+  flags_given = train_flags(space.names)
+  base = config_flags.from_flags(data_config.dataset)
+  if not base.model.repeatable:
+    raise errors.Error("--noseeded_dropout: every trial would draw fresh dropout seeds, so "
+                       "neither its trials nor its best could be repeated; search with seeded "
+                       "dropout")
+  if FLAGS.parallel_trials < 1:
+    raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
+  options = tuning.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
+  store = cli.open_store()
+  results = dataset.prepare(store, data_config, settings)
+  tuned = tuning.tune_stage(
+      store, results[-1], base, space, settings, options,
+      [sys.executable, tuning.TRAIN_MAIN] + flags_given, parallel_trials=FLAGS.parallel_trials,
+      backbone_weights=backbone_weights(base.model, space, data_config.image_size, settings))
+  print("\n".join(trial_table.lines(tuned, space)))
+  best = os.path.join(tuned.path, tuning.BEST_FILE)
+  print(cli.next_command("//seg:train", ["tune"] + [
+      f for f in flags_given if not f.startswith("--hyperparam_fn_path=")] + [
+          "--hyperparam_fn_path=" + best]))
+  return results + [tuned]
+
+
+if __name__ == "__main__":
+  cli.run(tune, launch.FLAG_GROUPS)
