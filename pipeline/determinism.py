@@ -6,8 +6,7 @@ can change the bits of a result is in the stage key. Two modes:
 - portable (the default): the thread pools have fixed sizes and the model uses
   seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
   within an instruction-set class (AVX2, or the AVX-512 class of a CPU's vendor and L2 size;
-  the key records the class), at oneDNN's
-  full speed (docs/determinism.md);
+  the key records the class), at oneDNN's full speed (docs/determinism.md);
 - same-machine (--noportable): pools follow the cores and the model uses Keras' layers;
   faster, and the same bits only on the same machine, so the key records the machine.
 
@@ -43,7 +42,8 @@ flags.DEFINE_bool(
 flags.DEFINE_bool(
     "portable", True,
     "The same bits on any x86-64 machine of one instruction-set class (AVX2, or the AVX-512 "
-    "class of a CPU vendor and L2 size; the key records the class): fixed thread pools (4 and 4) and CPU-independent layers "
+    "class of a CPU vendor and L2 size; the key records the class): fixed thread pools (4 and "
+    "4) and CPU-independent layers "
     "(seg/exact_layers.py); oneDNN runs the CPU's own instruction set unless capped below "
     "(--onednn_max_cpu_isa=AVX2 puts an AVX-512 machine in the AVX2 class). On a CPU without "
     "AVX2 it stops with an error. "
@@ -67,8 +67,7 @@ flags.DEFINE_string(
     "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
     "AVX512_CORE, ...; 'native' leaves it to the CPU. With --portable the key records the "
     "instruction-set class it gives on this CPU (AVX-512 (vendor, L2 size), AVX2, ...), else "
-    "the cap and the "
-    "machine. Default: native.")
+    "the cap and the machine. Default: native.")
 
 flags.DEFINE_bool(
     "exact_layers", None,

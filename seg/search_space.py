@@ -126,8 +126,9 @@ def load(path, check_config, shown=None):
   """The Space of a JSON file; raises errors.Error naming the file, the parameter and the fix.
 
   check_config(overrides): raises errors.Error if the training config with these flag
-  overrides ({name: value}) is invalid; load calls it with each choice and each range end of
-  every parameter alone, so that a value no trial could train with is refused here.
+  overrides ({name: value}) is invalid; load calls it with every value of
+  Parameter.values_to_check, each parameter alone, so that a value no trial could train with
+  is refused here.
   shown: how errors and Space.path name the file (default: path).
   """
   try:
