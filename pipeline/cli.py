@@ -8,6 +8,7 @@ from absl import app
 from absl import flags
 
 from pipeline import errors
+from pipeline import names
 from pipeline import stage
 from pipeline import store as storelib
 
@@ -26,6 +27,26 @@ flags.DEFINE_bool(
     "Before a stage builds from stored outputs, re-hash them and stop if any is damaged. "
     "Reads each input once per stage that builds: 1.6-2.3 s here for the full dataset's "
     "partition output (about 1.5 GB); --noverify_inputs skips it.")
+flags.DEFINE_string(
+    "run_name", None,
+    "A name for this command's run (its last stage's key): lower-case letters, digits and "
+    "'-'. `store runs` shows it and the store's commands take it for a key; given to another "
+    "run, it moves there. Not part of any key.")
+
+
+def naming_line(name, stage_name, key, before):
+  """"  named NAME: the train run 7258e7a4d6f83730 (before: a7321754d81e4af6)"."""
+  moved = " (before: %s)" % before[:16] if before and before != key else ""
+  return "  named %s: the %s run %s%s" % (name, stage_name, key[:16], moved)
+
+
+def name_last(results):
+  """Gives --run_name, if set, to the run of results' last stage; its naming_line, or None."""
+  if not FLAGS.run_name:
+    return None
+  last = results[-1]
+  return naming_line(FLAGS.run_name, last.name, last.key,
+                     names.name_run(open_store(), FLAGS.run_name, last.key))
 
 
 def open_store():
@@ -53,10 +74,11 @@ def _duration(seconds):
   return "%dm%02ds" % (minutes, seconds) if minutes else "%ds" % seconds
 
 
-def summary(results, next_target=None):
+def summary(results, next_target=None, notes=()):
   """Lines closing a run: each stage's cache hit or time and folder, the headline metrics
-  (a stage's details["headline"]), and the command to try next with the same flags. Indented,
-  so that no line but a stage's digest line starts with the stage's name."""
+  (a stage's details["headline"]), the notes (lines), and the command to try next with the
+  same flags. Indented, so that no line but a stage's digest line starts with the stage's
+  name."""
   lines = ["", "  %-10s %-13s %s" % ("stage", "result", "output folder")]
   for r in results:
     took = ("cache hit" if r.cached else
@@ -66,6 +88,7 @@ def summary(results, next_target=None):
     headline = (r.manifest.get("details") or {}).get("headline")
     if headline:
       lines.append("  %s: %s" % (r.name, headline))
+  lines.extend(notes)
   if next_target:
     target, *extra = next_target
     lines.append(next_command(target, sys.argv, extra))
@@ -74,9 +97,12 @@ def summary(results, next_target=None):
 
 def next_command(target, argv, extra=()):
   """"next: ./dev bazel run TARGET -- FLAGS": the Bazel target to try next with the flags of
-  argv (argv[0] is the program) and extra ones."""
+  argv (argv[0] is the program) but --run_name (it names this run, not the next), and extra
+  ones."""
   bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
-  arguments = " ".join([shlex.quote(a) for a in argv[1:]] + list(extra))
+  kept = [a for i, a in enumerate(argv[1:], 1)
+          if not a.startswith("--run_name") and argv[i - 1] != "--run_name"]
+  arguments = " ".join([shlex.quote(a) for a in kept] + list(extra))
   return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
 
 
@@ -97,6 +123,8 @@ def run(function, flag_groups=(), next_target=None):
       raise app.UsageError("unexpected arguments %s: every input is a --flag (see --help)"
                            % " ".join(argv[1:]))
     try:
+      if FLAGS.run_name:
+        names.check_run_name(FLAGS.run_name)
       results = function()
     except errors.Error as e:
       print("error: %s" % e, file=sys.stderr)
@@ -106,7 +134,9 @@ def run(function, flag_groups=(), next_target=None):
     for result in results:
       stage.report(result)
     if results:
-      print("\n".join(summary(results, next_target() if callable(next_target) else next_target)))
+      named = name_last(results)
+      print("\n".join(summary(results, next_target() if callable(next_target) else next_target,
+                               [named] if named else [])))
 
   chdir_to_working_directory()
   if any(arg in _HELP for arg in sys.argv[1:]):

@@ -4,9 +4,11 @@ intact, and what can be removed. The logic of `bazel run //pipeline:store -- COM
 import dataclasses
 import json
 import os
+import re
 
 from pipeline import digest as digestlib
 from pipeline import errors
+from pipeline import names
 from pipeline import stage
 from pipeline import store as storelib
 
@@ -53,7 +55,14 @@ def entries(store, stage_name=None):
 
 
 def find(store, prefix):
-  """The manifest whose key or output digest starts with prefix; an error unless unique."""
+  """The manifest whose key or output digest starts with prefix, of a release's output
+  ("releases/<name>[/<version>]") or of a named run (pipeline.names); an error unless unique."""
+  if "/" in prefix:
+    prefix = names.resolve(store, prefix)
+  prefix = names.run_names(store).get(prefix, prefix)
+  if not re.match(r"^[0-9a-f]*$", prefix):
+    raise errors.Error("%r is neither a run's name nor a key or output digest prefix (see "
+                       "`store ls`; `store name` names a run)" % prefix)
   if len(prefix) < 4:
     raise errors.Error("%r: give at least 4 hex digits of a key or output digest" % prefix)
   matches = {key: m for key, m in manifests(store).items()
@@ -74,15 +83,20 @@ def input_digests(manifest):
 
 
 def lineage(store, manifest):
-  """[manifest, its inputs' manifests, ...] back to the source archives, depth first."""
+  """[manifest, its inputs' manifests, ...] back to the source archives, breadth first, each
+  output once: an output that several later stages share (partition under train, calibrate
+  and evaluate) is listed where it is first reached."""
   by_output = {}
   for m in manifests(store).values():
     by_output.setdefault(m["output"], m)
-  chain, todo = [], [manifest]
+  chain, todo, seen = [], [manifest], {manifest["output"]}
   while todo:
     current = todo.pop(0)
     chain.append(current)
-    todo.extend(by_output[d] for d in input_digests(current) if d in by_output)
+    for d in input_digests(current):
+      if d in by_output and d not in seen:
+        seen.add(d)
+        todo.append(by_output[d])
   return chain
 
 
@@ -161,6 +175,10 @@ def summary(store, manifest):
            "details": manifest.get("details"), "provenance": manifest["provenance"],
            "determinism": manifest["key_record"]["runtime"].get("determinism"),
            "lineage": [brief(m) for m in lineage(store, manifest)]}
+  published = ([ref for ref, digest in names.listing(store) if digest == manifest["output"]] +
+               names.names_by_key(store).get(manifest["key"], []))
+  if published:
+    shown["names"] = published
   if "never_a_cache_hit" in manifest:  # a run that is not repeatable (pipeline.stage.plan)
     shown["never_a_cache_hit"] = manifest["never_a_cache_hit"]
   return shown

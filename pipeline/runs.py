@@ -15,6 +15,7 @@ from pipeline import compare
 from pipeline import digest
 from pipeline import errors
 from pipeline import inventory
+from pipeline import names
 from pipeline import text_table
 
 # The metric columns shown by default, by stage: the ones each stage is judged by. A stage not
@@ -30,12 +31,13 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-  """Runs as rows: key, output and start time, then parameters and metrics by name."""
+  """Runs as rows: key, names, output and start time, then parameters and metrics by name."""
   stage: str
   parameters: tuple  # the parameter names that differ, sorted
   metrics: tuple  # the metric names shown
-  # dicts: key, output, started_utc, parameters {name: value}, metrics {name: value}; a name
-  # a run does not have is left out of its dicts (a value may be None: JSON null).
+  # dicts: key, names (the run's names, pipeline.names; [] if none), output, started_utc,
+  # parameters {name: value}, metrics {name: value}; a parameter or metric a run does not have
+  # is left out of its dicts (a value may be None: JSON null).
   rows: tuple
 
   def to_json(self):
@@ -70,16 +72,18 @@ def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
     raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage_name))
   params = [_parameters(e.manifest) for e in entries]
   numbers = [_numbers(e.manifest.get("details")) for e in entries]
-  names = sorted({n for p in params for n in p})
-  differing = tuple(n for n in names if len({json.dumps(p.get(n)) if n in p else "absent"
-                                             for p in params}) > 1)
+  every_parameter = sorted({n for p in params for n in p})
+  differing = tuple(n for n in every_parameter
+                    if len({json.dumps(p.get(n)) if n in p else "absent" for p in params}) > 1)
   found = sorted({n for run in numbers for n in run})
   shown = tuple(metrics or HEADLINE_METRICS.get(stage_name) or found)
   unknown = [n for n in metrics or () if n not in found]
   if unknown:
     raise errors.Error("no %s run has the metric %s; they have %s" % (
         stage_name, ", ".join(unknown), ", ".join(found)))
-  rows = [{"key": e.key, "output": e.output, "started_utc": e.started_utc,
+  named = names.names_by_key(store)
+  rows = [{"key": e.key, "names": named.get(e.key, []), "output": e.output,
+           "started_utc": e.started_utc,
            "parameters": {n: p[n] for n in differing if n in p},
            "metrics": {n: run[n] for n in shown if n in run}}
           for e, p, run in zip(entries, params, numbers)]
@@ -113,9 +117,12 @@ def _metric_cell(values, name):
 
 
 def lines(runs):
-  """The table as text: a header, then one line per run (aligned)."""
-  header = ["key", "started (UTC)"] + list(runs.parameters) + list(runs.metrics)
-  body = [[r["key"][:16], r["started_utc"]] +
+  """The table as text: a header, then one line per run (aligned); a name column if a run
+  has a name."""
+  named = any(r["names"] for r in runs.rows)
+  header = (["key"] + ["name"] * named + ["started (UTC)"] + list(runs.parameters) +
+            list(runs.metrics))
+  body = [[r["key"][:16]] + [", ".join(r["names"]) or "-"] * named + [r["started_utc"]] +
           [_parameter_cell(r["parameters"], n) for n in runs.parameters] +
           [_metric_cell(r["metrics"], n) for n in runs.metrics] for r in runs.rows]
   return text_table.aligned([header] + body)

@@ -2,13 +2,18 @@
 
 Looks after reproseg's content-addressed store:
 
-  ls [--stage=NAME]      what is stored: stage, date, key, output digest, size; newest first
+  ls [--stage=NAME]      what is stored: stage, date, key, output digest, size; newest first;
+                         then the releases (releases/<name>/<version>) and run names
   runs [--stage=NAME]    one stage's runs (train by default) as a table, as DVC's `exp show`:
-                         the parameters that differ between them and their metrics
-                         (--metrics=A,B to choose); newest first, or --sort_by=METRIC
+                         their names, the parameters that differ between them and their
+                         metrics (--metrics=A,B to choose); newest first, or --sort_by=METRIC
                          (largest first; --ascending); --json
-  show PREFIX            one output (by a unique prefix of its key or output digest): its
-                         files, parameters, provenance and lineage back to the archives
+  name PREFIX NAME       give a run a name (lower-case letters, digits, '-'), as --run_name
+                         does when a stage runs; a name on another run moves to this one
+  show PREFIX            one output (by a unique prefix of its key or output digest, a run's
+                         name, or a release: releases/<name> for its newest version,
+                         releases/<name>/<n>): its files, parameters, provenance, names and
+                         lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
                          exit status 1 and a list of damaged outputs on any mismatch;
                          --remove_damaged removes those, so their stages run again
@@ -25,6 +30,7 @@ Looks after reproseg's content-addressed store:
                          while a stage runs in the store
 """
 
+import os
 import sys
 
 from absl import app
@@ -34,6 +40,7 @@ from pipeline import cli
 from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
+from pipeline import names
 from pipeline import rebuild
 from pipeline import runs as runs_lib
 
@@ -53,7 +60,7 @@ flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints of finished runs
 flags.DEFINE_bool("remove_damaged", False, "verify: remove the damaged outputs it finds, so "
                   "that the stages that made them run again.")
 
-COMMANDS = ("ls", "runs", "show", "verify", "check", "diff", "gc")
+COMMANDS = ("ls", "runs", "name", "show", "verify", "check", "diff", "gc")
 
 
 def _size(n):
@@ -71,6 +78,18 @@ def ls(store, args):
     print("%-10s %-25s %-16s %-16s %10s" % (e.stage, e.started_utc, e.key[:16], e.output[:16],
                                            _size(e.size)))
   print("%d outputs in %s" % (len(rows), store.root))
+  published = names.listing(store)
+  if published:
+    print("\n%-30s %-16s %s" % ("release", "output", "folder"))
+    for ref, digest in published:
+      print("%-30s %-16s %s" % (ref, digest[:16], os.path.join(store.root, ref)))
+  named = names.run_names(store)
+  if named:
+    stored = inventory.manifests(store)
+    print("\n%-30s %s" % ("run name", "stage and key"))
+    for run_name, key in sorted(named.items()):
+      print("%-30s %s %s" % (run_name, stored.get(key, {}).get("stage", "(no longer stored)"),
+                             key[:16]))
 
 
 def runs(store, args):
@@ -90,9 +109,18 @@ def runs(store, args):
       else "every parameter is the same"))
 
 
+def name(store, args):
+  if len(args) != 2:
+    raise errors.Error("name takes a run (a key or output digest prefix, or a name) and the "
+                       "name to give it")
+  manifest = inventory.find(store, args[0])
+  print(cli.naming_line(args[1], manifest["stage"], manifest["key"],
+                        names.name_run(store, args[1], manifest["key"])))
+
+
 def show(store, args):
   if len(args) != 1:
-    raise errors.Error("show takes one key or output digest prefix (see `store ls`)")
+    raise errors.Error("show takes one key or output digest prefix, or a name (see `store ls`)")
   print(inventory.to_json(inventory.summary(store, inventory.find(store, args[0]))))
 
 

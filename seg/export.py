@@ -10,36 +10,25 @@ load with no reproseg code, with reproducible bytes.
   probabilities may differ from the SavedModel's in the last bits.
 
 What would change the bytes from run to run, or with what the process did before, and what is
-done about it: saved_model.pb names each traced function with a process-wide counter
-(`__inference_serve_6625`: renamed to its rank among the saved functions) and each captured
-tensor's placeholder with its process-wide id (renumbered by rank); fingerprint.pb
-carries a random uuid (set here from the file's own hashes) and hashes of saved_model.pb
-(recomputed after the renaming); a .keras file carries the save time (zip entry times and
-metadata.json's date_saved: dropped) and Python object ids (config.json's shared_object_id:
-renumbered in order of appearance). Keras' automatic layer names (`input_layer_3`) count the
-layers built before in the process: seg.unet names the one layer Keras named (the encoder's
-input).
+done about it: for the SavedModel, see seg.saved_model_files; a .keras file carries the save
+time (zip entry times and metadata.json's date_saved: dropped) and Python object ids
+(config.json's shared_object_id: renumbered in order of appearance). Keras' automatic layer
+names (`input_layer_3`) count the layers built before in the process: seg.unet names the one
+layer Keras named (the encoder's input).
 """
 
-import contextlib
-import hashlib
 import json
 import os
-import re
 import zipfile
 
-from absl import logging
 import keras
 import tensorflow as tf
-from google.protobuf import descriptor
-from tensorflow.core.protobuf import fingerprint_pb2
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
 
 from pipeline import stage
 from seg import calibration
 from seg import input_pipeline
 from seg import models
+from seg import saved_model_files
 
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
@@ -66,114 +55,7 @@ class Segmenter(tf.Module):
             "probabilities": probabilities}
 
 
-# --- Files with reproducible bytes --------------------------------------------------------------
-def _write_fingerprint(saved_model_dir):
-  """fingerprint.pb anew from saved_model.pb (TensorFlow's own hashes of it), its uuid (random
-  by design) replaced by a digest of the file's other fields."""
-  fingerprint = fingerprint_pb2.FingerprintDef()
-  fingerprint.ParseFromString(fingerprinting.CreateFingerprintDef(saved_model_dir))
-  fingerprint.ClearField("uuid")
-  content = fingerprint.SerializeToString(deterministic=True)
-  fingerprint.uuid = str(int.from_bytes(hashlib.sha256(content).digest()[:16], "big"))
-  with open(os.path.join(saved_model_dir, "fingerprint.pb"), "wb") as f:
-    f.write(fingerprint.SerializeToString(deterministic=True))
-
-
-# A traced function's name: its Python name and tf.function's process-wide counter.
-_TRACED_NAME = re.compile(r"^(__inference_.+)_(\d+)$")
-
-
-def _rename_strings(message, names):
-  """Replaces, in place, every string field, repeated string and map key or value of a
-  protobuf message tree that is a key of `names` by its value."""
-  for field, value in message.ListFields():
-    if field.message_type and field.message_type.GetOptions().map_entry:
-      message_values = field.message_type.fields_by_name["value"].message_type is not None
-      entries = []  # copied out, then put back: a new key may be another entry's old one
-      for key in list(value):
-        entry = value[key]
-        if message_values:
-          entry = type(entry)()
-          entry.CopyFrom(value[key])
-          _rename_strings(entry, names)
-        entries.append((names.get(key, key), entry))
-      value.clear()
-      for key, entry in entries:
-        if message_values:
-          value[key].CopyFrom(entry)
-        else:
-          value[key] = names.get(entry, entry)
-    elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
-      for item in (value if field.is_repeated else [value]):
-        _rename_strings(item, names)
-    elif field.type == descriptor.FieldDescriptor.TYPE_STRING:
-      if field.is_repeated:
-        value[:] = [names.get(v, v) for v in value]
-      elif value in names:
-        setattr(message, field.name, names[value])
-
-
-def _attr_maps(graph_def):
-  """Every node's (and function argument's) attr map in a GraphDef and its library."""
-  for node in graph_def.node:
-    yield node.attr
-  for function in graph_def.library.function:
-    for node in function.node_def:
-      yield node.attr
-    for argument in function.arg_attr.values():
-      yield argument.attr
-
-
-def _renumber_captures(graph_def):
-  """A captured tensor's placeholder carries the tensor's process-wide id as its
-  `_user_specified_name` ("6629"): renumber those ids by rank, in place."""
-  holders = [attrs["_user_specified_name"] for attrs in _attr_maps(graph_def)
-             if "_user_specified_name" in attrs and attrs["_user_specified_name"].s.isdigit()]
-  ranks = {uid: rank for rank, uid in enumerate(sorted({int(h.s) for h in holders}), 1)}
-  for holder in holders:
-    holder.s = b"%d" % ranks[int(holder.s)]
-
-
-def _rename_traced_functions(saved_model_dir):
-  """saved_model.pb with each traced function named by its rank among the saved ones, in
-  tracing order (`__inference_serve_6625` → `__inference_serve_2`), the library sorted by
-  name, and captured tensors' ids renumbered (_renumber_captures): the file no longer counts
-  what the process traced before."""
-  path = os.path.join(saved_model_dir, "saved_model.pb")
-  saved_model = saved_model_pb2.SavedModel()
-  with open(path, "rb") as f:
-    saved_model.ParseFromString(f.read())
-  library = saved_model.meta_graphs[0].graph_def.library
-  traced = sorted((int(m.group(2)), m.group(1), m.group(0)) for m in
-                  (_TRACED_NAME.match(f.signature.name) for f in library.function) if m)
-  names = {name: "%s_%d" % (base, rank) for rank, (_, base, name) in enumerate(traced, 1)}
-  _rename_strings(saved_model, names)
-  functions = sorted(library.function, key=lambda f: f.signature.name)
-  del library.function[:]
-  library.function.extend(functions)
-  _renumber_captures(saved_model.meta_graphs[0].graph_def)
-  with open(path, "wb") as f:
-    f.write(saved_model.SerializeToString(deterministic=True))
-
-
-@contextlib.contextmanager
-def _info_lines_hidden():
-  """absl's INFO lines off: tf.saved_model.save logs shard timings and staging paths there."""
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(verbosity)
-
-
-def write_saved_model(segmenter, path):
-  with _info_lines_hidden():
-    tf.saved_model.save(segmenter, path, signatures={"serving_default": segmenter.serve})
-  _rename_traced_functions(path)
-  _write_fingerprint(path)
-
-
+# --- The .keras file with reproducible bytes -----------------------------------------------------
 def _renumber_shared_objects(config):
   """config with every shared_object_id (a Python id()) replaced by 1, 2, ... in order."""
   numbers = {}
@@ -218,8 +100,9 @@ def stock_keras_model(model, model_config, info, settings, temperature):
 
 
 def export(model, model_config, info, settings, temperature, out_dir):
-  write_saved_model(Segmenter(model, temperature, info["image_size"]),
-                    os.path.join(out_dir, SAVED_MODEL))
+  segmenter = Segmenter(model, temperature, info["image_size"])
+  saved_model_files.write(segmenter, os.path.join(out_dir, SAVED_MODEL),
+                          {"serving_default": segmenter.serve})
   write_keras(stock_keras_model(model, model_config, info, settings, temperature),
               os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
 

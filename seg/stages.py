@@ -1,5 +1,6 @@
 """The seg pipeline, each function running the stages before its own (or taking them from the
-store): data stages → train → calibrate → evaluate (or export). Each returns every stage's Result.
+store): data stages → train → calibrate → evaluate (or export) → release. Each returns every
+stage's Result.
 
 TensorFlow code is imported inside, after determinism.apply() has run. stop_after_epochs
 reaches the train stage from any of them (tests stop and resume the whole pipeline).
@@ -42,3 +43,21 @@ def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, sp
   return results + [evaluation.evaluate_stage(store, splits, trained, calibrated,
                                               train_config.model, train_config.eval_batch_size,
                                               settings, split, gallery_size)]
+
+
+def release(store, data_config, train_config, settings, stop_after_epochs=0, gate=None):
+  """Evaluates the model (test split); if evaluate's metrics pass gate (a
+  seg.release_gate.Gate), exports and releases it, else raises errors.Error with the numbers."""
+  from seg import evaluation  # pylint: disable=g-import-not-at-top
+  from seg import export as export_lib  # pylint: disable=g-import-not-at-top
+  from seg import release as release_lib  # pylint: disable=g-import-not-at-top
+  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
+  splits, trained, calibrated = results[-3:]
+  results.append(evaluation.evaluate_stage(store, splits, trained, calibrated, train_config.model,
+                                           train_config.eval_batch_size, settings))
+  release_lib.passed(results[-1], gate)  # a refused model is not exported
+  results.append(export_lib.export_stage(store, splits, trained, calibrated, train_config.model,
+                                         settings))
+  lineage = {r.name: r for r in results}
+  return results + [release_lib.release_stage(store, lineage, export_lib.SAVED_MODEL, gate,
+                                              settings)]

@@ -22,6 +22,7 @@ from pipeline import cli
 from pipeline import determinism
 from pipeline import digest
 from pipeline import errors
+from pipeline import names
 from seg import config
 from seg import config_flags
 from seg import launch
@@ -54,7 +55,7 @@ def train_flags(searched):
   trial sets (searched: the names the space sets) or cannot take."""
   given = [name for _, module in launch.FLAG_GROUPS
            for name in (f.name for f in FLAGS.get_key_flags_for_module(module))
-           if FLAGS[name].present]
+           if FLAGS[name].present and name != "run_name"]  # trials are named by name_trials
   clash = [name for name in given if name in searched]
   if clash:
     raise errors.Error("--%s is searched by the search space: drop the flag, or take it out "
@@ -81,6 +82,19 @@ def backbone_weights(model_config, space, image_size, settings):
       dataclasses.replace(model_config, model_arch=arch), image_size)) for arch in archs}
 
 
+def trial_name(trial):
+  """A trial's run name, from the tune's --run_name: "<run_name>-trial-3"."""
+  return "%s-trial-%d" % (FLAGS.run_name, trial)
+
+
+def name_trials(store, tuned):
+  """Gives each trial's train run its trial_name, if --run_name is set; prints nothing."""
+  if FLAGS.run_name:
+    for trial, key in enumerate(tuned.manifest["details"]["trial_train_keys"], 1):
+      if key is not None:  # a diverged trial stored no run
+        names.name_run(store, trial_name(trial), key)
+
+
 def tune():
   """The data stages and the tune stage; prints the trial table and the best hyperparameters."""
   settings = determinism.from_flags()
@@ -97,6 +111,8 @@ def tune():
     raise errors.Error("--noseeded_dropout: every trial would draw fresh dropout seeds, so "
                        "neither its trials nor its best could be repeated; search with seeded "
                        "dropout")
+  if FLAGS.run_name:
+    names.check_run_name(trial_name(FLAGS.trials))  # the longest trial name
   if FLAGS.parallel_trials < 1:
     raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
   options = tuning.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
@@ -106,6 +122,7 @@ def tune():
       store, results[-1], base, space, settings, options,
       [sys.executable, tuning.TRAIN_MAIN] + flags_given, parallel_trials=FLAGS.parallel_trials,
       backbone_weights=backbone_weights(base.model, space, data_config.image_size, settings))
+  name_trials(store, tuned)
   print("\n".join(trial_table.lines(tuned, space)))
   best = os.path.join(tuned.path, tuning.BEST_FILE)
   print(cli.next_command("//seg:train", ["tune"] + [

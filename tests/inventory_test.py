@@ -68,6 +68,11 @@ class InventoryTest(absltest.TestCase):
       inventory.find(self.store, "ffffffff" if not self.first.key.startswith("f") else "0000")
     with self.assertRaisesRegex(errors.Error, "at least 4"):
       inventory.find(self.store, "ab")
+    third = stage.run(self.store, "third", {}, {"first": self.first.digest,
+                                                "second": self.second.digest}, {},
+                      lambda out, unused_run_dir: _write(out, "d.txt", "D") or {})
+    diamond = inventory.lineage(self.store, inventory.find(self.store, third.key[:8]))
+    self.assertEqual([m["stage"] for m in diamond], ["third", "first", "second"])
     result = self.store_main("show", self.first.digest[:10])
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertIn('"stage": "first"', result.stdout)

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
 from PIL import Image
 
+from tests.tiny_pipeline import made_in_new_store
 from tests.tiny_pipeline import run
 from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import stage_lines
@@ -100,10 +100,7 @@ class PredictExportTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.store = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-    result = run("seg/export", TINY + ["--store=" + cls.store])
-    assert result.returncode == 0, result.stderr[-3000:]
-    cls.export_digest = stage_lines(result.stdout)[-1][1]
+    cls.store, cls.export_digest = made_in_new_store("seg/export")
     cls.export = os.path.join(cls.store, "objects", cls.export_digest)
 
   def predict(self, *args):

@@ -8,14 +8,18 @@ import sys
 
 from absl.testing import absltest
 
+from pipeline import cli
 from pipeline import code
 from pipeline import errors
+from pipeline import inventory
+from pipeline import names
 from pipeline import runs
 from pipeline import stage
 from pipeline import store as storelib
 
 
-class RunsTest(absltest.TestCase):
+class StoreWithRuns(absltest.TestCase):
+  """Three train runs and a run of a stage without headline metrics, in a fresh store."""
 
   def setUp(self):
     super().setUp()
@@ -35,6 +39,18 @@ class RunsTest(absltest.TestCase):
         json.dump(details, f)
       return details
     return stage.run(self.store, name, params, {}, determinism_record, build).key
+
+  def store_main(self, *args, status=0):
+    """The store binary's stdout and stderr, once it exited with status."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py")] + list(args) +
+        ["--store=" + self.store.root], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=code.ROOT), check=False)
+    self.assertEqual(result.returncode, status, result.stderr)
+    return result.stdout + result.stderr
+
+
+class RunsTest(StoreWithRuns):
 
   def test_only_the_parameters_that_differ_are_columns_with_the_headline_metrics(self):
     table = runs.table(self.store, "train")
@@ -83,12 +99,7 @@ class RunsTest(absltest.TestCase):
 
   def test_the_store_binary_prints_the_table_and_json_that_parses(self):
     def store_main(*args):
-      result = subprocess.run(
-          [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py"), "runs",
-           "--store=" + self.store.root] + list(args), capture_output=True, text=True,
-          env=dict(os.environ, PYTHONPATH=code.ROOT), check=False)
-      self.assertEqual(result.returncode, 0, result.stderr)
-      return result.stdout
+      return self.store_main("runs", *args)
 
     text = store_main("--sort_by=validation.iou")
     lines = text.splitlines()
@@ -100,6 +111,47 @@ class RunsTest(absltest.TestCase):
     listed = json.loads(store_main("--json"))
     self.assertEqual([r["key"] for r in listed["runs"]], self.keys[::-1])
     self.assertEqual(listed["parameters"], ["params.learning_rate", "runtime.determinism.seed"])
+    self.assertEqual([r["names"] for r in listed["runs"]], [[], [], []])
+
+
+class RunNamesTest(StoreWithRuns):
+  """Run names (pipeline/names.py): given by `store name` (and --run_name, tests/tune_test.py),
+  shown by `store runs` and `ls`, and taken for a key by the store's commands."""
+
+  def test_a_name_is_shown_and_taken_for_the_key(self):
+    self.assertIn("named baseline: the train run %s" % self.keys[0][:16],
+                  self.store_main("name", self.keys[0][:8], "baseline"))
+    table = runs.table(self.store, "train")
+    self.assertEqual([r["names"] for r in table.rows], [[], [], ["baseline"]])
+    lines = runs.lines(table)
+    self.assertEqual(lines[0].split()[:3], ["key", "name", "started"])
+    self.assertEqual(lines[3].split()[:2], [self.keys[0][:16], "baseline"])
+    self.assertEqual(lines[1].split()[1], "-")
+    shown = json.loads(self.store_main("show", "baseline"))
+    self.assertEqual((shown["key"], shown["names"]), (self.keys[0], ["baseline"]))
+    self.assertIn("baseline                       train %s" % self.keys[0][:16],
+                  self.store_main("ls"))
+
+  def test_a_name_given_to_another_run_moves_there(self):
+    self.assertIsNone(names.name_run(self.store, "baseline", self.keys[0]))
+    self.assertIn("named baseline: the train run %s (before: %s)" % (
+        self.keys[1][:16], self.keys[0][:16]), self.store_main("name", self.keys[1], "baseline"))
+    self.assertEqual(names.run_names(self.store), {"baseline": self.keys[1]})
+    self.assertEqual(inventory.find(self.store, "baseline")["key"], self.keys[1])
+
+  def test_the_next_command_does_not_carry_the_name(self):
+    self.assertTrue(cli.next_command("//seg:evaluate", [
+        "train", "--dataset=synthetic", "--run_name=a-b", "--run_name", "c-d", "--seed=7"]
+    ).endswith("run //seg:evaluate -- --dataset=synthetic --seed=7"))
+
+  def test_names_that_are_not_kubernetes_names_or_read_as_digests_are_refused(self):
+    for bad, reason in (("Baseline", "not a run name"), ("lr_0.01", "not a run name"),
+                        ("cafe", "could be read as a key or digest prefix"), ("", "not a")):
+      with self.subTest(name=bad), self.assertRaisesRegex(errors.Error, reason):
+        names.name_run(self.store, bad, self.keys[0])
+    self.assertEqual(names.run_names(self.store), {})
+    self.assertIn("'nobody' is neither a run's name nor a key",
+                  self.store_main("show", "nobody", status=1))
 
 
 if __name__ == "__main__":

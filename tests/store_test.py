@@ -378,7 +378,8 @@ class StageCodeTest(absltest.TestCase):
   STAGES = {"synthetic": ["data_tools/synthetic.py"], "download": ["data_tools/download.py"],
             "partition": ["data_tools/partition.py"], "train": ["seg/training.py"],
             "calibrate": ["seg/calibration.py"], "evaluate": ["seg/evaluation.py"],
-            "export": ["seg/export.py"], "tune": ["seg/tuning.py", "seg/training.py"]}
+            "export": ["seg/export.py"], "tune": ["seg/tuning.py", "seg/training.py"],
+            "release": ["seg/release.py"]}
   AFTER_TRAIN = {"calibrate", "evaluate", "export"}
   MODEL = {"train", "tune"} | AFTER_TRAIN
   # Edited file: the stages whose code record must change.
@@ -399,6 +400,10 @@ class StageCodeTest(absltest.TestCase):
       "seg/calibration.py": AFTER_TRAIN,  # evaluate and export read its temperature
       "seg/evaluation.py": {"evaluate"},
       "seg/export.py": {"export"},
+      "seg/saved_model_files.py": {"export", "release"},
+      "seg/release.py": {"release"},
+      "seg/release_gate.py": {"release"},  # its check lines are in the release's record
+      "pipeline/names.py": set(),  # names releases and runs; builds nothing
       "seg/input_pipeline.py": MODEL,
       "seg/local_workers.py": set(),  # starts workers; what they compute is not its business
       "seg/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
@@ -406,7 +411,7 @@ class StageCodeTest(absltest.TestCase):
       "seg/config_flags.py": set(),
       "pipeline/determinism.py": set(),  # the switches: in every key as values, not as code
       "pipeline/seeds.py": set(STAGES),
-      "pipeline/files.py": {"partition"} | MODEL,
+      "pipeline/files.py": {"partition", "release"} | MODEL,
       "pipeline/stage.py": set(STAGES),
       "seg/tuning.py": {"tune"},
       "seg/search.py": {"tune"},  # the sampler

@@ -140,6 +140,16 @@ def tune_digests(store, extra=()):
     return {"output": os.path.basename(folder), "best": hashlib.sha256(f.read()).hexdigest()}
 
 
+def made_in_new_store(binary):
+  """(store, output digest) of a stage binary run on TINY into a new store (under
+  $TEST_TMPDIR): the store and its last stage's output. Raises AssertionError if it fails."""
+  store = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+  result = run(binary, TINY + ["--store=" + store])
+  if result.returncode:
+    raise AssertionError("%s failed:\n%s" % (binary, result.stderr[-3000:]))
+  return store, stage_lines(result.stdout)[-1][1]
+
+
 def stage_lines(stdout):
   """[(stage, output digest, key, cache hit?)] from a stage binary's output."""
   return stage.reported(stdout)

@@ -1,7 +1,7 @@
 """//seg:tune end to end on the tiny configuration (tests/tiny_pipeline.py's TUNE): a 4-trial
 search gives the golden digests twice, in fresh stores, with trials one at a time and two at
 once; a rerun is a cache hit; more trials reuse the earlier ones; training with the best file is
-the best trial; the runs table lists the trials."""
+the best trial; the runs table lists the trials, named after the search's --run_name."""
 
 import json
 import os
@@ -92,6 +92,15 @@ class TuneTest(absltest.TestCase):
     listed = {run["key"] for run in runs("train")}
     self.assertContainsSubset(manifest["details"]["trial_train_keys"], listed)
     self.assertIn(manifest["output"], [run["output"] for run in runs("tune")])
+
+    named, folder = tiny.tune(self.store, ["--run_name=tiny"])  # a name is not in the key
+    self.assertEqual((named.returncode, folder), (0, self.folder), named.stderr[-4000:])
+    self.assertIn("  named tiny: the tune run %s" % manifest["key"][:16], named.stdout)
+    trial_names = {run["key"]: run["names"] for run in runs("train")}
+    self.assertEqual([trial_names[k] for k in manifest["details"]["trial_train_keys"]],
+                     [["tiny-trial-%d" % n] for n in (1, 2, 3, 4)])
+    self.assertEqual([run["names"] for run in runs("tune") if run["key"] == manifest["key"]],
+                     [["tiny"]])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""bazel run //seg:release -- [--dataset=synthetic] [--min_pixel_accuracy=0.92] [flags]
+
+Releases the trained, calibrated model if its test metrics pass the release gate: runs (or
+takes from the store) every stage up to evaluate (test split) and export, checks evaluate's
+metrics against the bounds below, and, if all hold, stores the release (export's SavedModel with
+a second signature that takes image files, and assets.extra/release.json: thresholds, metrics,
+what it was made from) and publishes it as releases/<--release_name>/<version> in the store: the
+folder layout TensorFlow Serving and KServe load. A model that fails the gate exits with status
+1 and the numbers that failed; nothing is stored or published.
+"""
+
+import shlex
+
+from absl import flags
+
+from pipeline import cli
+from pipeline import names
+from pipeline import stage
+from seg import launch
+from seg import release_gate
+
+FLAGS = flags.FLAGS
+flags.DEFINE_float("min_pixel_accuracy", release_gate.Gate.min_pixel_accuracy,
+                   "Release only if the test pixel accuracy is at least this (the seed's "
+                   "policy; 0 turns it off).")
+flags.DEFINE_float("min_mean_iou", release_gate.Gate.min_mean_iou,
+                   "Release only if the test mean IoU is at least this (0: off).")
+flags.DEFINE_float("max_calibrated_ece", release_gate.Gate.max_calibrated_ece,
+                   "Release only if the test expected calibration error, with the calibrate "
+                   "stage's temperature, is at most this (1: off).")
+flags.DEFINE_string("release_name", None,
+                    "The release's name: releases/<name>/ in the store is the base path to give "
+                    "a model server; a Kubernetes name (lower-case letters, digits, '-'). "
+                    "Default: --dataset's value, with '-' for '_'.")
+
+
+def release():
+  """The stages through release, then the release published under its name; prints each
+  stage's line, the gate's checks and where the release is."""
+  gate = release_gate.Gate(FLAGS.min_pixel_accuracy, FLAGS.min_mean_iou,
+                           FLAGS.max_calibrated_ece)
+  name = FLAGS.release_name or FLAGS.dataset.replace("_", "-")
+  names.check_name(name)
+  results = launch.run_stages("release", gate=gate)
+  store = cli.open_store()
+  version, folder = names.publish(store, name, results[-1].digest)
+  for result in results:
+    stage.report(result)
+  named = cli.name_last(results)
+  print("\n".join(cli.summary(results, notes=[named] if named else [])))
+  print("  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder))
+  print("serve it with TensorFlow Serving: docker run --rm -p 8501:8501 -v %s:/models/%s "
+        "-e MODEL_NAME=%s tensorflow/serving" % (shlex.quote(names.folder(store, name)), name,
+                                                name))
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run(release, launch.FLAG_GROUPS)
