@@ -95,18 +95,27 @@ def summary(results, next_target=None, notes=()):
   return lines
 
 
+def _without_run_name(arguments):
+  """arguments without --run_name (-run_name, with = or a second argument), and with
+  --run_name= (no name) after a --flagfile, which may hold one: it names this run, not the
+  next."""
+  spelled = ("--run_name", "-run_name")
+  kept = [a for i, a in enumerate(arguments)
+          if a.split("=")[0] not in spelled and (i == 0 or arguments[i - 1] not in spelled)]
+  if any(a.lstrip("-").startswith("flagfile") for a in kept):
+    kept.append("--run_name=")
+  return kept
+
+
 def next_command(target, argv, extra=()):
   """"next: ./dev bazel run TARGET -- FLAGS": the Bazel target to try next with the flags of
-  argv (argv[0] is the program) but --run_name (it names this run, not the next), and extra
-  ones."""
+  argv (argv[0] is the program) but its run name (_without_run_name), and extra ones."""
   bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
-  kept = [a for i, a in enumerate(argv[1:], 1)
-          if not a.startswith("--run_name") and argv[i - 1] != "--run_name"]
-  arguments = " ".join([shlex.quote(a) for a in kept] + list(extra))
+  arguments = " ".join([shlex.quote(a) for a in _without_run_name(argv[1:])] + list(extra))
   return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
 
 
-def run(function, flag_groups=(), next_target=None):
+def run(function, flag_groups=(), next_target=None, stores_runs=True):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
   each stage result it returns, and reports errors.Error as one line, exit status 1. A function
   that has reported its own outcome (a launcher whose workers printed the results) returns
@@ -116,6 +125,8 @@ def run(function, flag_groups=(), next_target=None):
   their flags by group after the binary's own.
   next_target: (Bazel target, extra flag...) a user would run next, with this run's flags, or
   a function that returns one or None once the flags are parsed.
+  stores_runs: False for a binary whose result is not a stage's output (predict): it refuses
+  --run_name.
   """
 
   def main(argv):
@@ -124,8 +135,12 @@ def run(function, flag_groups=(), next_target=None):
                            % " ".join(argv[1:]))
     try:
       if FLAGS.run_name:
+        if not stores_runs:
+          raise errors.Error("--run_name names the run of a stage, and this command's result "
+                             "is not one: drop it")
         names.check_run_name(FLAGS.run_name)
       results = function()
+      named = None if isinstance(results, int) or not results else name_last(results)
     except errors.Error as e:
       print("error: %s" % e, file=sys.stderr)
       sys.exit(1)
@@ -134,7 +149,6 @@ def run(function, flag_groups=(), next_target=None):
     for result in results:
       stage.report(result)
     if results:
-      named = name_last(results)
       print("\n".join(summary(results, next_target() if callable(next_target) else next_target,
                                [named] if named else [])))
 

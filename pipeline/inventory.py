@@ -54,12 +54,37 @@ def entries(store, stage_name=None):
                 reverse=True)
 
 
+_GONE = ("no longer in %s (removed by `store gc` or `store verify --remove_damaged`): run it "
+         "again")
+
+
+def _release(store, ref):
+  """The newest manifest whose output a release ("releases/<name>[/<version>]") is: one output
+  has several manifests when keys changed and the bits did not."""
+  output = names.resolve(store, ref)
+  made = [m for m in manifests(store).values() if m["output"] == output]
+  if not made:
+    raise errors.Error(("%s is the output %s, " + _GONE) % (ref, output, store.root))
+  return max(made, key=lambda m: m["provenance"]["started_utc"])
+
+
+def _named_run(store, name, key):
+  stored = manifests(store).get(key)
+  if stored is None:
+    raise errors.Error(("the run name %s is on the key %s, " + _GONE + ", or give the name to "
+                        "another run with `store name`") % (name, key, store.root))
+  return stored
+
+
 def find(store, prefix):
-  """The manifest whose key or output digest starts with prefix, of a release's output
-  ("releases/<name>[/<version>]") or of a named run (pipeline.names); an error unless unique."""
+  """The manifest whose key or output digest starts with prefix, of a release
+  ("releases/<name>[/<version>]", _release) or of a named run (pipeline.names); an error
+  unless unique."""
   if "/" in prefix:
-    prefix = names.resolve(store, prefix)
-  prefix = names.run_names(store).get(prefix, prefix)
+    return _release(store, prefix)
+  named = names.run_names(store)
+  if prefix in named:
+    return _named_run(store, prefix, named[prefix])
   if not re.match(r"^[0-9a-f]*$", prefix):
     raise errors.Error("%r is neither a run's name nor a key or output digest prefix (see "
                        "`store ls`; `store name` names a run)" % prefix)
@@ -175,10 +200,12 @@ def summary(store, manifest):
            "details": manifest.get("details"), "provenance": manifest["provenance"],
            "determinism": manifest["key_record"]["runtime"].get("determinism"),
            "lineage": [brief(m) for m in lineage(store, manifest)]}
-  published = ([ref for ref, digest in names.listing(store) if digest == manifest["output"]] +
-               names.names_by_key(store).get(manifest["key"], []))
-  if published:
-    shown["names"] = published
+  released = [ref for ref, digest in names.listing(store) if digest == manifest["output"]]
+  if released:
+    shown["releases"] = released
+  run_names = names.names_by_key(store).get(manifest["key"])
+  if run_names:
+    shown["run_names"] = run_names
   if "never_a_cache_hit" in manifest:  # a run that is not repeatable (pipeline.stage.plan)
     shown["never_a_cache_hit"] = manifest["never_a_cache_hit"]
   return shown

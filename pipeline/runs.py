@@ -31,11 +31,12 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-  """Runs as rows: key, names, output and start time, then parameters and metrics by name."""
+  """Runs as rows: key, run names, output and start time, then parameters and metrics by
+  name."""
   stage: str
   parameters: tuple  # the parameter names that differ, sorted
   metrics: tuple  # the metric names shown
-  # dicts: key, names (the run's names, pipeline.names; [] if none), output, started_utc,
+  # dicts: key, run_names (pipeline.names; [] if none), output, started_utc,
   # parameters {name: value}, metrics {name: value}; a parameter or metric a run does not have
   # is left out of its dicts (a value may be None: JSON null).
   rows: tuple
@@ -82,7 +83,7 @@ def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
     raise errors.Error("no %s run has the metric %s; they have %s" % (
         stage_name, ", ".join(unknown), ", ".join(found)))
   named = names.names_by_key(store)
-  rows = [{"key": e.key, "names": named.get(e.key, []), "output": e.output,
+  rows = [{"key": e.key, "run_names": named.get(e.key, []), "output": e.output,
            "started_utc": e.started_utc,
            "parameters": {n: p[n] for n in differing if n in p},
            "metrics": {n: run[n] for n in shown if n in run}}
@@ -119,10 +120,10 @@ def _metric_cell(values, name):
 def lines(runs):
   """The table as text: a header, then one line per run (aligned); a name column if a run
   has a name."""
-  named = any(r["names"] for r in runs.rows)
+  named = any(r["run_names"] for r in runs.rows)
   header = (["key"] + ["name"] * named + ["started (UTC)"] + list(runs.parameters) +
             list(runs.metrics))
-  body = [[r["key"][:16]] + [", ".join(r["names"]) or "-"] * named + [r["started_utc"]] +
+  body = [[r["key"][:16]] + [", ".join(r["run_names"]) or "-"] * named + [r["started_utc"]] +
           [_parameter_cell(r["parameters"], n) for n in runs.parameters] +
           [_metric_cell(r["metrics"], n) for n in runs.metrics] for r in runs.rows]
   return text_table.aligned([header] + body)

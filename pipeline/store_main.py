@@ -146,7 +146,7 @@ def verify(store, args):
 
 def check(store, args):
   if len(args) != 1:
-    raise errors.Error("check takes one key or output digest prefix (see `store ls`)")
+    raise errors.Error("check takes one key or output digest prefix, or a name (see `store ls`)")
   outcome = rebuild.check(store, inventory.find(store, args[0]))
   print("\n".join(rebuild.describe(outcome)))
   if not outcome.identical:
@@ -155,7 +155,7 @@ def check(store, args):
 
 def diff(store, args):
   if len(args) != 2:
-    raise errors.Error("diff takes two key or output digest prefixes (see `store ls`)")
+    raise errors.Error("diff takes two key or output digest prefixes, or names (see `store ls`)")
   a, b = (inventory.find(store, prefix) for prefix in args)
   for name, m in (("A", a), ("B", b)):
     print("%-8s %s, key %s, output %s" % (name, m["stage"], m["key"][:16], m["output"][:16]))
@@ -182,6 +182,9 @@ def main(argv):
   if len(argv) < 2 or argv[1] not in COMMANDS:
     raise app.UsageError("give a command: %s (see --help)" % ", ".join(COMMANDS))
   try:
+    if FLAGS.run_name:
+      raise errors.Error("--run_name is for the stage commands: `store name PREFIX NAME` names "
+                         "a stored run")
     globals()[argv[1]](cli.open_store(), argv[2:])
   except errors.Error as e:
     print("error: %s" % e, file=sys.stderr)

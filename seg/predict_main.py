@@ -85,4 +85,4 @@ def predict():
 
 
 if __name__ == "__main__":
-  cli.run(predict, launch.FLAG_GROUPS)
+  cli.run(predict, launch.FLAG_GROUPS, stores_runs=False)

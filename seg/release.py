@@ -41,7 +41,9 @@ class Served(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
   def serve_encoded(self, image_bytes):
-    size = tf.shape(_decode(image_bytes[0]))
+    with tf.control_dependencies([tf.debugging.assert_positive(
+        tf.size(image_bytes), message="a request holds at least one image")]):
+      size = tf.shape(_decode(image_bytes[0]))
 
     def decode_of_size(data):
       image = _decode(data)

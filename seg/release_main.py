@@ -6,7 +6,8 @@ metrics against the bounds below, and, if all hold, stores the release (export's
 a second signature that takes image files, and assets.extra/release.json: thresholds, metrics,
 what it was made from) and publishes it as releases/<--release_name>/<version> in the store: the
 folder layout TensorFlow Serving and KServe load. A model that fails the gate exits with status
-1 and the numbers that failed; nothing is stored or published.
+1 and the numbers that failed; it is not exported, released or published (the stages up to
+evaluate are stored as always).
 """
 
 import shlex
@@ -49,6 +50,10 @@ def release():
   named = cli.name_last(results)
   print("\n".join(cli.summary(results, notes=[named] if named else [])))
   print("  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder))
+  newest = max(names.versions(store, name))
+  if newest > version:
+    print("  note: %s/%s/%d is newer, and servers load the highest version: this model was "
+          "released before" % (names.RELEASES, name, newest))
   print("serve it with TensorFlow Serving: docker run --rm -p 8501:8501 -v %s:/models/%s "
         "-e MODEL_NAME=%s tensorflow/serving" % (shlex.quote(names.folder(store, name)), name,
                                                 name))

@@ -13,6 +13,7 @@ hyperparameters; the output also holds trials.json and search.png.
 
 import dataclasses
 import os
+import re
 import sys
 
 from absl import flags
@@ -88,11 +89,13 @@ def trial_name(trial):
 
 
 def name_trials(store, tuned):
-  """Gives each trial's train run its trial_name, if --run_name is set; prints nothing."""
+  """Gives each trial's train run its trial_name, if --run_name is set, and takes the names
+  of an earlier search under that name off the runs that are not this search's trials."""
   if FLAGS.run_name:
-    for trial, key in enumerate(tuned.manifest["details"]["trial_train_keys"], 1):
-      if key is not None:  # a diverged trial stored no run
-        names.name_run(store, trial_name(trial), key)
+    keys = tuned.manifest["details"]["trial_train_keys"]
+    names.rename_runs(store, {trial_name(trial): key for trial, key in enumerate(keys, 1)
+                              if key is not None},  # a diverged trial stored no run
+                      dropped=re.escape(FLAGS.run_name) + r"-trial-\d+")
 
 
 def tune():
@@ -111,8 +114,11 @@ def tune():
     raise errors.Error("--noseeded_dropout: every trial would draw fresh dropout seeds, so "
                        "neither its trials nor its best could be repeated; search with seeded "
                        "dropout")
-  if FLAGS.run_name:
-    names.check_run_name(trial_name(FLAGS.trials))  # the longest trial name
+  if FLAGS.run_name and len(trial_name(FLAGS.trials)) > names.MAX_LENGTH:
+    raise errors.Error("--run_name=%s: its trials are named %s to %s, longer than %d "
+                       "characters: give a shorter name" % (
+                           FLAGS.run_name, trial_name(1), trial_name(FLAGS.trials),
+                           names.MAX_LENGTH))
   if FLAGS.parallel_trials < 1:
     raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
   options = tuning.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)

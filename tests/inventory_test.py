@@ -2,8 +2,10 @@
 verify, diff, gc. `check` needs a real stage binary: tests/pipeline_e2e_test.py."""
 
 import os
+import re
 import subprocess
 import sys
+import time
 
 from absl.testing import absltest
 import numpy as np
@@ -13,6 +15,7 @@ from pipeline import code
 from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
+from pipeline import names
 from pipeline import rebuild
 from pipeline import stage
 from pipeline import store as storelib
@@ -23,7 +26,8 @@ def _write(out, name, data):
     f.write(data)
 
 
-class InventoryTest(absltest.TestCase):
+class StoreWithTwoOutputs(absltest.TestCase):
+  """Stage "first" and stage "second", made from first's output, in a fresh store."""
 
   def setUp(self):
     super().setUp()
@@ -49,6 +53,9 @@ class InventoryTest(absltest.TestCase):
         [sys.executable, os.path.join(code.ROOT, "pipeline", "store_main.py"),
          "--store=" + self.store.root] + list(args), capture_output=True, text=True,
         env=dict(os.environ, PYTHONPATH=code.ROOT), check=False)
+
+
+class InventoryTest(StoreWithTwoOutputs):
 
   def test_ls_lists_newest_first_and_filters_by_stage(self):
     self.assertEqual([e.stage for e in inventory.entries(self.store)], ["second", "first"])
@@ -147,6 +154,49 @@ class InventoryTest(absltest.TestCase):
       result = self.store_main("gc", "--nodry_run")
     self.assertEqual(result.returncode, 1)
     self.assertIn("error: a stage is running", result.stderr)
+
+
+class NamesTest(StoreWithTwoOutputs):
+  """Releases and run names (pipeline/names.py) as the store's commands find them."""
+
+  def test_versions_are_idempotent_never_reused_and_a_cut_publish_is_finished(self):
+    self.assertEqual(names.publish(self.store, "model", self.first.digest)[0], 1)
+    self.assertEqual(names.publish(self.store, "model", self.first.digest)[0], 1)
+    base = names.folder(self.store, "model")
+    os.rename(os.path.join(base, "1"), os.path.join(base, ".staging-1"))  # cut before rename
+    version, folder = names.publish(self.store, "model", self.second.digest)
+    self.assertEqual(version, 2)
+    self.assertEqual(sorted(os.listdir(base)), ["1", "2", "versions.json"])
+    self.assertEqual(sorted(os.listdir(folder)), ["c.txt"])
+    self.assertEqual(inventory.find(self.store, "releases/model")["key"], self.second.key)
+    self.assertEqual(inventory.find(self.store, "releases/model/1")["key"], self.first.key)
+    for ref, error in (("releases/model/3", "model has versions 1, 2, not 3"),
+                       ("releases/..", "'..' is not a release name"),
+                       ("releases/other", "no release is named other")):
+      with self.subTest(ref=ref), self.assertRaisesRegex(errors.Error, re.escape(error)):
+        inventory.find(self.store, ref)
+
+  def test_a_release_is_the_newest_run_that_made_its_output(self):
+    names.publish(self.store, "model", self.first.digest)
+    time.sleep(1.1)  # start times are kept to the second
+    again = stage.run(self.store, "first", {"p": 1, "new": "key, same bits"}, {}, {},
+                      self.build_first)
+    self.assertEqual(again.digest, self.first.digest)
+    self.assertEqual(inventory.find(self.store, "releases/model")["key"], again.key)
+
+  def test_a_name_whose_run_is_gone_says_so(self):
+    names.name_run(self.store, "kept", self.first.key)
+    os.unlink(os.path.join(self.store.root, "keys", self.first.key + ".json"))
+    with self.assertRaisesRegex(errors.Error, "the run name kept is on the key %s, no longer "
+                                "in" % self.first.key):
+      inventory.find(self.store, "kept")
+
+  def test_renaming_a_group_drops_its_other_names(self):
+    names.rename_runs(self.store, {"s-trial-1": self.first.key, "s-trial-2": self.second.key,
+                                   "s-trial-20": self.first.key, "other": self.first.key})
+    names.rename_runs(self.store, {"s-trial-1": self.second.key}, dropped=r"s-trial-\d+")
+    self.assertEqual(names.run_names(self.store),
+                     {"other": self.first.key, "s-trial-1": self.second.key})
 
 
 class DiffTest(absltest.TestCase):

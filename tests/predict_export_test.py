@@ -168,7 +168,8 @@ class PredictExportTest(absltest.TestCase):
         ([model, "--image=/nonexistent/cat.jpg"], "/nonexistent/cat.jpg: no such file"),
         ([model, "--images=" + empty], "--images=%s holds no files to segment" % empty),
         ([model], "give --image=PATH (repeatable) or --images=DIR"),
-        (["--model=" + empty, "--image=x.jpg"], "--model=%s is not a SavedModel" % empty)):
+        (["--model=" + empty, "--image=x.jpg"], "--model=%s is not a SavedModel" % empty),
+        ([model, "--image=x.jpg", "--run_name=masks"], "--run_name names the run of a stage")):
       result = self.predict(*args)
       self.assertEqual(result.returncode, 1, args)
       self.assertIn(message, result.stderr, args)

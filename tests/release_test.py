@@ -95,7 +95,7 @@ class ReleaseTest(absltest.TestCase):
                                                 "calibrate", "evaluate", "export"})
     shown = json.loads(self.store_command("show", "releases/%s/%d" % (NAME, version)))
     self.assertEqual((shown["stage"], shown["output"]), ("release", digest))
-    self.assertIn("releases/%s/%d" % (NAME, version), shown["names"])
+    self.assertIn("releases/%s/%d" % (NAME, version), shown["releases"])
     self.assertIn("releases/%s/%d" % (NAME, version), self.store_command("ls"))
 
   def test_other_thresholds_are_another_release_and_the_next_version(self):
@@ -108,6 +108,9 @@ class ReleaseTest(absltest.TestCase):
     self.assertEqual(next_version, version + 1)
     newest = json.loads(self.store_command("show", "releases/" + NAME))
     self.assertEqual(newest["output"], second)
+    again = self.release("--min_pixel_accuracy=0.01")
+    self.assertIn("released as releases/%s/%d" % (NAME, version), again.stdout)
+    self.assertIn("note: releases/%s/%d is newer" % (NAME, next_version), again.stdout)
 
   def test_the_bytes_do_not_follow_what_the_process_ran_before(self):
     """In a fresh store the release is built in the process that trained and exported; in a

@@ -111,7 +111,7 @@ class RunsTest(StoreWithRuns):
     listed = json.loads(store_main("--json"))
     self.assertEqual([r["key"] for r in listed["runs"]], self.keys[::-1])
     self.assertEqual(listed["parameters"], ["params.learning_rate", "runtime.determinism.seed"])
-    self.assertEqual([r["names"] for r in listed["runs"]], [[], [], []])
+    self.assertEqual([r["run_names"] for r in listed["runs"]], [[], [], []])
 
 
 class RunNamesTest(StoreWithRuns):
@@ -122,13 +122,13 @@ class RunNamesTest(StoreWithRuns):
     self.assertIn("named baseline: the train run %s" % self.keys[0][:16],
                   self.store_main("name", self.keys[0][:8], "baseline"))
     table = runs.table(self.store, "train")
-    self.assertEqual([r["names"] for r in table.rows], [[], [], ["baseline"]])
+    self.assertEqual([r["run_names"] for r in table.rows], [[], [], ["baseline"]])
     lines = runs.lines(table)
     self.assertEqual(lines[0].split()[:3], ["key", "name", "started"])
     self.assertEqual(lines[3].split()[:2], [self.keys[0][:16], "baseline"])
     self.assertEqual(lines[1].split()[1], "-")
     shown = json.loads(self.store_main("show", "baseline"))
-    self.assertEqual((shown["key"], shown["names"]), (self.keys[0], ["baseline"]))
+    self.assertEqual((shown["key"], shown["run_names"]), (self.keys[0], ["baseline"]))
     self.assertIn("baseline                       train %s" % self.keys[0][:16],
                   self.store_main("ls"))
 
@@ -141,8 +141,12 @@ class RunNamesTest(StoreWithRuns):
 
   def test_the_next_command_does_not_carry_the_name(self):
     self.assertTrue(cli.next_command("//seg:evaluate", [
-        "train", "--dataset=synthetic", "--run_name=a-b", "--run_name", "c-d", "--seed=7"]
-    ).endswith("run //seg:evaluate -- --dataset=synthetic --seed=7"))
+        "train", "--dataset=synthetic", "--run_name=a-b", "--run_name", "c-d", "-run_name=e",
+        "--seed=7"]).endswith("run //seg:evaluate -- --dataset=synthetic --seed=7"))
+    self.assertTrue(cli.next_command("//seg:evaluate", ["train", "--flagfile=f"]).endswith(
+        " -- --flagfile=f --run_name="))  # the file may name this run
+    self.assertIn("--run_name is for the stage commands",
+                  self.store_main("ls", "--run_name=x-y", status=1))
 
   def test_names_that_are_not_kubernetes_names_or_read_as_digests_are_refused(self):
     for bad, reason in (("Baseline", "not a run name"), ("lr_0.01", "not a run name"),

@@ -96,10 +96,10 @@ class TuneTest(absltest.TestCase):
     named, folder = tiny.tune(self.store, ["--run_name=tiny"])  # a name is not in the key
     self.assertEqual((named.returncode, folder), (0, self.folder), named.stderr[-4000:])
     self.assertIn("  named tiny: the tune run %s" % manifest["key"][:16], named.stdout)
-    trial_names = {run["key"]: run["names"] for run in runs("train")}
+    trial_names = {run["key"]: run["run_names"] for run in runs("train")}
     self.assertEqual([trial_names[k] for k in manifest["details"]["trial_train_keys"]],
                      [["tiny-trial-%d" % n] for n in (1, 2, 3, 4)])
-    self.assertEqual([run["names"] for run in runs("tune") if run["key"] == manifest["key"]],
+    self.assertEqual([run["run_names"] for run in runs("tune") if run["key"] == manifest["key"]],
                      [["tiny"]])
 
 
