@@ -212,8 +212,11 @@ class PipelineTest(absltest.TestCase):
 
   def test_tensorflow_startup_lines_only_when_asked(self):
     def partition(*extra):  # in a store of its own: a cache hit would not start TensorFlow
+      # oneDNN on: TensorFlow then logs that it is, on any CPU (by default it is on only on
+      # CPUs with AVX-512 VNNI and the like: an AVX2 CPU logs nothing of it).
       return run("data_tools/partition",
-                 TINY[:4] + ["--store=" + self.create_tempdir().full_path] + list(extra))
+                 TINY[:4] + ["--store=" + self.create_tempdir().full_path] + list(extra),
+                 env={"TF_ENABLE_ONEDNN_OPTS": "1"})
 
     quiet, shown = partition(), partition("--tensorflow_startup_log")
     for result in (quiet, shown):
