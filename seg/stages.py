@@ -48,14 +48,11 @@ def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, sp
 def release(store, data_config, train_config, settings, stop_after_epochs=0, gate=None):
   """Evaluates the model (test split); if evaluate's metrics pass gate (a
   seg.release_gate.Gate), exports and releases it, else raises errors.Error with the numbers."""
-  from seg import evaluation  # pylint: disable=g-import-not-at-top
   from seg import export as export_lib  # pylint: disable=g-import-not-at-top
   from seg import release as release_lib  # pylint: disable=g-import-not-at-top
-  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
-  splits, trained, calibrated = results[-3:]
-  results.append(evaluation.evaluate_stage(store, splits, trained, calibrated, train_config.model,
-                                           train_config.eval_batch_size, settings))
+  results = evaluate(store, data_config, train_config, settings, stop_after_epochs)
   release_lib.passed(results[-1], gate)  # a refused model is not exported
+  splits, trained, calibrated = results[-4:-1]
   results.append(export_lib.export_stage(store, splits, trained, calibrated, train_config.model,
                                          settings))
   lineage = {r.name: r for r in results}
