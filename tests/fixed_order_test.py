@@ -1,0 +1,212 @@
+"""The fixed-order kernels (kernels/fixed_order.py): the same bits on every kernel path
+(AVX-512, AVX2, the scalar reference) and every intra-op pool size, within a stated tolerance
+of TensorFlow's own ops, with gradients that agree with TensorFlow's.
+
+Cases are random shapes from a fixed seed: odd sizes, kernels 1 to 4, strides 1 and 2, SAME
+and VALID padding, channel counts that are no multiple of 8 or 16, and counts above 64 (the
+AVX-512 register block). The negative control: TensorFlow's own weight gradient (oneDNN)
+gives other bits for other pool sizes, which the same digest comparison sees.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+import numpy as np
+
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the negative control's oneDNN, on any CPU
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from kernels import fixed_order  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+POOLS = (1, 2, 3, 4, 7)
+# Largest |fixed-order - TensorFlow| / max |TensorFlow| allowed: float32 sums of at most a few
+# thousand terms in another order (measured: at most 6e-7 on these cases).
+TOLERANCE = 1e-5
+
+
+def _cases():
+  """(name, batch, height, width, in channels, out channels, kernel, stride, padding)."""
+  rng = np.random.default_rng(2026)
+  cases = [("unet_up", 2, 8, 8, 96, 64, 3, 2, "SAME"),  # the decoder's stride-2 shape
+           ("pointwise", 3, 9, 7, 17, 70, 1, 1, "SAME"),
+           ("logits", 2, 6, 6, 35, 3, 3, 2, "SAME")]
+  for i in range(9):
+    k = int(rng.integers(1, 5))
+    h, w = (int(v) for v in rng.integers(k, 14, size=2))
+    cases.append(("random%d" % i, int(rng.integers(1, 4)), h, w, int(rng.integers(1, 40)),
+                  int(rng.integers(1, 90)), k, int(rng.integers(1, 3)),
+                  ("SAME", "VALID")[int(rng.integers(0, 2))]))
+  return cases
+
+
+CASES = _cases()
+
+
+def _inputs(case):
+  _, n, h, w, ci, co, k, stride, padding = case
+  rng = np.random.default_rng(sum(map(ord, case[0])))  # the case's own inputs
+  normal = lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+  _, (oh, ow) = fixed_order.window((h, w), (k, k), (stride, stride), padding)
+  return {"x": normal(n, h, w, ci), "w": normal(k, k, ci, co), "t_x": normal(n, oh, ow, co),
+          "t_w": normal(k, k, ci, co), "d_x": normal(n, h, w, co), "d_w": normal(k, k, co, 1),
+          "hw": (h, w), "stride": stride, "padding": padding}
+
+
+def _with_gradients(function, *inputs):
+  """[output, gradient of sum(output²) for each input] as NumPy arrays."""
+  with tf.GradientTape() as tape:
+    tape.watch(inputs)
+    output = function(*inputs)
+    loss = tf.reduce_sum(output * output)
+  return [output.numpy()] + [g.numpy() for g in tape.gradient(loss, list(inputs))]
+
+
+def fixed_order_results(case):
+  """{op: [output, input gradient, filter gradient]} of the fixed-order ops on a case."""
+  v = _inputs(case)
+  s, p = v["stride"], v["padding"]
+  return {
+      "conv2d": _with_gradients(lambda x, w: fixed_order.conv2d(x, w, s, p), v["x"], v["w"]),
+      "conv2d_transpose": _with_gradients(
+          lambda x, w: fixed_order.conv2d_transpose(x, w, v["hw"], s, p), v["t_x"], v["t_w"]),
+      "depthwise_conv2d": _with_gradients(
+          lambda x, w: fixed_order.depthwise_conv2d(x, w, s, p), v["d_x"], v["d_w"]),
+  }
+
+
+def tensorflow_results(case):
+  """The same as fixed_order_results, from TensorFlow's own ops."""
+  v = _inputs(case)
+  s, p = v["stride"], v["padding"]
+  n, (h, w), ci = case[1], v["hw"], case[4]
+  return {
+      "conv2d": _with_gradients(lambda x, w: tf.nn.conv2d(x, w, s, p), v["x"], v["w"]),
+      "conv2d_transpose": _with_gradients(
+          lambda x, f: tf.nn.conv2d_transpose(x, f, (n, h, w, ci), s, p), v["t_x"], v["t_w"]),
+      "depthwise_conv2d": _with_gradients(
+          lambda x, w: tf.nn.depthwise_conv2d(x, w, (1, s, s, 1), p), v["d_x"], v["d_w"]),
+  }
+
+
+def digest(results):
+  return hashlib.sha256(b"".join(a.tobytes() for a in results)).hexdigest()
+
+
+def _stock_weight_gradient_digest():
+  """TensorFlow's Conv2DBackpropFilter (oneDNN) on a 1x1 convolution: the negative control."""
+  rng = np.random.default_rng(1)
+  x = tf.constant(rng.standard_normal((8, 32, 32, 24)).astype(np.float32))
+  dy = tf.constant(rng.standard_normal((8, 32, 32, 40)).astype(np.float32))
+  return digest([tf.raw_ops.Conv2DBackpropFilter(
+      input=x, filter_sizes=[1, 1, 24, 40], out_backprop=dy, strides=[1, 1, 1, 1],
+      padding="SAME").numpy()])
+
+
+def child_digests():
+  """{case: {op: digest}} on the widest path, and the stock control: printed as JSON by a
+  child process with its own pool size."""
+  result = {c[0]: {op: digest(r) for op, r in fixed_order_results(c).items()} for c in CASES}
+  return {"fixed_order": result, "stock": _stock_weight_gradient_digest(),
+          "path": fixed_order.current_path()}
+
+
+def _paths():
+  """The kernel paths this CPU can run."""
+  paths = []
+  for name in ("scalar", "avx2", "avx512"):
+    try:
+      fixed_order.force_path(name)
+      paths.append(name)
+    except ValueError:
+      pass
+  fixed_order.force_path("auto")
+  return paths
+
+
+class FixedOrderTest(absltest.TestCase):
+
+  def test_every_path_gives_the_scalar_references_bits(self):
+    paths = _paths()
+    self.assertIn("scalar", paths)
+    self.assertIn("avx2", paths)  # every CPU that portable mode accepts has AVX2 and FMA
+    for case in CASES:
+      fixed_order.force_path("scalar")
+      reference = fixed_order_results(case)
+      for path in paths[1:]:
+        fixed_order.force_path(path)
+        for op, results in fixed_order_results(case).items():
+          with self.subTest(case=case, op=op, path=path):
+            for name, got, want in zip(("output", "input grad", "filter grad"), results,
+                                       reference[op]):
+              self.assertTrue(np.array_equal(got, want), "%s differs" % name)
+    fixed_order.force_path("auto")
+
+  def test_within_tolerance_of_tensorflow_and_its_gradients(self):
+    for case in CASES:
+      ours, theirs = fixed_order_results(case), tensorflow_results(case)
+      for op in ours:
+        for name, got, want in zip(("output", "input grad", "filter grad"), ours[op],
+                                   theirs[op]):
+          with self.subTest(case=case, op=op, what=name):
+            self.assertEqual(got.shape, want.shape)
+            scale = max(float(np.max(np.abs(want))), 1e-30)
+            self.assertLessEqual(float(np.max(np.abs(got - want))) / scale, TOLERANCE)
+
+  def test_numeric_gradient(self):
+    # Against finite differences, not only against TensorFlow's gradient ops.
+    x = tf.constant(np.random.default_rng(3).standard_normal((1, 5, 4, 3)), tf.float32)
+    w = tf.constant(np.random.default_rng(4).standard_normal((3, 3, 3, 2)), tf.float32)
+    for function in (lambda x, w: fixed_order.conv2d(x, w, 2, "SAME"),
+                     lambda x, w: fixed_order.conv2d_transpose(
+                         tf.reshape(x[..., :2], (1, 5, 4, 2)), w, (10, 8), 2, "SAME")):
+      theoretical, numerical = tf.test.compute_gradient(function, [x, w], delta=1e-2)
+      for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, atol=2e-2)
+
+  def test_every_pool_size_gives_the_same_bits(self):
+    runs = {}
+    for pool in POOLS:
+      output = subprocess.run(
+          [sys.executable, __file__, "--child_pool=%d" % pool], capture_output=True, text=True,
+          check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+          timeout=600)
+      runs[pool] = json.loads(output.stdout.strip().splitlines()[-1])
+    reference = {c[0]: {op: digest(r) for op, r in fixed_order_results(c).items()}
+                 for c in CASES}
+    for pool, run in runs.items():
+      with self.subTest(pool=pool):
+        self.assertEqual(run["path"], fixed_order.current_path())
+        self.assertEqual(run["fixed_order"], reference)
+    # Negative control: the comparison sees TensorFlow's own kernel follow the pool size.
+    self.assertGreater(len({run["stock"] for run in runs.values()}), 1)
+
+  def test_refusals_name_the_input(self):
+    x = tf.zeros((1, 4, 4, 2))
+    with self.assertRaisesRegex(ValueError, "channel multiplier 2"):
+      fixed_order.depthwise_conv2d(x, tf.zeros((3, 3, 2, 2)), 1, "SAME")
+    with self.assertRaisesRegex(ValueError, "does not fit a 4-pixel input"):
+      fixed_order.conv2d(x, tf.zeros((5, 5, 2, 1)), 1, "VALID")
+    with self.assertRaisesRegex(ValueError, "padding 'FULL'"):
+      fixed_order.conv2d(x, tf.zeros((3, 3, 2, 1)), 1, "FULL")
+    with self.assertRaisesRegex(ValueError, "takes \\[2, 2\\] inputs, not \\[4, 4\\]"):
+      fixed_order.conv2d_transpose(x, tf.zeros((3, 3, 1, 2)), (4, 4), 2, "SAME")
+    with self.assertRaisesRegex(ValueError, "'neon' is not one of"):
+      fixed_order.force_path("neon")
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "filter has 3 input channels"):
+      fixed_order.conv2d(x, tf.zeros((3, 3, 3, 1)), 1, "SAME")
+
+
+def _child(pool):
+  tf.config.threading.set_intra_op_parallelism_threads(pool)
+  print(json.dumps(child_digests()))
+
+
+if __name__ == "__main__":
+  if len(sys.argv) == 2 and sys.argv[1].startswith("--child_pool="):
+    _child(int(sys.argv[1].split("=")[1]))
+  else:
+    absltest.main()
