@@ -3,15 +3,16 @@
 //
 // The rule that makes every path give the same bits (docs/determinism.md, "The fixed-order
 // kernels"): lanes and threads run over independent outputs, never over a sum. Every output
-// element is one chain of fused multiply-adds, from +0, over its terms in one fixed order;
-// register blocks and the split into work units only decide which element is computed when.
-// Channel counts that are no multiple of the vector width end in one-lane blocks that run
-// the same chain.
+// element is one chain of fused multiply-adds, from +0, over its terms in one fixed order.
+// The chain may pause: its accumulator is stored in the output and loaded again for the next
+// terms, which keeps the order. Register blocks, tiles, channel tails (masked lanes) and the
+// split into work units only decide when an element's next terms are computed.
 #ifndef REPROSEG_KERNELS_CONV_KERNELS_H_
 #define REPROSEG_KERNELS_CONV_KERNELS_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/geometry.h"
 #include "kernels/lanes.h"
@@ -19,41 +20,58 @@
 namespace reproseg_fixed_order {
 namespace {
 
-constexpr int kPixels = 4;         // output pixels per register block
-constexpr int kFilterChannels = 4;  // input channels per weight-gradient register block
+constexpr int kPixels = 4;            // pixels per register block
+constexpr int kFilterChannels = 4;    // input channels per weight-gradient register block
+constexpr int64_t kTilePixels = 64;   // output pixels a forward tile aims at (weight reuse)
+constexpr int64_t kChunkTerms = 64;   // channel terms per pass over a tile (weights in L1)
 
-// A register block of kVectors vectors of Lanes: kVectors * Lanes::kLanes channels.
-template <class Lanes_, int kVectors_>
+// A register block of kVectors vectors of Lanes over consecutive channels; a partial block
+// is one vector of which `valid` lanes are channels (a tail).
+template <class Lanes_, int kVectors_, bool kPartial = false>
 struct Block {
   using Lanes = Lanes_;
   using Reg = typename Lanes_::Reg;
   static constexpr int kVectors = kVectors_;
   static constexpr int kLanes = Lanes_::kLanes;
-  static constexpr int64_t kWidth = int64_t{kLanes} * kVectors_;
+  int valid = kLanes;
+
+  Reg Load(const float* p) const {
+    return kPartial ? Lanes::LoadPartial(p, valid) : Lanes::Load(p);
+  }
+  void Store(float* p, Reg v) const {
+    if (kPartial) {
+      Lanes::StorePartial(p, v, valid);
+    } else {
+      Lanes::Store(p, v);
+    }
+  }
 };
 
 // Channels [0, channels) as blocks: wide blocks of V::kBlockVectors vectors, then single
-// vectors, then single lanes. Block k starts where ChannelBlockAt says.
+// vectors, then one partial vector for the rest.
 template <class V>
 struct ChannelBlocks {
   using Wide = Block<V, V::kBlockVectors>;
   using Single = Block<V, 1>;
-  using Tail = Block<ScalarLanes, 1>;
-  int64_t wide, single, tail;
+  using Partial = Block<V, 1, true>;
+  static constexpr int64_t kWideWidth = int64_t{V::kLanes} * V::kBlockVectors;
+  int64_t wide, single, rest;
 
   explicit ChannelBlocks(int64_t channels)
-      : wide(channels / Wide::kWidth),
-        single(channels % Wide::kWidth / Single::kWidth),
-        tail(channels % Single::kWidth) {}
-  int64_t count() const { return wide + single + tail; }
+      : wide(channels / kWideWidth),
+        single(channels % kWideWidth / V::kLanes),
+        rest(channels % V::kLanes) {}
+  int64_t count() const { return wide + single + (rest > 0); }
 
   // Calls body(block, first channel) for block k.
   template <class Body>
   void At(int64_t k, const Body& body) const {
-    if (k < wide) return body(Wide(), k * Wide::kWidth);
-    const int64_t after_wide = wide * Wide::kWidth;
-    if (k < wide + single) return body(Single(), after_wide + (k - wide) * Single::kWidth);
-    body(Tail(), after_wide + single * Single::kWidth + (k - wide - single));
+    if (k < wide) return body(Wide(), k * kWideWidth);
+    const int64_t after_wide = wide * kWideWidth;
+    if (k < wide + single) return body(Single(), after_wide + (k - wide) * V::kLanes);
+    Partial partial;
+    partial.valid = static_cast<int>(rest);
+    body(partial, after_wide + single * V::kLanes);
   }
   template <class Body>
   void ForEach(const Body& body) const {
@@ -62,164 +80,8 @@ struct ChannelBlocks {
 };
 
 inline int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-inline int64_t FloorMod(int64_t a, int64_t b) { return a - FloorDiv(a, b) * b; }
 
-// Calls single(i) or quad(i), for pixels i..i+3, over i in [0, count): quads where all four
-// pixels are interior (no tap of theirs needs a bounds check).
-template <class Interior, class Single, class Quad>
-void WalkPixels(int64_t count, const Interior& interior, const Single& single,
-                const Quad& quad) {
-  int64_t i = 0;
-  while (i < count) {
-    if (i + kPixels <= count && interior(i) && interior(i + 1) && interior(i + 2) &&
-        interior(i + 3)) {
-      quad(i);
-      i += kPixels;
-    } else {
-      single(i);
-      ++i;
-    }
-  }
-}
-
-// ---- Conv2D forward: y[n,oh,ow,co] = chain over (kh, kw, ci) of x[n,ih,iw,ci] * w[kh,kw,ci,co].
-
-// kPix output pixels ow, ow+1, ... of one row, channels [co, co + B::kWidth).
-template <class B, int kPix>
-void ConvForwardPixels(const ConvGeometry& g, const float* x_image, const float* w,
-                       float* y_row, int64_t ow, int64_t co, int64_t ih0) {
-  using L = typename B::Lanes;
-  typename B::Reg acc[kPix][B::kVectors];
-  for (int p = 0; p < kPix; ++p)
-    for (int j = 0; j < B::kVectors; ++j) acc[p][j] = L::Zero();
-  const int64_t iw0 = ow * g.stride_w - g.pad_left;
-  const int64_t pixel_step = g.stride_w * g.in_c;
-  for (int64_t kh = std::max<int64_t>(0, -ih0); kh < std::min(g.k_h, g.in_h - ih0); ++kh) {
-    const float* x_row = x_image + (ih0 + kh) * g.in_w * g.in_c;
-    for (int64_t kw = 0; kw < g.k_w; ++kw) {
-      const int64_t iw = iw0 + kw;
-      if (kPix == 1 && (iw < 0 || iw >= g.in_w)) continue;  // a tap in the padding
-      const float* xp = x_row + iw * g.in_c;
-      const float* wp = w + (kh * g.k_w + kw) * g.in_c * g.out_c + co;
-      for (int64_t ci = 0; ci < g.in_c; ++ci) {
-        typename B::Reg wv[B::kVectors];
-        for (int j = 0; j < B::kVectors; ++j) wv[j] = L::Load(wp + ci * g.out_c + j * B::kLanes);
-        for (int p = 0; p < kPix; ++p) {
-          const typename B::Reg xb = L::Broadcast(xp[p * pixel_step + ci]);
-          for (int j = 0; j < B::kVectors; ++j) acc[p][j] = L::MulAdd(xb, wv[j], acc[p][j]);
-        }
-      }
-    }
-  }
-  for (int p = 0; p < kPix; ++p)
-    for (int j = 0; j < B::kVectors; ++j)
-      L::Store(y_row + (ow + p) * g.out_c + co + j * B::kLanes, acc[p][j]);
-}
-
-template <class V>
-void ConvForward(const ConvGeometry& g, const float* x, const float* w, float* y,
-                 int64_t begin, int64_t end) {
-  const ChannelBlocks<V> blocks(g.out_c);
-  auto interior = [&](int64_t ow) {
-    const int64_t iw0 = ow * g.stride_w - g.pad_left;
-    return iw0 >= 0 && iw0 + g.k_w <= g.in_w;
-  };
-  for (int64_t row = begin; row < end; ++row) {
-    const int64_t n = row / g.out_h, oh = row % g.out_h;
-    const int64_t ih0 = oh * g.stride_h - g.pad_top;
-    const float* x_image = x + n * g.in_h * g.in_w * g.in_c;
-    float* y_row = y + row * g.out_w * g.out_c;
-    blocks.ForEach([&](auto block, int64_t co) {
-      using B = decltype(block);
-      WalkPixels(
-          g.out_w, interior,
-          [&](int64_t ow) { ConvForwardPixels<B, 1>(g, x_image, w, y_row, ow, co, ih0); },
-          [&](int64_t ow) { ConvForwardPixels<B, kPixels>(g, x_image, w, y_row, ow, co, ih0); });
-    });
-  }
-}
-
-// ---- Conv2D input gradient: dx[n,ih,iw,ci] = chain over (kh, kw, co) of
-// dy[n,oh,ow,co] * w[kh,kw,ci,co], for the (kh, kw) with ih = oh*sh - pad_top + kh and
-// iw = ow*sw - pad_left + kw for some output pixel (oh, ow). Pixels iw, iw+sw, iw+2sw, ...
-// share their taps kw, so a block takes kPix of them.
-
-template <class B, int kPix>
-void ConvBackpropInputPixels(const ConvGeometry& g, const float* dy_image, const float* w_t,
-                             float* dx_row, int64_t ih, int64_t iw, int64_t ci) {
-  using L = typename B::Lanes;
-  typename B::Reg acc[kPix][B::kVectors];
-  for (int p = 0; p < kPix; ++p)
-    for (int j = 0; j < B::kVectors; ++j) acc[p][j] = L::Zero();
-  for (int64_t kh = 0; kh < g.k_h; ++kh) {
-    const int64_t t = ih + g.pad_top - kh;
-    if (t < 0 || t % g.stride_h != 0 || t / g.stride_h >= g.out_h) continue;
-    const float* dy_row = dy_image + (t / g.stride_h) * g.out_w * g.out_c;
-    for (int64_t kw = 0; kw < g.k_w; ++kw) {
-      const int64_t u = iw + g.pad_left - kw;
-      if (FloorMod(u, g.stride_w) != 0) continue;  // no output pixel reads iw through kw
-      if (kPix == 1 && (u < 0 || u / g.stride_w >= g.out_w)) continue;
-      const float* dyp = dy_row + (u / g.stride_w) * g.out_c;
-      const float* wp = w_t + (kh * g.k_w + kw) * g.out_c * g.in_c + ci;
-      for (int64_t co = 0; co < g.out_c; ++co) {
-        typename B::Reg wv[B::kVectors];
-        for (int j = 0; j < B::kVectors; ++j) wv[j] = L::Load(wp + co * g.in_c + j * B::kLanes);
-        for (int p = 0; p < kPix; ++p) {
-          const typename B::Reg db = L::Broadcast(dyp[p * g.out_c + co]);
-          for (int j = 0; j < B::kVectors; ++j) acc[p][j] = L::MulAdd(db, wv[j], acc[p][j]);
-        }
-      }
-    }
-  }
-  for (int p = 0; p < kPix; ++p)
-    for (int j = 0; j < B::kVectors; ++j)
-      L::Store(dx_row + (iw + p * g.stride_w) * g.in_c + ci + j * B::kLanes, acc[p][j]);
-}
-
-template <class V>
-void ConvBackpropInput(const ConvGeometry& g, const float* dy, const float* w_t, float* dx,
-                       int64_t begin, int64_t end) {
-  const ChannelBlocks<V> blocks(g.in_c);
-  for (int64_t row = begin; row < end; ++row) {
-    const int64_t n = row / g.in_h, ih = row % g.in_h;
-    const float* dy_image = dy + n * g.out_h * g.out_w * g.out_c;
-    float* dx_row = dx + row * g.in_w * g.in_c;
-    for (int64_t phase = 0; phase < std::min(g.stride_w, g.in_w); ++phase) {
-      // Pixels iw = phase + q * stride_w; interior: every tap kw reaching iw is in range.
-      auto interior = [&](int64_t q) {
-        const int64_t iw = phase + q * g.stride_w;
-        for (int64_t kw = 0; kw < g.k_w; ++kw) {
-          const int64_t u = iw + g.pad_left - kw;
-          if (FloorMod(u, g.stride_w) == 0 && (u < 0 || u / g.stride_w >= g.out_w)) return false;
-        }
-        return true;
-      };
-      const int64_t count = (g.in_w - phase + g.stride_w - 1) / g.stride_w;
-      blocks.ForEach([&](auto block, int64_t ci) {
-        using B = decltype(block);
-        WalkPixels(
-            count, interior,
-            [&](int64_t q) {
-              ConvBackpropInputPixels<B, 1>(g, dy_image, w_t, dx_row, ih,
-                                            phase + q * g.stride_w, ci);
-            },
-            [&](int64_t q) {
-              ConvBackpropInputPixels<B, kPixels>(g, dy_image, w_t, dx_row, ih,
-                                                  phase + q * g.stride_w, ci);
-            });
-      });
-    }
-  }
-}
-
-// ---- Conv2D weight gradient: dw[kh,kw,ci,co] = chain over (n, oh, ow) of
-// x[n,ih,iw,ci] * dy[n,oh,ow,co], skipping output pixels whose tap (kh, kw) is in the padding.
-// Rows outer: each thread walks the rows of x and dy once, and for each row loads the
-// accumulators of its units from dw and stores them back, which keeps every element's order
-// and the row's data in cache. A work unit is (tap, block of kFilterChannels input channels or
-// one tail channel, output-channel block).
-
-// Output columns whose tap kw is inside the input: iw = ow*sw - pad_left + kw in [0, in_w).
+// Output columns ow whose tap kw is inside the input: iw = ow*sw - pad_left + kw in [0, in_w).
 inline int64_t FirstColumn(const ConvGeometry& g, int64_t kw) {
   return std::max<int64_t>(0, -FloorDiv(kw - g.pad_left, g.stride_w));
 }
@@ -227,11 +89,152 @@ inline int64_t EndColumn(const ConvGeometry& g, int64_t kw) {
   return std::min(g.out_w, FloorDiv(g.in_w - 1 + g.pad_left - kw, g.stride_w) + 1);
 }
 
+// The next `terms` terms of kPix chains per lane: for pixel p and term c,
+// acc[p] = fma(in[p * in_step + c], weights[c * weight_step + lane], acc[p]), with acc[p]
+// loaded from and stored back to out + p * out_step.
+template <class B, int kPix>
+void MulAddPixels(const B& block, float* out, int64_t out_step, const float* in,
+                  int64_t in_step, const float* weights, int64_t weight_step, int64_t terms) {
+  using L = typename B::Lanes;
+  typename B::Reg acc[kPix][B::kVectors];
+  for (int p = 0; p < kPix; ++p)
+    for (int j = 0; j < B::kVectors; ++j) acc[p][j] = block.Load(out + p * out_step + j * B::kLanes);
+  for (int64_t c = 0; c < terms; ++c) {
+    typename B::Reg wv[B::kVectors];
+    for (int j = 0; j < B::kVectors; ++j) wv[j] = block.Load(weights + c * weight_step + j * B::kLanes);
+    for (int p = 0; p < kPix; ++p) {
+      const typename B::Reg xb = L::Broadcast(in[p * in_step + c]);
+      for (int j = 0; j < B::kVectors; ++j) acc[p][j] = L::MulAdd(xb, wv[j], acc[p][j]);
+    }
+  }
+  for (int p = 0; p < kPix; ++p)
+    for (int j = 0; j < B::kVectors; ++j) block.Store(out + p * out_step + j * B::kLanes, acc[p][j]);
+}
+
+// MulAddPixels over `count` pixels, kPixels at a time.
+template <class B>
+void MulAddRow(const B& block, float* out, int64_t out_step, const float* in, int64_t in_step,
+               const float* weights, int64_t weight_step, int64_t terms, int64_t count) {
+  int64_t p = 0;
+  for (; p + kPixels <= count; p += kPixels) {
+    MulAddPixels<B, kPixels>(block, out + p * out_step, out_step, in + p * in_step, in_step,
+                             weights, weight_step, terms);
+  }
+  for (; p < count; ++p) {
+    MulAddPixels<B, 1>(block, out + p * out_step, out_step, in + p * in_step, in_step, weights,
+                       weight_step, terms);
+  }
+}
+
+inline int64_t TileRows(int64_t row_pixels) {
+  return std::max<int64_t>(1, (kTilePixels + row_pixels - 1) / row_pixels);
+}
+
+// ---- Conv2D forward: y[n,oh,ow,co] = chain over (kh, kw, ci) of x[n,ih,iw,ci] * w[kh,kw,ci,co].
+// Units: rows (n, oh), taken in tiles of about kTilePixels pixels, each zeroed first;
+// for each tile and channel block, the terms go in chain order, kChunkTerms at a time per
+// pass over the tile, so that those weights stay in cache. Pixels that read every tap kw of a
+// row kh take its terms (kw, ci) as one run: they are consecutive in x and in w.
+
+// The terms (kw, ci) with kw*in_c + ci in [0, terms) of filter row kh, from tap kw on, for
+// output columns [ow_lo, ow_hi) of the tile's rows.
+template <class B>
+void ConvForwardPass(const B& block, const ConvGeometry& g, const float* x, const float* w,
+                     float* y, int64_t tile, int64_t tile_end, int64_t co, int64_t kh,
+                     int64_t kw, int64_t ow_lo, int64_t ow_hi, int64_t terms) {
+  if (ow_lo >= ow_hi) return;
+  for (int64_t t = 0; t < terms; t += kChunkTerms) {
+    const float* wp = w + ((kh * g.k_w + kw) * g.in_c + t) * g.out_c + co;
+    for (int64_t row = tile; row < tile_end; ++row) {
+      const int64_t n = row / g.out_h, oh = row % g.out_h;
+      const int64_t ih = oh * g.stride_h - g.pad_top + kh;
+      if (ih < 0 || ih >= g.in_h) continue;
+      const float* xp =
+          x + ((n * g.in_h + ih) * g.in_w + ow_lo * g.stride_w - g.pad_left + kw) * g.in_c + t;
+      MulAddRow(block, y + (row * g.out_w + ow_lo) * g.out_c + co, g.out_c, xp,
+                g.stride_w * g.in_c, wp, g.out_c, std::min(kChunkTerms, terms - t),
+                ow_hi - ow_lo);
+    }
+  }
+}
+
+template <class V>
+void ConvForward(const ConvGeometry& g, const float* x, const float* w, float* y,
+                 int64_t begin, int64_t end) {
+  const ChannelBlocks<V> blocks(g.out_c);
+  // Output columns that read every tap kw: [inner_lo, inner_hi).
+  const int64_t inner_lo = FirstColumn(g, 0);
+  const int64_t inner_hi = std::max(inner_lo, EndColumn(g, g.k_w - 1));
+  const int64_t tile_rows = TileRows(g.out_w);
+  for (int64_t tile = begin; tile < end; tile += tile_rows) {
+    const int64_t tile_end = std::min(end, tile + tile_rows);
+    std::fill(y + tile * g.out_w * g.out_c, y + tile_end * g.out_w * g.out_c, 0.0f);
+    blocks.ForEach([&](const auto& block, int64_t co) {
+      for (int64_t kh = 0; kh < g.k_h; ++kh) {
+        ConvForwardPass(block, g, x, w, y, tile, tile_end, co, kh, 0, inner_lo, inner_hi,
+                        g.k_w * g.in_c);
+        for (int64_t kw = 0; kw < g.k_w; ++kw) {  // the columns at the edges, tap by tap
+          const int64_t lo = FirstColumn(g, kw), hi = EndColumn(g, kw);
+          ConvForwardPass(block, g, x, w, y, tile, tile_end, co, kh, kw, lo,
+                          std::min(hi, inner_lo), g.in_c);
+          ConvForwardPass(block, g, x, w, y, tile, tile_end, co, kh, kw,
+                          std::max(lo, inner_hi), hi, g.in_c);
+        }
+      }
+    });
+  }
+}
+
+// ---- Conv2D input gradient: dx[n,ih,iw,ci] = chain over (kh, kw, co) of
+// dy[n,oh,ow,co] * w[kh,kw,ci,co], for the output pixels (oh, ow) that read (ih, iw) through
+// tap (kh, kw). w_t is w with its channel axes swapped. Units: rows (n, ih) in tiles, each
+// zeroed first, as the forward pass; through tap (kw), output columns ow in
+// [FirstColumn, EndColumn) reach input columns iw = ow*sw - pad_left + kw, one pixel each: a
+// tap reaches one pixel in stride_h * stride_w, so tiles are that much larger.
+template <class V>
+void ConvBackpropInput(const ConvGeometry& g, const float* dy, const float* w_t, float* dx,
+                       int64_t begin, int64_t end) {
+  const ChannelBlocks<V> blocks(g.in_c);
+  const int64_t tile_rows = TileRows(g.in_w) * g.stride_h * g.stride_w;
+  for (int64_t tile = begin; tile < end; tile += tile_rows) {
+    const int64_t tile_end = std::min(end, tile + tile_rows);
+    std::fill(dx + tile * g.in_w * g.in_c, dx + tile_end * g.in_w * g.in_c, 0.0f);
+    blocks.ForEach([&](const auto& block, int64_t ci) {
+      for (int64_t kh = 0; kh < g.k_h; ++kh) {
+        for (int64_t kw = 0; kw < g.k_w; ++kw) {
+          const int64_t ow_lo = FirstColumn(g, kw), count = EndColumn(g, kw) - ow_lo;
+          for (int64_t co = 0; co < g.out_c; co += kChunkTerms) {
+            const int64_t terms = std::min(kChunkTerms, g.out_c - co);
+            const float* wp = w_t + ((kh * g.k_w + kw) * g.out_c + co) * g.in_c + ci;
+            for (int64_t row = tile; row < tile_end; ++row) {
+              const int64_t n = row / g.in_h, ih = row % g.in_h;
+              const int64_t t = ih + g.pad_top - kh;  // = oh * stride_h for a reaching row
+              if (t < 0 || t % g.stride_h != 0 || t / g.stride_h >= g.out_h || count <= 0) {
+                continue;
+              }
+              const float* dyp = dy + ((n * g.out_h + t / g.stride_h) * g.out_w + ow_lo) * g.out_c + co;
+              float* dxp = dx + (row * g.in_w + ow_lo * g.stride_w - g.pad_left + kw) * g.in_c + ci;
+              MulAddRow(block, dxp, g.stride_w * g.in_c, dyp, g.out_c, wp, g.in_c, terms, count);
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+// ---- Conv2D weight gradient: dw[kh,kw,ci,co] = chain over (n, oh, ow) of
+// x[n,ih,iw,ci] * dy[n,oh,ow,co], skipping output pixels whose tap (kh, kw) is in the padding.
+// dw must be zero on entry. Rows outer: each thread walks the rows of x and dy once, and for
+// each row loads the accumulators of its units from dw and stores them back, which keeps the
+// row's data in cache. A unit is (tap, block of kFilterChannels input channels or one tail
+// channel, output-channel block).
+
 // The terms of output row (n, oh) for dw[kh, kw, ci.., co..].
 template <class B, int kChannels>
-void ConvBackpropFilterRow(const ConvGeometry& g, const float* x, const float* dy, float* dw,
-                           int64_t n, int64_t oh, int64_t kh, int64_t kw, int64_t ci,
-                           int64_t co) {
+void ConvBackpropFilterRow(const B& block, const ConvGeometry& g, const float* x,
+                           const float* dy, float* dw, int64_t n, int64_t oh, int64_t kh,
+                           int64_t kw, int64_t ci, int64_t co) {
   using L = typename B::Lanes;
   const int64_t ih = oh * g.stride_h - g.pad_top + kh;
   const int64_t ow_lo = FirstColumn(g, kw), ow_hi = EndColumn(g, kw);
@@ -239,13 +242,13 @@ void ConvBackpropFilterRow(const ConvGeometry& g, const float* x, const float* d
   float* dwp = dw + ((kh * g.k_w + kw) * g.in_c + ci) * g.out_c + co;
   typename B::Reg acc[kChannels][B::kVectors];
   for (int c = 0; c < kChannels; ++c)
-    for (int j = 0; j < B::kVectors; ++j) acc[c][j] = L::Load(dwp + c * g.out_c + j * B::kLanes);
+    for (int j = 0; j < B::kVectors; ++j) acc[c][j] = block.Load(dwp + c * g.out_c + j * B::kLanes);
   const float* xp =
       x + ((n * g.in_h + ih) * g.in_w + ow_lo * g.stride_w - g.pad_left + kw) * g.in_c + ci;
   const float* dyp = dy + ((n * g.out_h + oh) * g.out_w + ow_lo) * g.out_c + co;
   for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
     typename B::Reg d[B::kVectors];
-    for (int j = 0; j < B::kVectors; ++j) d[j] = L::Load(dyp + j * B::kLanes);
+    for (int j = 0; j < B::kVectors; ++j) d[j] = block.Load(dyp + j * B::kLanes);
     for (int c = 0; c < kChannels; ++c) {
       const typename B::Reg xb = L::Broadcast(xp[c]);
       for (int j = 0; j < B::kVectors; ++j) acc[c][j] = L::MulAdd(xb, d[j], acc[c][j]);
@@ -254,7 +257,7 @@ void ConvBackpropFilterRow(const ConvGeometry& g, const float* x, const float* d
     dyp += g.out_c;
   }
   for (int c = 0; c < kChannels; ++c)
-    for (int j = 0; j < B::kVectors; ++j) L::Store(dwp + c * g.out_c + j * B::kLanes, acc[c][j]);
+    for (int j = 0; j < B::kVectors; ++j) block.Store(dwp + c * g.out_c + j * B::kLanes, acc[c][j]);
 }
 
 inline int64_t FilterChannelBlocks(int64_t in_c) {
@@ -279,14 +282,14 @@ void ConvBackpropFilter(const ConvGeometry& g, const float* x, const float* dy, 
         const int64_t ci_block = unit / blocks.count() % ci_blocks;
         const int64_t tap = unit / blocks.count() / ci_blocks;
         const int64_t kh = tap / g.k_w, kw = tap % g.k_w;
-        blocks.At(co_block, [&](auto block, int64_t co) {
-          using B = decltype(block);
+        blocks.At(co_block, [&](const auto& block, int64_t co) {
+          using B = std::decay_t<decltype(block)>;
           if (ci_block < full_ci_blocks) {
-            ConvBackpropFilterRow<B, kFilterChannels>(g, x, dy, dw, n, oh, kh, kw,
+            ConvBackpropFilterRow<B, kFilterChannels>(block, g, x, dy, dw, n, oh, kh, kw,
                                                       ci_block * kFilterChannels, co);
           } else {
             const int64_t ci = full_ci_blocks * kFilterChannels + (ci_block - full_ci_blocks);
-            ConvBackpropFilterRow<B, 1>(g, x, dy, dw, n, oh, kh, kw, ci, co);
+            ConvBackpropFilterRow<B, 1>(block, g, x, dy, dw, n, oh, kh, kw, ci, co);
           }
         });
       }
@@ -307,8 +310,8 @@ void DepthwiseForward(const ConvGeometry& g, const float* x, const float* w, flo
     const int64_t ih0 = oh * g.stride_h - g.pad_top;
     for (int64_t ow = 0; ow < g.out_w; ++ow) {
       const int64_t iw0 = ow * g.stride_w - g.pad_left;
-      blocks.ForEach([&](auto block, int64_t c) {
-        using B = decltype(block);
+      blocks.ForEach([&](const auto& block, int64_t c) {
+        using B = std::decay_t<decltype(block)>;
         using L = typename B::Lanes;
         typename B::Reg acc[B::kVectors];
         for (int j = 0; j < B::kVectors; ++j) acc[j] = L::Zero();
@@ -318,11 +321,12 @@ void DepthwiseForward(const ConvGeometry& g, const float* x, const float* w, flo
             const float* xp = x + ((n * g.in_h + ih0 + kh) * g.in_w + iw0 + kw) * c_all + c;
             const float* wp = w + (kh * g.k_w + kw) * c_all + c;
             for (int j = 0; j < B::kVectors; ++j)
-              acc[j] = L::MulAdd(L::Load(xp + j * B::kLanes), L::Load(wp + j * B::kLanes), acc[j]);
+              acc[j] = L::MulAdd(block.Load(xp + j * B::kLanes), block.Load(wp + j * B::kLanes),
+                                 acc[j]);
           }
         }
         float* yp = y + (row * g.out_w + ow) * c_all + c;
-        for (int j = 0; j < B::kVectors; ++j) L::Store(yp + j * B::kLanes, acc[j]);
+        for (int j = 0; j < B::kVectors; ++j) block.Store(yp + j * B::kLanes, acc[j]);
       });
     }
   }
@@ -338,8 +342,8 @@ void DepthwiseBackpropInput(const ConvGeometry& g, const float* dy, const float*
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / g.in_h, ih = row % g.in_h;
     for (int64_t iw = 0; iw < g.in_w; ++iw) {
-      blocks.ForEach([&](auto block, int64_t c) {
-        using B = decltype(block);
+      blocks.ForEach([&](const auto& block, int64_t c) {
+        using B = std::decay_t<decltype(block)>;
         using L = typename B::Lanes;
         typename B::Reg acc[B::kVectors];
         for (int j = 0; j < B::kVectors; ++j) acc[j] = L::Zero();
@@ -353,12 +357,12 @@ void DepthwiseBackpropInput(const ConvGeometry& g, const float* dy, const float*
                 dy + ((n * g.out_h + t / g.stride_h) * g.out_w + u / g.stride_w) * c_all + c;
             const float* wp = w + (kh * g.k_w + kw) * c_all + c;
             for (int j = 0; j < B::kVectors; ++j)
-              acc[j] =
-                  L::MulAdd(L::Load(dyp + j * B::kLanes), L::Load(wp + j * B::kLanes), acc[j]);
+              acc[j] = L::MulAdd(block.Load(dyp + j * B::kLanes), block.Load(wp + j * B::kLanes),
+                                 acc[j]);
           }
         }
         float* dxp = dx + (row * g.in_w + iw) * c_all + c;
-        for (int j = 0; j < B::kVectors; ++j) L::Store(dxp + j * B::kLanes, acc[j]);
+        for (int j = 0; j < B::kVectors; ++j) block.Store(dxp + j * B::kLanes, acc[j]);
       });
     }
   }
@@ -384,21 +388,21 @@ void DepthwiseBackpropFilter(const ConvGeometry& g, const float* x, const float*
         const int64_t kh = tap / g.k_w, kw = tap % g.k_w;
         const int64_t ih = oh * g.stride_h - g.pad_top + kh;
         if (ih < 0 || ih >= g.in_h) continue;
-        blocks.At(unit % blocks.count(), [&](auto block, int64_t c) {
-          using B = decltype(block);
+        blocks.At(unit % blocks.count(), [&](const auto& block, int64_t c) {
+          using B = std::decay_t<decltype(block)>;
           using L = typename B::Lanes;
           float* dwp = dw + tap * c_all + c;
           typename B::Reg acc[B::kVectors];
-          for (int j = 0; j < B::kVectors; ++j) acc[j] = L::Load(dwp + j * B::kLanes);
+          for (int j = 0; j < B::kVectors; ++j) acc[j] = block.Load(dwp + j * B::kLanes);
           for (int64_t ow = FirstColumn(g, kw); ow < EndColumn(g, kw); ++ow) {
             const int64_t iw = ow * g.stride_w - g.pad_left + kw;
             const float* xp = x + ((n * g.in_h + ih) * g.in_w + iw) * c_all + c;
             const float* dyp = dy + ((n * g.out_h + oh) * g.out_w + ow) * c_all + c;
             for (int j = 0; j < B::kVectors; ++j)
-              acc[j] =
-                  L::MulAdd(L::Load(xp + j * B::kLanes), L::Load(dyp + j * B::kLanes), acc[j]);
+              acc[j] = L::MulAdd(block.Load(xp + j * B::kLanes), block.Load(dyp + j * B::kLanes),
+                                 acc[j]);
           }
-          for (int j = 0; j < B::kVectors; ++j) L::Store(dwp + j * B::kLanes, acc[j]);
+          for (int j = 0; j < B::kVectors; ++j) block.Store(dwp + j * B::kLanes, acc[j]);
         });
       }
     }

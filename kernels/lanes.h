@@ -1,6 +1,8 @@
 // Vector lanes for the fixed-order kernels: one struct per instruction set, all with the same
 // members, so that one kernel template serves every width (as XNNPACK's generated variants do).
 // Every arithmetic step is MulAdd, a fused multiply-add (one rounding), on every path.
+// LoadPartial and StorePartial touch the first n lanes only (a channel tail); the others
+// load as 0.
 //
 // Each kernels_<isa>.cc includes this under its own compiler flags; the anonymous namespace
 // gives each translation unit its own copy, so no code built for one instruction set is
@@ -25,6 +27,8 @@ struct ScalarLanes {
   static void Store(float* p, Reg v) { *p = v; }
   static Reg Broadcast(float v) { return v; }
   static Reg MulAdd(Reg a, Reg b, Reg c) { return std::fma(a, b, c); }
+  static Reg LoadPartial(const float* p, int) { return *p; }
+  static void StorePartial(float* p, Reg v, int) { *p = v; }
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -37,6 +41,11 @@ struct Avx2Lanes {
   static void Store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
   static Reg Broadcast(float v) { return _mm256_set1_ps(v); }
   static Reg MulAdd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static __m256i Mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Reg LoadPartial(const float* p, int n) { return _mm256_maskload_ps(p, Mask(n)); }
+  static void StorePartial(float* p, Reg v, int n) { _mm256_maskstore_ps(p, Mask(n), v); }
 };
 #endif
 
@@ -50,6 +59,9 @@ struct Avx512Lanes {
   static void Store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static Reg Broadcast(float v) { return _mm512_set1_ps(v); }
   static Reg MulAdd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static __mmask16 Mask(int n) { return static_cast<__mmask16>((1u << n) - 1); }
+  static Reg LoadPartial(const float* p, int n) { return _mm512_maskz_loadu_ps(Mask(n), p); }
+  static void StorePartial(float* p, Reg v, int n) { _mm512_mask_storeu_ps(p, Mask(n), v); }
 };
 #endif
 

@@ -1,11 +1,16 @@
 """The fixed-order kernels (kernels/fixed_order.py): the same bits on every kernel path
-(AVX-512, AVX2, the scalar reference) and every intra-op pool size, within a stated tolerance
-of TensorFlow's own ops, with gradients that agree with TensorFlow's.
+(AVX-512, AVX2, the scalar reference), every intra-op pool size and emulated CPUs of both
+vendors' cache geometries (tests/golden/fixed_order.json), within a stated tolerance of
+TensorFlow's own ops, with gradients that agree with TensorFlow's.
 
 Cases are random shapes from a fixed seed: odd sizes, kernels 1 to 4, strides 1 and 2, SAME
 and VALID padding, channel counts that are no multiple of 8 or 16, and counts above 64 (the
 AVX-512 register block). The negative control: TensorFlow's own weight gradient (oneDNN)
 gives other bits for other pool sizes, which the same digest comparison sees.
+
+A change of the golden digests is a change of the kernels' bits, a reproducibility break:
+  ./dev bazel run //tests:fixed_order_test -- --write_golden
+and say why in CHANGELOG.md.
 """
 
 import hashlib
@@ -23,6 +28,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from kernels import fixed_order  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 POOLS = (1, 2, 3, 4, 7)
+EMULATED_CPUS = ("Haswell-v4", "EPYC-Rome-v1")  # Intel's and AMD's cache geometry, AVX2
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "fixed_order.json")
 # Largest |fixed-order - TensorFlow| / max |TensorFlow| allowed: float32 sums of at most a few
 # thousand terms in another order (measured: at most 6e-7 on these cases).
 TOLERANCE = 1e-5
@@ -106,12 +113,31 @@ def _stock_weight_gradient_digest():
       padding="SAME").numpy()])
 
 
+def case_digests():
+  """{case: {op: digest of output and both gradients}} on the path in force."""
+  return {c[0]: {op: digest(r) for op, r in fixed_order_results(c).items()} for c in CASES}
+
+
 def child_digests():
-  """{case: {op: digest}} on the widest path, and the stock control: printed as JSON by a
-  child process with its own pool size."""
-  result = {c[0]: {op: digest(r) for op, r in fixed_order_results(c).items()} for c in CASES}
-  return {"fixed_order": result, "stock": _stock_weight_gradient_digest(),
+  """case_digests() on the widest path, and the stock control: printed as JSON by a child
+  process with its own pool size."""
+  return {"fixed_order": case_digests(), "stock": _stock_weight_gradient_digest(),
           "path": fixed_order.current_path()}
+
+
+def run_child(pool, prefix=()):
+  """child_digests() of a child process with this pool size, run behind prefix (an
+  emulator)."""
+  output = subprocess.run(
+      list(prefix) + [sys.executable, os.path.abspath(__file__), "--child_pool=%d" % pool],
+      capture_output=True, text=True, check=True, timeout=900,
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+  return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def load_golden():
+  with open(GOLDEN) as f:
+    return json.load(f)
 
 
 def _paths():
@@ -167,22 +193,28 @@ class FixedOrderTest(absltest.TestCase):
       for t, n in zip(theoretical, numerical):
         np.testing.assert_allclose(t, n, atol=2e-2)
 
-  def test_every_pool_size_gives_the_same_bits(self):
-    runs = {}
-    for pool in POOLS:
-      output = subprocess.run(
-          [sys.executable, __file__, "--child_pool=%d" % pool], capture_output=True, text=True,
-          check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-          timeout=600)
-      runs[pool] = json.loads(output.stdout.strip().splitlines()[-1])
-    reference = {c[0]: {op: digest(r) for op, r in fixed_order_results(c).items()}
-                 for c in CASES}
+  def test_the_golden_digests(self):
+    golden = load_golden()
+    self.assertEqual(golden["cases"], [list(c) for c in CASES])
+    self.assertEqual(case_digests(), golden["digests"])
+
+  def test_every_pool_size_gives_the_golden_bits(self):
+    runs = {pool: run_child(pool) for pool in POOLS}
     for pool, run in runs.items():
       with self.subTest(pool=pool):
         self.assertEqual(run["path"], fixed_order.current_path())
-        self.assertEqual(run["fixed_order"], reference)
+        self.assertEqual(run["fixed_order"], load_golden()["digests"])
     # Negative control: the comparison sees TensorFlow's own kernel follow the pool size.
     self.assertGreater(len({run["stock"] for run in runs.values()}), 1)
+
+  def test_emulated_cpus_give_the_golden_bits(self):
+    # qemu-x86_64 (./dev installs it) emulates AVX2 and FMA, no AVX-512, and reports Intel's
+    # or AMD's cache sizes by model: the AVX2 path under both geometries.
+    for cpu in EMULATED_CPUS:
+      with self.subTest(cpu=cpu):
+        run = run_child(4, prefix=("qemu-x86_64", "-cpu", cpu))
+        self.assertEqual(run["path"], "avx2")
+        self.assertEqual(run["fixed_order"], load_golden()["digests"])
 
   def test_refusals_name_the_input(self):
     x = tf.zeros((1, 4, 4, 2))
@@ -205,8 +237,26 @@ def _child(pool):
   print(json.dumps(child_digests()))
 
 
+def _write_golden():
+  """Writes GOLDEN into the workspace from this CPU's widest path (`bazel run` only)."""
+  from pipeline import determinism  # pylint: disable=g-import-not-at-top
+  workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+  if not workspace:
+    sys.exit("run me with: ./dev bazel run //tests:fixed_order_test -- --write_golden")
+  path = os.path.join(workspace, "tests", "golden", os.path.basename(GOLDEN))
+  with open(path, "w") as f:
+    json.dump({"written_on": "%s, %s path" % (determinism.cpu_model(),
+                                              fixed_order.current_path()),
+               "cases": [list(c) for c in CASES], "digests": case_digests()},
+              f, indent=2, sort_keys=True)
+    f.write("\n")
+  print("wrote", path)
+
+
 if __name__ == "__main__":
   if len(sys.argv) == 2 and sys.argv[1].startswith("--child_pool="):
     _child(int(sys.argv[1].split("=")[1]))
+  elif sys.argv[1:] == ["--write_golden"]:
+    _write_golden()
   else:
     absltest.main()
