@@ -9,7 +9,9 @@ machine noise. It prints each setting's median step time and its ratio to the fi
 
   ./dev python -m benchmarks.determinism_benchmark --archs=mobilenetv2,vgg19
 
-(Run from the repository root.) Record results in BENCHMARKS.md with the machine (lscpu).
+(Run from the repository root; with portable_fixed_order among the settings, through Bazel,
+which builds the kernels: ./dev bazel run //benchmarks:determinism_benchmark -- <flags>.)
+Record results in BENCHMARKS.md with the machine (lscpu).
 """
 
 import json
@@ -62,6 +64,8 @@ SETTINGS = {
     "portable_2_threads": dict(deterministic=True, portable=True, intra_op_threads=2,
                                inter_op_threads=2),
     "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
+    # Portable with the fixed-order kernels (kernels/), for every convolution.
+    "portable_fixed_order": dict(deterministic=True, portable=True, fixed_order_kernels=True),
     # 2019: one inter-op and one intra-op thread.
     "recipe_2019": dict(deterministic=True, portable=False, inter_op_threads=1,
                         intra_op_threads=1),
@@ -80,7 +84,8 @@ def _worker(connection, settings, arch, image_size, batch_size, micro_batches,
   images = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
   masks = tf.constant(rng.integers(0, 3, (batch_size, image_size, image_size)), tf.int32)
   model_config = config.ModelConfig(model_arch=arch, freeze_backbone=freeze_backbone)
-  model = unet.create(model_config, image_size, 3, settings.seed, exact=settings.exact_layers)
+  model = unet.create(model_config, image_size, 3, settings.seed, exact=settings.exact_layers,
+                      fixed_order=settings.fixed_order_kernels)
   optimizer = keras.optimizers.Adam(1e-3)
   train_step, _ = steps.make_steps(model, optimizer, 3, micro_batches)
   timing.serve_steps(connection, train_step, images, masks)

@@ -53,7 +53,7 @@ def _worker(queue, kwargs, affinity, config):
     os.sched_setaffinity(0, affinity)
   settings = determinism.resolve(**kwargs)
   determinism.apply(settings)
-  queue.put(step_digests.digests(config, settings.seed, settings.exact_layers))
+  queue.put(step_digests.digests(config, settings))
 
 
 def _layer_type(path):

@@ -107,7 +107,8 @@ def _worker(connection, tf_config, micro_batches, image_size, batch_size, freeze
   size = batch_size // micro_batches
   images, masks = _batch(image_size, batch_size, slice(first * size, (first + count) * size))
   model = unet.create(config.ModelConfig(freeze_backbone=freeze_backbone), image_size, 3,
-                      settings.seed, exact=settings.exact_layers)
+                      settings.seed, exact=settings.exact_layers,
+                      fixed_order=settings.fixed_order_kernels)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   gathers, micro_steps = Stopwatch(), Stopwatch()

@@ -26,6 +26,9 @@ import tensorflow as tf
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixed_order_ops.so")
 # Kernel paths for force_path(), as ops.cc numbers them.
 PATHS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512": 3}
+# A path forced on a whole process and its children (tests: a pipeline on each path); no
+# stage key holds it, since every path gives the same bits.
+PATH_VARIABLE = "REPROSEG_FIXED_ORDER_PATH"
 
 if not os.path.exists(LIBRARY):
   raise ImportError(
@@ -46,6 +49,10 @@ def force_path(name):
     raise ValueError("kernel path %r is not one of %s" % (name, ", ".join(PATHS)))
   if _native.ReprosegFixedOrderSetPath(PATHS[name]) != 0:
     raise ValueError("this CPU cannot run the %s kernel path" % name)
+
+
+if os.environ.get(PATH_VARIABLE):
+  force_path(os.environ[PATH_VARIABLE])
 
 
 def current_path():

@@ -177,158 +177,64 @@ class FixedOrderOp : public OpKernel {
   Window window_;
 };
 
-// ---- Conv2D
-
-class Conv2DOp : public FixedOrderOp {
- public:
-  using FixedOrderOp::FixedOrderOp;
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& w = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckRank(x, "input"));
-    OP_REQUIRES_OK(ctx, CheckRank(w, "filter"));
-    OP_REQUIRES(ctx, w.dim_size(2) == x.dim_size(3),
-                InvalidArgument("filter has ", w.dim_size(2), " input channels, input has ",
-                                x.dim_size(3)));
-    const ConvGeometry g = Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3),
-                                    w.dim_size(0), w.dim_size(1), w.dim_size(3), window_);
-    OP_REQUIRES_OK(ctx, CheckWindowFits(g));
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.out_h, g.out_w, g.out_c}),
-                                             &y));
-    const KernelTable* table = TableOrFail(ctx);
-    if (table == nullptr) return;
-    const float* xp = x.flat<float>().data();
-    const float* wp = w.flat<float>().data();
-    float* yp = y->flat<float>().data();
-    RunUnits(ctx, g.batch * g.out_h, g.out_w * g.out_c * g.k_h * g.k_w * g.in_c,
-             [&](int64_t b, int64_t e) { table->conv_forward(g, xp, wp, yp, b, e); });
-  }
-};
-
-class Conv2DBackpropInputOp : public FixedOrderOp {
- public:
-  explicit Conv2DBackpropInputOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
-    input_hw_ = ReadSides(ctx, "input_hw");
-  }
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& w = ctx->input(0);
-    const Tensor& dy = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckRank(w, "filter"));
-    OP_REQUIRES_OK(ctx, CheckRank(dy, "out_backprop"));
-    const ConvGeometry g = Geometry(dy.dim_size(0), input_hw_[0], input_hw_[1], w.dim_size(2),
-                                    w.dim_size(0), w.dim_size(1), w.dim_size(3), window_);
-    OP_REQUIRES_OK(ctx, CheckWindowFits(g));
-    OP_REQUIRES_OK(ctx, CheckOutBackprop(dy, g));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.in_h, g.in_w, g.in_c}),
-                                             &dx));
-    const KernelTable* table = TableOrFail(ctx);
-    if (table == nullptr) return;
-    // The filter with its channel axes swapped, [KH,KW,CO,CI], so that lanes run over CI.
-    Tensor w_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
-                                           TensorShape({g.k_h, g.k_w, g.out_c, g.in_c}), &w_t));
-    const float* wp = w.flat<float>().data();
-    float* wtp = w_t.flat<float>().data();
-    for (int64_t tap = 0; tap < g.k_h * g.k_w; ++tap)
-      for (int64_t ci = 0; ci < g.in_c; ++ci)
-        for (int64_t co = 0; co < g.out_c; ++co)
-          wtp[(tap * g.out_c + co) * g.in_c + ci] = wp[(tap * g.in_c + ci) * g.out_c + co];
-    const float* dyp = dy.flat<float>().data();
-    float* dxp = dx->flat<float>().data();
-    RunUnits(ctx, g.batch * g.in_h,
-             g.in_w * g.in_c * g.out_c * g.k_h * g.k_w / (g.stride_h * g.stride_w),
-             [&](int64_t b, int64_t e) { table->conv_backprop_input(g, dyp, wtp, dxp, b, e); });
-  }
-
- private:
-  std::vector<int32_t> input_hw_;
-};
-
-class Conv2DBackpropFilterOp : public FixedOrderOp {
- public:
-  explicit Conv2DBackpropFilterOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
-    filter_hw_ = ReadSides(ctx, "filter_hw");
-  }
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& dy = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckRank(x, "input"));
-    OP_REQUIRES_OK(ctx, CheckRank(dy, "out_backprop"));
-    const ConvGeometry g = Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3),
-                                    filter_hw_[0], filter_hw_[1], dy.dim_size(3), window_);
-    OP_REQUIRES_OK(ctx, CheckWindowFits(g));
-    OP_REQUIRES_OK(ctx, CheckOutBackprop(dy, g));
-    Tensor* dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.k_h, g.k_w, g.in_c, g.out_c}),
-                                             &dw));
-    const KernelTable* table = TableOrFail(ctx);
-    if (table == nullptr) return;
-    dw->flat<float>().setZero();  // the chains start from +0 in dw itself
-    const float* xp = x.flat<float>().data();
-    const float* dyp = dy.flat<float>().data();
-    float* dwp = dw->flat<float>().data();
-    const int64_t units = table->conv_backprop_filter_units(g);
-    RunUnits(ctx, units, g.batch * g.out_h * g.out_w * g.in_c * g.out_c * g.k_h * g.k_w / units,
-             [&](int64_t b, int64_t e) { table->conv_backprop_filter(g, xp, dyp, dwp, b, e); });
-  }
-
- private:
-  std::vector<int32_t> filter_hw_;
-};
-
-// ---- Depthwise convolution, channel multiplier 1: filter [KH, KW, C, 1].
-
-absl::Status CheckDepthwiseFilter(const Tensor& w, int64_t channels) {
+// The filter: [KH, KW, channels, CO], or [KH, KW, channels, 1] for a depthwise convolution.
+absl::Status CheckFilter(const Tensor& w, int64_t channels, bool depthwise) {
   TF_RETURN_IF_ERROR(CheckRank(w, "filter"));
-  if (w.dim_size(3) != 1) {
+  if (depthwise && w.dim_size(3) != 1) {
     return InvalidArgument("depthwise filter has channel multiplier ", w.dim_size(3),
                            "; the fixed-order kernels take 1");
   }
   if (w.dim_size(2) != channels) {
-    return InvalidArgument("depthwise filter has ", w.dim_size(2), " channels, expected ",
-                           channels);
+    return InvalidArgument("filter has ", w.dim_size(2), " input channels, expected ", channels);
   }
   return absl::OkStatus();
 }
 
-class DepthwiseOp : public FixedOrderOp {
+// Conv2D, or a depthwise convolution: input, filter -> output.
+template <bool kDepthwise>
+class ForwardOp : public FixedOrderOp {
  public:
   using FixedOrderOp::FixedOrderOp;
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     const Tensor& w = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckRank(x, "input"));
-    OP_REQUIRES_OK(ctx, CheckDepthwiseFilter(w, x.dim_size(3)));
-    const ConvGeometry g = Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3),
-                                    w.dim_size(0), w.dim_size(1), x.dim_size(3), window_);
+    OP_REQUIRES_OK(ctx, CheckFilter(w, x.dim_size(3), kDepthwise));
+    const ConvGeometry g =
+        Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), w.dim_size(0),
+                 w.dim_size(1), kDepthwise ? x.dim_size(3) : w.dim_size(3), window_);
     OP_REQUIRES_OK(ctx, CheckWindowFits(g));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.out_h, g.out_w, g.out_c}),
                                              &y));
     const KernelTable* table = TableOrFail(ctx);
     if (table == nullptr) return;
+    const auto run = kDepthwise ? table->depthwise_forward : table->conv_forward;
     const float* xp = x.flat<float>().data();
     const float* wp = w.flat<float>().data();
     float* yp = y->flat<float>().data();
-    RunUnits(ctx, g.batch * g.out_h, g.out_w * g.out_c * g.k_h * g.k_w,
-             [&](int64_t b, int64_t e) { table->depthwise_forward(g, xp, wp, yp, b, e); });
+    RunUnits(ctx, g.batch * g.out_h, g.out_w * g.out_c * g.k_h * g.k_w * (kDepthwise ? 1 : g.in_c),
+             [&](int64_t b, int64_t e) { run(g, xp, wp, yp, b, e); });
   }
 };
 
-class DepthwiseBackpropInputOp : public FixedOrderOp {
+// The input gradient: filter, out_backprop -> the gradient of an input of input_hw.
+template <bool kDepthwise>
+class BackpropInputOp : public FixedOrderOp {
  public:
-  explicit DepthwiseBackpropInputOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
+  explicit BackpropInputOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
     input_hw_ = ReadSides(ctx, "input_hw");
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& w = ctx->input(0);
     const Tensor& dy = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckRank(dy, "out_backprop"));
-    OP_REQUIRES_OK(ctx, CheckDepthwiseFilter(w, dy.dim_size(3)));
-    const ConvGeometry g = Geometry(dy.dim_size(0), input_hw_[0], input_hw_[1], dy.dim_size(3),
-                                    w.dim_size(0), w.dim_size(1), dy.dim_size(3), window_);
+    OP_REQUIRES_OK(ctx, CheckRank(w, "filter"));
+    const int64_t in_c = kDepthwise ? dy.dim_size(3) : w.dim_size(2);
+    OP_REQUIRES_OK(ctx, CheckFilter(w, in_c, kDepthwise));
+    const ConvGeometry g = Geometry(dy.dim_size(0), input_hw_[0], input_hw_[1], in_c,
+                                    w.dim_size(0), w.dim_size(1),
+                                    kDepthwise ? in_c : w.dim_size(3), window_);
     OP_REQUIRES_OK(ctx, CheckWindowFits(g));
     OP_REQUIRES_OK(ctx, CheckOutBackprop(dy, g));
     Tensor* dx = nullptr;
@@ -337,40 +243,63 @@ class DepthwiseBackpropInputOp : public FixedOrderOp {
     const KernelTable* table = TableOrFail(ctx);
     if (table == nullptr) return;
     const float* wp = w.flat<float>().data();
+    Tensor w_t;
+    if (!kDepthwise) {  // the filter with its channel axes swapped, [KH,KW,CO,CI]: lanes over CI
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
+                                             TensorShape({g.k_h, g.k_w, g.out_c, g.in_c}), &w_t));
+      float* wtp = w_t.flat<float>().data();
+      for (int64_t tap = 0; tap < g.k_h * g.k_w; ++tap)
+        for (int64_t ci = 0; ci < g.in_c; ++ci)
+          for (int64_t co = 0; co < g.out_c; ++co)
+            wtp[(tap * g.out_c + co) * g.in_c + ci] = wp[(tap * g.in_c + ci) * g.out_c + co];
+      wp = wtp;
+    }
+    const auto run = kDepthwise ? table->depthwise_backprop_input : table->conv_backprop_input;
     const float* dyp = dy.flat<float>().data();
     float* dxp = dx->flat<float>().data();
-    RunUnits(ctx, g.batch * g.in_h, g.in_w * g.in_c * g.k_h * g.k_w,
-             [&](int64_t b, int64_t e) { table->depthwise_backprop_input(g, dyp, wp, dxp, b, e); });
+    RunUnits(ctx, g.batch * g.in_h,
+             g.in_w * g.in_c * g.k_h * g.k_w * (kDepthwise ? 1 : g.out_c) /
+                 (g.stride_h * g.stride_w),
+             [&](int64_t b, int64_t e) { run(g, dyp, wp, dxp, b, e); });
   }
 
  private:
   std::vector<int32_t> input_hw_;
 };
 
-class DepthwiseBackpropFilterOp : public FixedOrderOp {
+// The weight gradient: input, out_backprop -> the gradient of a filter of filter_hw.
+template <bool kDepthwise>
+class BackpropFilterOp : public FixedOrderOp {
  public:
-  explicit DepthwiseBackpropFilterOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
+  explicit BackpropFilterOp(OpKernelConstruction* ctx) : FixedOrderOp(ctx) {
     filter_hw_ = ReadSides(ctx, "filter_hw");
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     const Tensor& dy = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckRank(x, "input"));
-    const ConvGeometry g = Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3),
-                                    filter_hw_[0], filter_hw_[1], x.dim_size(3), window_);
+    OP_REQUIRES_OK(ctx, CheckRank(dy, "out_backprop"));
+    const ConvGeometry g =
+        Geometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), filter_hw_[0],
+                 filter_hw_[1], kDepthwise ? x.dim_size(3) : dy.dim_size(3), window_);
     OP_REQUIRES_OK(ctx, CheckWindowFits(g));
     OP_REQUIRES_OK(ctx, CheckOutBackprop(dy, g));
     Tensor* dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.k_h, g.k_w, g.in_c, 1}), &dw));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, TensorShape({g.k_h, g.k_w, g.in_c, kDepthwise ? 1 : g.out_c}), &dw));
     const KernelTable* table = TableOrFail(ctx);
     if (table == nullptr) return;
+    dw->flat<float>().setZero();  // the chains start from +0 in dw itself
+    const auto run = kDepthwise ? table->depthwise_backprop_filter : table->conv_backprop_filter;
+    const int64_t units = kDepthwise ? table->depthwise_backprop_filter_units(g)
+                                     : table->conv_backprop_filter_units(g);
     const float* xp = x.flat<float>().data();
     const float* dyp = dy.flat<float>().data();
-    dw->flat<float>().setZero();  // the chains start from +0 in dw itself
     float* dwp = dw->flat<float>().data();
-    const int64_t units = table->depthwise_backprop_filter_units(g);
-    RunUnits(ctx, units, g.batch * g.out_h * g.out_w * g.in_c * g.k_h * g.k_w / units,
-             [&](int64_t b, int64_t e) { table->depthwise_backprop_filter(g, xp, dyp, dwp, b, e); });
+    RunUnits(ctx, units,
+             g.batch * g.out_h * g.out_w * g.in_c * g.k_h * g.k_w * (kDepthwise ? 1 : g.out_c) /
+                 units,
+             [&](int64_t b, int64_t e) { run(g, xp, dyp, dwp, b, e); });
   }
 
  private:
@@ -493,12 +422,12 @@ REGISTER_OP("ReprosegDepthwiseConv2DBackpropFilter")
 
 #define REPROSEG_CPU_KERNEL(name, cls) \
   REGISTER_KERNEL_BUILDER(Name(name).Device(::tensorflow::DEVICE_CPU), cls)
-REPROSEG_CPU_KERNEL("ReprosegConv2D", Conv2DOp);
-REPROSEG_CPU_KERNEL("ReprosegConv2DBackpropInput", Conv2DBackpropInputOp);
-REPROSEG_CPU_KERNEL("ReprosegConv2DBackpropFilter", Conv2DBackpropFilterOp);
-REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2D", DepthwiseOp);
-REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2DBackpropInput", DepthwiseBackpropInputOp);
-REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2DBackpropFilter", DepthwiseBackpropFilterOp);
+REPROSEG_CPU_KERNEL("ReprosegConv2D", ForwardOp<false>);
+REPROSEG_CPU_KERNEL("ReprosegConv2DBackpropInput", BackpropInputOp<false>);
+REPROSEG_CPU_KERNEL("ReprosegConv2DBackpropFilter", BackpropFilterOp<false>);
+REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2D", ForwardOp<true>);
+REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2DBackpropInput", BackpropInputOp<true>);
+REPROSEG_CPU_KERNEL("ReprosegDepthwiseConv2DBackpropFilter", BackpropFilterOp<true>);
 
 }  // namespace reproseg_fixed_order
 

@@ -5,6 +5,9 @@ The closure is found by reading import statements (no code runs; an import insid
 counts), so a change to training code gives train a new key but leaves the keys of download
 and partition alone. Each stage's build function therefore lives in a module that imports
 only what that stage needs.
+
+Compiled code counts too: a module's folder's C++ sources and Bazel .bzl files (which hold
+the compiler flags, kernels/flags.bzl) are part of the code of every stage that imports it.
 """
 
 import ast
@@ -14,7 +17,8 @@ import os
 from pipeline import digest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("pipeline", "data_tools", "seg")
+PACKAGES = ("pipeline", "data_tools", "seg", "kernels")
+NATIVE_SOURCES = (".cc", ".h", ".bzl")  # beside a module: in its code
 
 
 def _module_file(name):
@@ -42,8 +46,15 @@ def _imported_names(path):
       yield node.module
 
 
+def _native_sources(folder):
+  """The compiled sources and Bazel flag files in a folder (NATIVE_SOURCES)."""
+  return [os.path.join(folder, name) for name in os.listdir(folder)
+          if name.endswith(NATIVE_SOURCES)]
+
+
 def _closure(paths):
-  """Relative paths of the files and of every reproseg module they import, sorted."""
+  """Relative paths of the files, of every reproseg module they import, and of the native
+  sources beside those modules, sorted."""
   todo, seen = list(paths), set()
   while todo:
     path = todo.pop()
@@ -54,6 +65,8 @@ def _closure(paths):
       found = _module_file(name)
       if found and found not in seen:
         todo.append(found)
+  folders = {os.path.dirname(p) for p in seen}
+  seen.update(source for folder in folders for source in _native_sources(folder))
   return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
 
 

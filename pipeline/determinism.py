@@ -76,13 +76,20 @@ flags.DEFINE_bool(
     "follow the CPU model. Default: on with --portable, else off (Keras' batch-norm formula "
     "and transposed convolutions).")
 
+flags.DEFINE_bool(
+    "fixed_order_kernels", None,
+    "Compute every convolution and Dense layer of the U-Net with kernels/fixed_order.py, whose "
+    "summation order the code fixes for every CPU and thread count (docs/determinism.md, "
+    "\"The fixed-order kernels\"); needs --exact_layers. Default: off (oneDNN's kernels), "
+    "while its bits are being shown across CPUs.")
+
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
               "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
 PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "native",
-                     "exact_layers": True}
+                     "exact_layers": True, "fixed_order_kernels": False}
 MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
-                    "exact_layers": False}
+                    "exact_layers": False, "fixed_order_kernels": False}
 
 
 def _cpuinfo(field):
@@ -216,6 +223,7 @@ class Settings:
   onednn: bool = True
   onednn_max_cpu_isa: str = PORTABLE_DEFAULTS["onednn_max_cpu_isa"]
   exact_layers: bool = PORTABLE_DEFAULTS["exact_layers"]
+  fixed_order_kernels: bool = PORTABLE_DEFAULTS["fixed_order_kernels"]
 
   def __post_init__(self):
     if self.onednn_max_cpu_isa not in ISA_VALUES:
@@ -225,6 +233,9 @@ class Settings:
       if getattr(self, name) < 0:
         raise errors.Error("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
                            % (name, getattr(self, name)))
+    if self.fixed_order_kernels and not self.exact_layers:
+      raise errors.Error("--fixed_order_kernels needs --exact_layers (the batch norms without "
+                         "the approximate rsqrt): pass both, or neither")
     if self.portable and (self.intra_op_threads == 0 or not self.exact_layers):
       raise errors.Error(
           "--portable needs a fixed --intra_op_threads and --exact_layers: with TensorFlow's "
@@ -297,7 +308,8 @@ def describe(settings):
               if settings.onednn_max_cpu_isa != "native" else "native")
              + (", class %s" % onednn_isa_class(settings) if settings.portable else "")
              if settings.onednn else "off",
-             ", exact layers" if settings.exact_layers else ""))
+             ", exact layers" if settings.exact_layers else "")
+          + (", fixed-order kernels" if settings.fixed_order_kernels else ""))
 
 
 def apply(settings):

@@ -114,14 +114,13 @@ class GhostBatchNormalization(layers.BatchNormalization):
         self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
 
 
-def with_batchnorm(model, batchnorm):
-  """A copy of a functional model (a keras.applications backbone) whose BatchNormalization
-  layers are of class batchnorm (a GhostBatchNormalization), with the same weights."""
+def with_layer_classes(model, classes):
+  """A copy of a functional model (a keras.applications backbone) in which each layer whose
+  class is a key of classes (exactly that class) is of the class it maps to (e.g.
+  BatchNormalization to a GhostBatchNormalization), with the same config and weights."""
 
   def clone(layer):
-    if type(layer) is layers.BatchNormalization:  # pylint: disable=unidiomatic-typecheck
-      return batchnorm.from_config(layer.get_config())
-    return layer.__class__.from_config(layer.get_config())
+    return classes.get(type(layer), type(layer)).from_config(layer.get_config())
 
   copy = keras.models.clone_model(model, clone_function=clone)
   copy.set_weights(model.get_weights())

@@ -18,12 +18,13 @@ WEIGHTS_FILE = "weights.arrays"  # in a train output: every model variable, by n
 
 def for_splits(model_config, info, settings, backbone_weights_file=None, stock=False):
   """The U-Net (seg.unet.create) of a seg.config.ModelConfig for a partition's splits.json
-  info (image_size, num_classes), with exact layers as the pipeline.determinism.Settings say;
+  info (image_size, num_classes), with exact layers and fixed-order kernels as the
+  pipeline.determinism.Settings say;
   backbone_weights_file: the encoder's weights file or None; stock: Keras' own layers, for
   inference only (seg.export)."""
   return unet.create(model_config, info["image_size"], info["num_classes"], settings.seed,
                      backbone_weights_file=backbone_weights_file, exact=settings.exact_layers,
-                     stock=stock)
+                     fixed_order=settings.fixed_order_kernels, stock=stock)
 
 
 def named_variables(variables, prefix):

@@ -58,10 +58,11 @@ def _sha256(tensor):
   return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
 
 
-def digests(step_config, seed, exact):
-  """{"logits", "loss", "gradients": {variable path: sha256}, "weights"} for a StepConfig.
+def digests(step_config, settings):
+  """{"logits", "loss", "gradients": {variable path: sha256}, "weights"} for a StepConfig,
+  with the seed and layers of a pipeline.determinism.Settings.
 
-  Call after pipeline.determinism.apply(); exact: Settings.exact_layers.
+  Call after pipeline.determinism.apply(settings).
   """
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -71,6 +72,7 @@ def digests(step_config, seed, exact):
   from seg import steps  # pylint: disable=g-import-not-at-top
   from seg import unet  # pylint: disable=g-import-not-at-top
 
+  seed = settings.seed
   rng = np.random.default_rng(seeds.derive_seed(seed, "step_digests"))
   shape = (step_config.batch_size, step_config.image_size, step_config.image_size)
   batches = [(tf.constant(rng.integers(0, 256, shape + (3,)), tf.float32),
@@ -79,7 +81,7 @@ def digests(step_config, seed, exact):
   model_config = config.ModelConfig(model_arch=step_config.arch,
                                     freeze_backbone=step_config.freeze_backbone)
   model = unet.create(model_config, step_config.image_size, step_config.num_classes, seed,
-                      exact=exact)
+                      exact=settings.exact_layers, fixed_order=settings.fixed_order_kernels)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
 
@@ -103,7 +105,7 @@ def main(argv):
   determinism.apply(settings)
   step_config = StepConfig(FLAGS.arch, FLAGS.image_size, FLAGS.batch_size,
                            FLAGS.micro_batches, FLAGS.steps, FLAGS.freeze_backbone)
-  print(json.dumps(digests(step_config, settings.seed, settings.exact_layers), indent=1,
+  print(json.dumps(digests(step_config, settings), indent=1,
                    sort_keys=True))
 
 

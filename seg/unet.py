@@ -6,7 +6,8 @@ gradient, and op determinism would refuse it. Every initialiser and dropout laye
 own seed derived from the run's seed. Batch norm and dropout are seg.micro_batch_layers'
 (ghost batch normalization; masks keyed by step and micro-batch); with exact=True (portable
 determinism) the batch norms and transposed convolutions are seg.exact_layers' CPU-independent
-versions.
+versions, and with fixed_order=True every convolution and Dense layer, the encoder's too, is
+seg.exact_layers' fixed-order one.
 """
 
 import os
@@ -31,35 +32,41 @@ def _encoder(backbone, image_size):
   return application(input_tensor=images, include_top=False, weights=None)
 
 
-def _preprocess(mode, images):
+def _preprocess(mode, images, dense=layers.Dense):
   """uint8-range RGB floats to what the encoder was trained on: keras.applications'
-  preprocessing of the same mode name (seg.backbones.PREPROCESSING), as layers."""
+  preprocessing of the same mode name (seg.backbones.PREPROCESSING), as layers; dense: the
+  Dense class of the channel swap."""
   if mode == "tf":  # [-1, 1]
     return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(images)
   # "caffe": BGR, minus the ImageNet channel means. The channel swap is a fixed permutation matrix
   # (exact: one product by 1, the rest by 0), not a Lambda, so that a saved model loads with
   # stock Keras and safe_mode on.
   swap = np.eye(3, dtype=np.float32)[::-1]
-  bgr = layers.Dense(3, use_bias=False, trainable=False, name="rgb_to_bgr",
+  bgr = dense(3, use_bias=False, trainable=False, name="rgb_to_bgr",
                      kernel_initializer=keras.initializers.Constant(swap))(images)
   return layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="preprocess")(bgr)
 
 
-def _layer_types(exact, stock):
-  """(BatchNormalization, Conv2DTranspose, Dropout) classes: Keras' own if stock, else those
-  of a training step decomposed in micro-batches, CPU-independent ones if exact."""
+def _layer_classes(exact, fixed_order, stock):
+  """{Keras class: the class built in its place}: none if stock; else batch norm and dropout
+  of a training step decomposed in micro-batches, CPU-independent batch norm and transposed
+  convolutions if exact, and fixed-order convolutions and Dense layers if fixed_order."""
   if stock:
-    return layers.BatchNormalization, layers.Conv2DTranspose, layers.Dropout
+    return {}
+  classes = {layers.Dropout: micro_batch_layers.StatelessDropout,
+             layers.BatchNormalization: (exact_layers.ExactBatchNormalization if exact
+                                         else micro_batch_layers.GhostBatchNormalization)}
   if exact:
-    return (exact_layers.ExactBatchNormalization, exact_layers.ChunkedConv2DTranspose,
-            micro_batch_layers.StatelessDropout)
-  return (micro_batch_layers.GhostBatchNormalization, layers.Conv2DTranspose,
-          micro_batch_layers.StatelessDropout)
+    classes[layers.Conv2DTranspose] = exact_layers.ChunkedConv2DTranspose
+  if fixed_order:
+    classes.update(exact_layers.FIXED_ORDER_LAYERS)
+  return classes
 
 
-def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, layer_types):
-  batch_norm, conv_transpose, dropout = layer_types
-  x = conv_transpose(
+def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, classes):
+  batch_norm = classes.get(layers.BatchNormalization, layers.BatchNormalization)
+  dropout = classes.get(layers.Dropout, layers.Dropout)
+  x = classes.get(layers.Conv2DTranspose, layers.Conv2DTranspose)(
       filters, 3, strides=2, padding="same", use_bias=False, name=name + "_conv",
       kernel_initializer=keras.initializers.RandomNormal(
           0.0, 0.02, seed=seeds.derive_seed(seed, "init", name)))(x)
@@ -73,7 +80,7 @@ def _up_block(x, filters, seed, name, dropout_rate, seeded_dropout, layer_types)
 
 
 def create(model_config, image_size, num_classes, seed, backbone_weights_file=None, exact=True,
-           stock=False):
+           fixed_order=False, stock=False):
   """The U-Net of a seg.config.ModelConfig as a keras.Model from [batch, image_size,
   image_size, 3] floats in 0..255 to logits [batch, image_size, image_size, num_classes].
 
@@ -87,31 +94,35 @@ def create(model_config, image_size, num_classes, seed, backbone_weights_file=No
   seed: the run's seed, from which every initialiser and dropout seed is derived.
   exact: CPU-independent batch norms and transposed convolutions (seg.exact_layers), as
   portable determinism needs; False gives Keras' own transposed convolutions and batch-norm
-  formula. Either way batch norm and dropout are seg.micro_batch_layers', as the micro-batch
-  training step (seg.steps) needs, unless stock: Keras' own layers only, for a model that
-  loads anywhere and only infers (seg.export); its weights are the same list.
+  formula. fixed_order (with exact): every convolution and Dense layer computed by
+  kernels/fixed_order.py (seg.exact_layers.FIXED_ORDER_LAYERS). Either way batch norm and
+  dropout are seg.micro_batch_layers', as the micro-batch training step (seg.steps) needs,
+  unless stock: Keras' own layers only, for a model that loads anywhere and only infers
+  (seg.export); its weights are the same list.
   """
   backbone = backbones.BACKBONES[model_config.model_arch]
-  layer_types = _layer_types(exact, stock)
+  classes = _layer_classes(exact, fixed_order, stock)
   encoder = _encoder(backbone, image_size)
   if backbone_weights_file:
     encoder.load_weights(backbone_weights_file)
-  if not stock:
-    encoder = micro_batch_layers.with_batchnorm(encoder, layer_types[0])
+  if not stock:  # the encoder has no Dropout layer; its others are replaced
+    encoder = micro_batch_layers.with_layer_classes(
+        encoder, {k: v for k, v in classes.items() if k is not layers.Dropout})
   encoder = keras.Model(encoder.input,
                         [encoder.get_layer(n).output for n in backbone.skip_layers],
                         name="encoder")
   encoder.trainable = not model_config.freeze_backbone
 
   images = keras.Input((image_size, image_size, 3), name="image")
-  skips = encoder(_preprocess(backbone.preprocessing, images))
+  skips = encoder(_preprocess(backbone.preprocessing, images,
+                              classes.get(layers.Dense, layers.Dense)))
   x = skips[-1]
   for i, (filters, skip) in enumerate(zip(DECODER_FILTERS, reversed(skips[:-1]))):
     dropout_rate = model_config.dropout_rate if i < model_config.dropout_blocks else 0.0
     x = _up_block(x, filters, seed, "up%d" % i, dropout_rate, model_config.seeded_dropout,
-                  layer_types)
+                  classes)
     x = layers.Concatenate(name="skip%d" % i)([x, skip])
-  logits = layer_types[1](
+  logits = classes.get(layers.Conv2DTranspose, layers.Conv2DTranspose)(
       num_classes, 3, strides=2, padding="same", name="logits",
       kernel_initializer=keras.initializers.GlorotUniform(
           seed=seeds.derive_seed(seed, "init", "logits")))(x)

@@ -24,11 +24,13 @@ BATCH = (tf.TensorSpec([4, SIZE, SIZE, 3], tf.float32), tf.TensorSpec([4, SIZE, 
 VECTOR = tf.TensorSpec([None], tf.float32)
 
 
-def step_audit(arch, exact, freeze_backbone=False):
-  """{step name: approximate ops found} for the U-Net's train step (a micro-batch's forward
-  and backward pass, and the update) and validation step."""
+def step_audit(arch, exact, freeze_backbone=False, fixed_order=False,
+               audit=exact_layers.approximate_ops):
+  """{step name: what audit finds} for the U-Net's train step (a micro-batch's forward
+  and backward pass, and the update) and validation step; audit: approximate_ops (a dict)
+  or machine_order_ops (a list)."""
   model = unet.create(config.ModelConfig(model_arch=arch, freeze_backbone=freeze_backbone), SIZE,
-                      3, seed=1, exact=exact)
+                      3, seed=1, exact=exact, fixed_order=fixed_order)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   step, validation_step = steps.make_steps(model, optimizer, 3, micro_batches=2)
@@ -36,9 +38,12 @@ def step_audit(arch, exact, freeze_backbone=False):
                                        tf.zeros(BATCH[1].shape, tf.int32))
   micro_batch = (tf.TensorSpec([2, SIZE, SIZE, 3], tf.float32),
                  tf.TensorSpec([2, SIZE, SIZE], tf.int32), tf.TensorSpec([], tf.int64))
-  return {"train": dict(exact_layers.approximate_ops(step.micro_step, *micro_batch),
-                        **exact_layers.approximate_ops(step.update, values, confusions)),
-          "validation": exact_layers.approximate_ops(validation_step, *BATCH)}
+  found = {"train": [audit(step.micro_step, *micro_batch), audit(step.update, values, confusions)],
+           "validation": [audit(validation_step, *BATCH)]}
+  if audit is exact_layers.approximate_ops:
+    return {name: {k: v for part in parts for k, v in part.items()}
+            for name, parts in found.items()}
+  return {name: sorted({op for part in parts for op in part}) for name, parts in found.items()}
 
 
 class GraphAuditTest(absltest.TestCase):
@@ -49,6 +54,21 @@ class GraphAuditTest(absltest.TestCase):
       with self.subTest(arch=arch, freeze_backbone=frozen):
         self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen),
                          {"train": {}, "validation": {}})
+
+  def test_the_fixed_order_model_has_no_convolution_of_tensorflows(self):
+    # No Conv2D*, DepthwiseConv2dNative*, MatMul or fused convolution after grappler: every
+    # convolution and product runs kernels/fixed_order.py's ops.
+    for arch, frozen in itertools.product(backbones.BACKBONES, (False, True)):
+      with self.subTest(arch=arch, freeze_backbone=frozen):
+        self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen, fixed_order=True,
+                                    audit=exact_layers.machine_order_ops),
+                         {"train": [], "validation": []})
+
+  def test_oneDNN_convolutions_are_caught(self):  # negative control of the test above
+    found = step_audit("vgg19", exact=True, audit=exact_layers.machine_order_ops)
+    self.assertIn("Conv2D", found["validation"])
+    self.assertIn("Conv2DBackpropFilter", found["train"])
+    self.assertIn("MatMul", found["validation"])  # VGG19's BGR swap, a Dense layer
 
   # --- Negative controls: the audit sees approximate ops, also those grappler makes. ------
   def test_keras_batch_normalization_is_caught(self):
@@ -67,11 +87,21 @@ class GraphAuditTest(absltest.TestCase):
     self.assertEqual(exact_layers.approximate_ops(exact, VECTOR), {})
 
   def test_exact_layers_compute_what_keras_layers_compute(self):
-    x = tf.random.stateless_normal([2, 4, 4, 600], seed=[1, 2])
+    x = tf.random.stateless_normal([2, 5, 5, 600], seed=[1, 2])
+    conv = dict(strides=2, padding="same", bias_initializer="random_normal")
     for keras_layer, exact_layer in (
         (keras.layers.BatchNormalization(), exact_layers.ExactBatchNormalization()),
-        (keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same"),
-         exact_layers.ChunkedConv2DTranspose(8, 3, strides=2, padding="same"))):
+        (keras.layers.Conv2DTranspose(8, 3, **conv),
+         exact_layers.ChunkedConv2DTranspose(8, 3, **conv)),
+        (keras.layers.Conv2DTranspose(8, 3, **conv),
+         exact_layers.FixedOrderConv2DTranspose(8, 3, **conv)),
+        (keras.layers.Conv2D(8, 3, **conv), exact_layers.FixedOrderConv2D(8, 3, **conv)),
+        (keras.layers.Conv2D(8, 3, padding="valid"),
+         exact_layers.FixedOrderConv2D(8, 3, padding="valid")),
+        (keras.layers.DepthwiseConv2D(3, **conv),
+         exact_layers.FixedOrderDepthwiseConv2D(3, **conv)),
+        (keras.layers.Dense(8, bias_initializer="random_normal"),
+         exact_layers.FixedOrderDense(8, bias_initializer="random_normal"))):
       keras_layer.build(x.shape)
       exact_layer.build(x.shape)
       exact_layer.set_weights(keras_layer.get_weights())

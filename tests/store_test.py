@@ -395,6 +395,10 @@ class StageCodeTest(absltest.TestCase):
       "seg/unet.py": MODEL,
       "seg/backbones.py": MODEL,
       "seg/exact_layers.py": MODEL,
+      "kernels/fixed_order.py": MODEL,  # imported where a fixed-order layer runs
+      "kernels/conv_kernels.h": MODEL,  # compiled code beside it
+      "kernels/ops.cc": MODEL,
+      "kernels/flags.bzl": MODEL,  # the compiler flags
       "seg/micro_batch_layers.py": MODEL,
       "seg/inference.py": AFTER_TRAIN,
       "seg/calibration.py": AFTER_TRAIN,  # evaluate and export read its temperature
