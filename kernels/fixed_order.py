@@ -30,13 +30,33 @@ PATHS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512": 3}
 # stage key holds it, since every path gives the same bits.
 PATH_VARIABLE = "REPROSEG_FIXED_ORDER_PATH"
 
-if not os.path.exists(LIBRARY):
-  raise ImportError(
-      "%s is missing: the fixed-order kernels are built by Bazel. Run reproseg through "
-      "`./dev bazel run` or `./dev bazel test`, or build it with "
-      "`./dev bazel build //kernels:fixed_order_ops.so`" % LIBRARY)
-_ops = tf.load_op_library(LIBRARY)
-_native = ctypes.CDLL(LIBRARY)  # the same loaded library: its path switch is the ops' one
+
+def _library():
+  """LIBRARY beside this file (Bazel's runfiles), else the workspace's bazel-bin copy if it is
+  newer than every source here (a run from the source tree, as `store check` makes).
+
+  Raises ImportError naming the fix if neither is there, or the copy is older.
+  """
+  if os.path.exists(LIBRARY):
+    return LIBRARY
+  folder = os.path.dirname(LIBRARY)
+  built = os.path.join(os.path.dirname(folder), "bazel-bin", "kernels",
+                       os.path.basename(LIBRARY))
+  sources = [os.path.join(folder, n) for n in os.listdir(folder)
+             if n.endswith((".cc", ".h", ".bzl"))]
+  if not os.path.exists(built):
+    raise ImportError("the fixed-order kernels' library is not built: run reproseg through "
+                      "`./dev bazel run` or `./dev bazel test`, or build it with "
+                      "`./dev bazel build //kernels:fixed_order_ops.so`")
+  if os.path.getmtime(built) < max(map(os.path.getmtime, sources)):
+    raise ImportError("%s is older than the kernels' sources: rebuild it with "
+                      "`./dev bazel build //kernels:fixed_order_ops.so`" % built)
+  return built
+
+
+_LOADED = _library()
+_ops = tf.load_op_library(_LOADED)
+_native = ctypes.CDLL(_LOADED)  # the same loaded library: its path switch is the ops' one
 _native.ReprosegFixedOrderSetPath.argtypes = [ctypes.c_int]
 _native.ReprosegFixedOrderPath.restype = ctypes.c_char_p
 
@@ -52,7 +72,10 @@ def force_path(name):
 
 
 if os.environ.get(PATH_VARIABLE):
-  force_path(os.environ[PATH_VARIABLE])
+  try:
+    force_path(os.environ[PATH_VARIABLE])
+  except ValueError as e:
+    raise ValueError("%s=%s: %s" % (PATH_VARIABLE, os.environ[PATH_VARIABLE], e)) from e
 
 
 def current_path():

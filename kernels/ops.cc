@@ -3,6 +3,7 @@
 // counts (docs/determinism.md). Each op picks one KernelTable, AVX-512, AVX2 or the scalar
 // reference, and splits its work units over TensorFlow's intra-op pool; every choice gives
 // the same bits. Gradients are registered in kernels/fixed_order.py.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -14,6 +15,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tsl/platform/denormal.h"
 
 namespace reproseg_fixed_order {
 namespace {
@@ -60,7 +62,7 @@ const KernelTable* TableFor(int path) {
 const KernelTable* Kernels() {
   const int path = forced_path.load();
   if (path != kAuto) return TableFor(path);
-  for (int widest : {kAvx512, kAvx2}) {
+  for (int widest : {kAvx512, kAvx2, kScalar}) {
     if (CpuCanRun(widest)) return TableFor(widest);
   }
   return nullptr;
@@ -73,17 +75,23 @@ struct Window {
   std::vector<int32_t> pads;     // [top, bottom, left, right]
 };
 
-absl::Status ReadWindow(OpKernelConstruction* ctx, Window* window) {
-  TF_RETURN_IF_ERROR(ctx->GetAttr("strides", &window->strides));
-  TF_RETURN_IF_ERROR(ctx->GetAttr("pads", &window->pads));
-  if (window->strides.size() != 2 || window->strides[0] < 1 || window->strides[1] < 1) {
-    return InvalidArgument("strides must be [stride_h, stride_w], each at least 1");
+absl::Status CheckWindow(const Window& window) {
+  if (window.strides.size() != 2 || window.strides[0] < 1 || window.strides[1] < 1) {
+    return InvalidArgument("strides must be [stride_h, stride_w], each at least 1; got ",
+                           window.strides.size(), " values");
   }
-  if (window->pads.size() != 4) return InvalidArgument("pads must be [top, bottom, left, right]");
-  for (int32_t pad : window->pads) {
-    if (pad < 0) return InvalidArgument("pads must not be negative");
+  if (window.pads.size() != 4 || *std::min_element(window.pads.begin(), window.pads.end()) < 0) {
+    return InvalidArgument("pads must be [top, bottom, left, right], none negative; got ",
+                           window.pads.size(), " values");
   }
   return absl::OkStatus();
+}
+
+template <class Context>
+absl::Status ReadWindow(Context* ctx, Window* window) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("strides", &window->strides));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("pads", &window->pads));
+  return CheckWindow(*window);
 }
 
 // Output side of a convolution with this window, or -1 if the window does not fit.
@@ -138,13 +146,18 @@ absl::Status CheckOutBackprop(const Tensor& dy, const ConvGeometry& g) {
 }
 
 // Runs units [0, units) of fn over the intra-op pool; cost: work per unit, in multiply-adds.
+// Every thread flushes denormals to zero (inputs and results), whatever its caller set, as
+// TensorFlow's own CPU kernels do: one rule for every path and thread.
 template <class Fn>
 void RunUnits(OpKernelContext* ctx, int64_t units, int64_t cost, const Fn& fn) {
   if (units <= 0) return;
   using SchedulingParams = ::tsl::thread::ThreadPool::SchedulingParams;
   ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
-      units, SchedulingParams::Adaptive(cost),
-      [&](int64_t begin, int64_t end) { fn(begin, end); });
+      units, SchedulingParams::Adaptive(std::max<int64_t>(cost, 1)),
+      [&](int64_t begin, int64_t end) {
+        const ::tsl::port::ScopedFlushDenormal flush;
+        fn(begin, end);
+      });
 }
 
 // Base of every op: the window attributes and the kernel table in force.
@@ -161,7 +174,7 @@ class FixedOrderOp : public OpKernel {
     if (table == nullptr) {
       ctx->CtxFailure(__FILE__, __LINE__, InvalidArgument(
           "the fixed-order kernels need an x86-64 CPU with FMA (and AVX2 or AVX-512 for "
-          "their vector paths); this CPU lacks it"));
+          "their vector paths), which this CPU lacks: run without --fixed_order_kernels"));
     }
     return table;
   }
@@ -231,7 +244,7 @@ class BackpropInputOp : public FixedOrderOp {
     OP_REQUIRES_OK(ctx, CheckRank(dy, "out_backprop"));
     OP_REQUIRES_OK(ctx, CheckRank(w, "filter"));
     const int64_t in_c = kDepthwise ? dy.dim_size(3) : w.dim_size(2);
-    OP_REQUIRES_OK(ctx, CheckFilter(w, in_c, kDepthwise));
+    OP_REQUIRES_OK(ctx, CheckFilter(w, in_c, kDepthwise));  // for Conv2D: its rank only
     const ConvGeometry g = Geometry(dy.dim_size(0), input_hw_[0], input_hw_[1], in_c,
                                     w.dim_size(0), w.dim_size(1),
                                     kDepthwise ? in_c : w.dim_size(3), window_);
@@ -293,6 +306,7 @@ class BackpropFilterOp : public FixedOrderOp {
     const auto run = kDepthwise ? table->depthwise_backprop_filter : table->conv_backprop_filter;
     const int64_t units = kDepthwise ? table->depthwise_backprop_filter_units(g)
                                      : table->conv_backprop_filter_units(g);
+    if (units == 0) return;  // no channels: dw is empty
     const float* xp = x.flat<float>().data();
     const float* dyp = dy.flat<float>().data();
     float* dwp = dw->flat<float>().data();
@@ -325,10 +339,10 @@ absl::Status ForwardShape(InferenceContext* c, bool depthwise) {
   ShapeHandle x, w;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &x));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &w));
-  std::vector<int32_t> strides, pads;
-  TF_RETURN_IF_ERROR(c->GetAttr("strides", &strides));
-  TF_RETURN_IF_ERROR(c->GetAttr("pads", &pads));
-  if (strides.size() != 2 || pads.size() != 4) return InvalidArgument("strides [2], pads [4]");
+  Window window;
+  TF_RETURN_IF_ERROR(ReadWindow(c, &window));
+  const std::vector<int32_t>& strides = window.strides;
+  const std::vector<int32_t>& pads = window.pads;
   auto known = [&](DimensionHandle d) { return c->ValueKnown(d) ? c->Value(d) : -1; };
   const int64_t k_h = known(c->Dim(w, 0)), k_w = known(c->Dim(w, 1));
   c->set_output(0, c->MakeShape({c->Dim(x, 0),

@@ -6,8 +6,10 @@ counts), so a change to training code gives train a new key but leaves the keys 
 and partition alone. Each stage's build function therefore lives in a module that imports
 only what that stage needs.
 
-Compiled code counts too: a module's folder's C++ sources and Bazel .bzl files (which hold
-the compiler flags, kernels/flags.bzl) are part of the code of every stage that imports it.
+Compiled code counts too: in a folder with C++ sources beside a module, those sources, its
+.bzl files (the compiler flags, kernels/flags.bzl) and its BUILD.bazel (which flags each file
+gets) are part of the code of every stage that imports the module, whether or not a run calls
+the compiled code (kernels/fixed_order.py is in every model stage's code).
 """
 
 import ast
@@ -18,7 +20,7 @@ from pipeline import digest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("pipeline", "data_tools", "seg", "kernels")
-NATIVE_SOURCES = (".cc", ".h", ".bzl")  # beside a module: in its code
+NATIVE_SOURCES = (".cc", ".h", ".bzl", "BUILD.bazel")  # in a folder with .cc files: in its code
 
 
 def _module_file(name):
@@ -47,9 +49,11 @@ def _imported_names(path):
 
 
 def _native_sources(folder):
-  """The compiled sources and Bazel flag files in a folder (NATIVE_SOURCES)."""
-  return [os.path.join(folder, name) for name in os.listdir(folder)
-          if name.endswith(NATIVE_SOURCES)]
+  """The NATIVE_SOURCES of a folder that holds C++ sources (*.cc), else none."""
+  names = os.listdir(folder)
+  if not any(name.endswith(".cc") for name in names):
+    return []
+  return [os.path.join(folder, name) for name in names if name.endswith(NATIVE_SOURCES)]
 
 
 def _closure(paths):

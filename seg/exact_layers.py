@@ -144,6 +144,9 @@ class FixedOrderDepthwiseConv2D(layers.DepthwiseConv2D):
 
   def call(self, inputs):
     _check_plain_window(self)
+    if self.depth_multiplier != 1:
+      raise ValueError("%s: the fixed-order kernels take depth_multiplier=1, not %d"
+                       % (self.name, self.depth_multiplier))
     outputs = _fixed_order().depthwise_conv2d(inputs, self.kernel, self.strides,
                                               self.padding.upper())
     return _bias_and_activation(self, outputs)

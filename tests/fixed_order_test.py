@@ -3,9 +3,10 @@
 vendors' cache geometries (tests/golden/fixed_order.json), within a stated tolerance of
 TensorFlow's own ops, with gradients that agree with TensorFlow's.
 
-Cases are random shapes from a fixed seed: odd sizes, kernels 1 to 4, strides 1 and 2, SAME
-and VALID padding, channel counts that are no multiple of 8 or 16, and counts above 64 (the
-AVX-512 register block). The negative control: TensorFlow's own weight gradient (oneDNN)
+Cases are the decoder's shapes, an input smaller than the filter, data near FLT_MIN (flushed
+denormals), and random shapes from a fixed seed: odd sizes, kernels 1 to 4, strides 1 and 2,
+SAME and VALID padding, channel counts that are no multiple of 8 or 16, and counts above 64
+(the AVX-512 register block). The negative control: TensorFlow's own weight gradient (oneDNN)
 gives other bits for other pool sizes, which the same digest comparison sees.
 
 A change of the golden digests is a change of the kernels' bits, a reproducibility break:
@@ -26,6 +27,7 @@ os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the negative control's oneDNN, on a
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from kernels import fixed_order  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 POOLS = (1, 2, 3, 4, 7)
 EMULATED_CPUS = ("Haswell-v4", "EPYC-Rome-v1")  # Intel's and AMD's cache geometry, AVX2
@@ -40,7 +42,9 @@ def _cases():
   rng = np.random.default_rng(2026)
   cases = [("unet_up", 2, 8, 8, 96, 64, 3, 2, "SAME"),  # the decoder's stride-2 shape
            ("pointwise", 3, 9, 7, 17, 70, 1, 1, "SAME"),
-           ("logits", 2, 6, 6, 35, 3, 3, 2, "SAME")]
+           ("logits", 2, 6, 6, 35, 3, 3, 2, "SAME"),
+           ("small_input", 1, 2, 3, 5, 20, 3, 2, "SAME"),  # padding on both sides of a tap
+           ("denormal", 2, 5, 5, 9, 17, 3, 1, "SAME")]  # inputs near FLT_MIN: flushed
   for i in range(9):
     k = int(rng.integers(1, 5))
     h, w = (int(v) for v in rng.integers(k, 14, size=2))
@@ -57,9 +61,13 @@ def _inputs(case):
   _, n, h, w, ci, co, k, stride, padding = case
   rng = np.random.default_rng(sum(map(ord, case[0])))  # the case's own inputs
   normal = lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+  # Data near FLT_MIN (1.2e-38): some inputs, products and sums are denormal, which every
+  # path flushes to zero, as TensorFlow does.
+  data = ((lambda *shape: tf.constant((1e-38 * rng.standard_normal(shape)).astype(np.float32)))
+          if case[0] == "denormal" else normal)
   _, (oh, ow) = fixed_order.window((h, w), (k, k), (stride, stride), padding)
-  return {"x": normal(n, h, w, ci), "w": normal(k, k, ci, co), "t_x": normal(n, oh, ow, co),
-          "t_w": normal(k, k, ci, co), "d_x": normal(n, h, w, co), "d_w": normal(k, k, co, 1),
+  return {"x": data(n, h, w, ci), "w": normal(k, k, ci, co), "t_x": data(n, oh, ow, co),
+          "t_w": normal(k, k, ci, co), "d_x": data(n, h, w, co), "d_w": normal(k, k, co, 1),
           "hw": (h, w), "stride": stride, "padding": padding}
 
 
@@ -228,6 +236,8 @@ class FixedOrderTest(absltest.TestCase):
       fixed_order.conv2d_transpose(x, tf.zeros((3, 3, 1, 2)), (4, 4), 2, "SAME")
     with self.assertRaisesRegex(ValueError, "'neon' is not one of"):
       fixed_order.force_path("neon")
+    with self.assertRaisesRegex(ValueError, "dw: the fixed-order kernels take depth_multiplier"):
+      exact_layers.FixedOrderDepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "filter has 3 input channels"):
       fixed_order.conv2d(x, tf.zeros((3, 3, 3, 1)), 1, "SAME")
 

@@ -399,6 +399,7 @@ class StageCodeTest(absltest.TestCase):
       "kernels/conv_kernels.h": MODEL,  # compiled code beside it
       "kernels/ops.cc": MODEL,
       "kernels/flags.bzl": MODEL,  # the compiler flags
+      "kernels/BUILD.bazel": MODEL,  # which flags each file gets
       "seg/micro_batch_layers.py": MODEL,
       "seg/inference.py": AFTER_TRAIN,
       "seg/calibration.py": AFTER_TRAIN,  # evaluate and export read its temperature
