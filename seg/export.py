@@ -4,7 +4,9 @@ load with no reproseg code, with reproducible bytes.
 - saved_model/: a SavedModel whose serving signature takes a uint8 image batch of any size
   ([n, h, w, 3]) and returns "class_ids" (int32 [n, h, w]) and "probabilities" (float32
   [n, h, w, classes], calibrated: the temperature is baked in). The graph is the exact one the
-  pipeline runs (seg.exact_layers' ops are traced into it), so its masks are predict's.
+  pipeline runs (seg.exact_layers' ops are traced into it), so its masks are predict's, but
+  for the fixed-order kernels: a SavedModel holds TensorFlow's own convolutions, so that TF
+  Serving and KServe load it without reproseg's op library (serving_settings).
 - model.keras: the same weights in Keras' stock layers, [n, size, size, 3] floats in 0..255 →
   calibrated probabilities. Stock layers use the approximate rsqrt of batch norm, so its
   probabilities may differ from the SavedModel's in the last bits.
@@ -17,6 +19,7 @@ names (`input_layer_3`) count the layers built before in the process: seg.unet n
 layer Keras named (the encoder's input).
 """
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -107,13 +110,21 @@ def export(model, model_config, info, settings, temperature, out_dir):
               os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
 
 
+def serving_settings(settings):
+  """The pipeline.determinism.Settings of the exported model: settings without the fixed-order
+  kernels, whose ops stock TensorFlow does not have. A served model's convolutions are then
+  TensorFlow's (oneDNN's), whose bits follow the server's CPU; its weights are the trained
+  ones, bit for bit."""
+  return dataclasses.replace(settings, fixed_order_kernels=False)
+
+
 def export_stage(store, splits, train, calibrated, model_config, settings):
   """The export stage on partition, train and calibrate Results; model_config: the
   seg.config.ModelConfig the train stage ran with."""
 
   def build(out, unused_run_dir):
     info = input_pipeline.split_info(splits.path)
-    model = models.load(train.path, model_config, info, settings)
+    model = models.load(train.path, model_config, info, serving_settings(settings))
     temperature = calibration.load_temperature(calibrated.path)
     export(model, model_config, info, settings, temperature, out)
     return {"temperature": temperature, "image_size": info["image_size"],

@@ -8,6 +8,10 @@ pool sizes and emulated CPUs are checked op by op in tests/fixed_order_test.py; 
 that nothing else in training and inference follows them.
 """
 
+import os
+import subprocess
+import sys
+
 from absl.testing import absltest
 from absl.testing import parameterized
 
@@ -59,6 +63,23 @@ class FixedOrderPipelineTest(parameterized.TestCase):
     want = self.reference_outputs()
     for stage in ("train", "calibrate", "evaluate"):
       self.assertEqual(got[stage], want[stage], "%s: %s differs" % (name, stage))
+
+  def test_the_export_needs_no_op_library(self):
+    # Serving stays stock: TF Serving loads the SavedModel without reproseg's kernels.
+    store = self.create_tempdir().full_path
+    result = tiny.run("seg/export", FIXED_ORDER + ["--store=" + store], timeout=TIMEOUT)
+    self.assertEqual(result.returncode, 0, result.stderr[-4000:])
+    export = os.path.join(store, "objects", tiny.outputs(result.stdout)["export"])
+    with open(os.path.join(export, "saved_model", "saved_model.pb"), "rb") as f:
+      self.assertNotIn(b"Reproseg", f.read())
+    served = subprocess.run(
+        [sys.executable, "-c", "import sys, tensorflow as tf; serve = tf.saved_model.load("
+         "sys.argv[1]).signatures['serving_default']; "
+         "print(serve(tf.zeros([1, 32, 32, 3], tf.uint8))['class_ids'].shape)",
+         os.path.join(export, "saved_model")], capture_output=True, text=True, timeout=600,
+        cwd=self.create_tempdir().full_path, env={"PATH": os.environ.get("PATH", "")})
+    self.assertEqual(served.returncode, 0, served.stderr[-4000:])
+    self.assertIn("(1, 32, 32)", served.stdout)
 
   def test_negative_control_onednn_follows_the_pool_size(self):
     pools = {pool: pipeline_outputs(self, tiny.TINY + ["--intra_op_threads=%d" % pool])
