@@ -15,10 +15,11 @@ import sys
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from kernels import fixed_order
 from tests import tiny_pipeline as tiny
 
 FIXED_ORDER = tiny.TINY + ["--fixed_order_kernels"]
-PATH = "REPROSEG_FIXED_ORDER_PATH"  # kernels/fixed_order.py's PATH_VARIABLE
+PATH = fixed_order.PATH_VARIABLE
 TIMEOUT = 3000  # seconds for one emulated process
 
 # name: (extra flags, environment, command prefix, emulated CPU model or None)

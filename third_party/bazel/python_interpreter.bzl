@@ -5,13 +5,18 @@ requirements.lock, or at the Nix shell's Python), else the first python3 on PATH
 re-runs this rule when BAZEL_PYTHON or PATH changes, so a new lock means a new toolchain.
 """
 
-def _python_interpreter_impl(ctx):
+def interpreter_path(ctx):
+    """The interpreter a repository rule runs: $BAZEL_PYTHON, else the first python3 on PATH."""
     python = ctx.os.environ.get("BAZEL_PYTHON", "")
-    if not python:
-        found = ctx.which("python3")
-        if not found:
-            fail("No Python interpreter: set BAZEL_PYTHON or run Bazel through ./dev.")
-        python = str(found)
+    if python:
+        return python
+    found = ctx.which("python3")
+    if not found:
+        fail("No Python interpreter: set BAZEL_PYTHON or run Bazel through ./dev.")
+    return str(found)
+
+def _python_interpreter_impl(ctx):
+    python = interpreter_path(ctx)
     result = ctx.execute([python, "-c", "import sys; print(sys.version_info[0])"])
     if result.return_code != 0 or result.stdout.strip() != "3":
         fail("BAZEL_PYTHON=%s is not a working Python 3 interpreter: %s" % (python, result.stderr))

@@ -9,6 +9,8 @@ Targets: //:headers, a cc_library with TensorFlow's include folder and its prepr
 defines (-D flags), and //:framework, the libtensorflow_framework library to link against.
 """
 
+load(":python_interpreter.bzl", "interpreter_path")
+
 _QUERY = """
 import json, tensorflow as tf
 print(json.dumps({"include": tf.sysconfig.get_include(), "lib": tf.sysconfig.get_lib(),
@@ -16,17 +18,8 @@ print(json.dumps({"include": tf.sysconfig.get_include(), "lib": tf.sysconfig.get
                   "link": tf.sysconfig.get_link_flags()}))
 """
 
-def _python(ctx):
-    python = ctx.os.environ.get("BAZEL_PYTHON", "")
-    if python:
-        return python
-    found = ctx.which("python3")
-    if not found:
-        fail("No Python interpreter: set BAZEL_PYTHON or run Bazel through ./dev.")
-    return str(found)
-
 def _tensorflow_headers_impl(ctx):
-    python = _python(ctx)
+    python = interpreter_path(ctx)
     result = ctx.execute([python, "-c", _QUERY], environment = {"TF_CPP_MIN_LOG_LEVEL": "3"})
     if result.return_code != 0:
         fail("%s could not import tensorflow to find its C++ headers: %s" % (python, result.stderr))
