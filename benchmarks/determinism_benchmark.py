@@ -7,10 +7,9 @@ each worker in turn for a few timed steps, round after round, so every setting s
 machine noise. It prints each setting's median step time and its ratio to the first setting of
 --settings (by default the non-deterministic one).
 
-  ./dev python -m benchmarks.determinism_benchmark --archs=mobilenetv2,vgg19
+  ./dev bazel run //benchmarks:determinism_benchmark -- --archs=mobilenetv2,vgg19
 
-(Run from the repository root; with portable_fixed_order among the settings, through Bazel,
-which builds the kernels: ./dev bazel run //benchmarks:determinism_benchmark -- <flags>.)
+(Through Bazel, which builds the fixed-order kernels that portable settings run.)
 Record results in BENCHMARKS.md with the machine (lscpu).
 """
 
@@ -44,28 +43,25 @@ flags.DEFINE_bool("freeze_backbone", False,
                   "Freeze the encoder, as the seed's real configuration does.")
 flags.DEFINE_integer("rounds", 6, "Rounds; each worker runs --steps timed steps per round.")
 flags.DEFINE_integer("steps", 4, "Timed steps per worker per round.")
-flags.DEFINE_list("settings", ["nondeterministic", "same_machine", "portable", "portable_avx2",
-                                "portable_keras_layers", "recipe_2019"],
+flags.DEFINE_list("settings", ["nondeterministic", "same_machine", "portable",
+                                "onednn_exact_pool_4", "recipe_2019"],
                   "Settings to compare, from SETTINGS; the first is the baseline of the ratios.")
 
 SETTINGS = {
     # The seed's fast_n_close: no op determinism, pools and instruction set as TF picks them.
     "nondeterministic": dict(deterministic=False, portable=False),
-    # Same bits on this machine only.
+    # Same bits on this machine only: oneDNN's kernels and Keras' layers, pools of every core.
     "same_machine": dict(deterministic=True, portable=False),
-    # reproseg's default: the same bits on any x86-64 machine of the same instruction-set
-    # class (AVX2 or AVX-512), oneDNN at the CPU's own instruction set.
+    # reproseg's default: the same bits on every x86-64 CPU with AVX2 and FMA, on every core
+    # (the fixed-order kernels).
     "portable": dict(deterministic=True, portable=True),
-    # Portable capped at AVX2: the AVX2 class on any CPU (the default until issue 20).
-    "portable_avx2": dict(deterministic=True, portable=True, onednn_max_cpu_isa="AVX2"),
-    # Portable but for one part each, to see what each part costs (not portable themselves).
-    "portable_keras_layers": dict(deterministic=True, portable=False, inter_op_threads=4,
-                                  intra_op_threads=4),
+    # Portable mode before the fixed-order kernels: oneDNN's kernels, exact batch norms, pools
+    # of 4; the same bits only within a CPU kind (not portable now).
+    "onednn_exact_pool_4": dict(deterministic=True, portable=False, exact_layers=True,
+                                inter_op_threads=4, intra_op_threads=4),
     "portable_2_threads": dict(deterministic=True, portable=True, intra_op_threads=2,
                                inter_op_threads=2),
     "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
-    # Portable with the fixed-order kernels (kernels/), for every convolution.
-    "portable_fixed_order": dict(deterministic=True, portable=True, fixed_order_kernels=True),
     # 2019: one inter-op and one intra-op thread.
     "recipe_2019": dict(deterministic=True, portable=False, inter_op_threads=1,
                         intra_op_threads=1),

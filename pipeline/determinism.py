@@ -3,12 +3,13 @@
 Every random number in reproseg comes from one --seed (pipeline.seeds), and every switch that
 can change the bits of a result is in the stage key. Two modes:
 
-- portable (the default): the thread pools have fixed sizes and the model uses
-  seg/exact_layers.py, so the bits follow neither the machine's core count nor its CPU model
-  within an instruction-set class (AVX2, or the AVX-512 class of a CPU's vendor and L2 size;
-  the key records the class), at oneDNN's full speed (docs/determinism.md);
-- same-machine (--noportable): pools follow the cores and the model uses Keras' layers;
-  faster, and the same bits only on the same machine, so the key records the machine.
+- portable (the default): every convolution and Dense layer runs on the fixed-order kernels
+  (kernels/fixed_order.py), whose summation order the code sets, and the rest of the model
+  on seg/exact_layers.py, so the bits follow neither the CPU model, nor its instruction set,
+  nor the thread count: one result for every x86-64 CPU with AVX2 and FMA, on all its cores
+  (docs/determinism.md);
+- same-machine (--noportable): oneDNN's kernels and Keras' layers; the same bits only on the
+  same machine, so the key records the machine.
 
 The switches that act through the environment (oneDNN) must be set before TensorFlow is
 imported: stages call apply() first and import their TensorFlow code after it.
@@ -41,55 +42,63 @@ flags.DEFINE_bool(
     "(the GPU part is untested here: no GPU). --nodeterministic is the seed's fast_n_close.")
 flags.DEFINE_bool(
     "portable", True,
-    "The same bits on any x86-64 machine of one instruction-set class (AVX2, or the AVX-512 "
-    "class of a CPU vendor and L2 size; the key records the class): fixed thread pools (4 and "
-    "4) and CPU-independent layers "
-    "(seg/exact_layers.py); oneDNN runs the CPU's own instruction set unless capped below "
-    "(--onednn_max_cpu_isa=AVX2 puts an AVX-512 machine in the AVX2 class). On a CPU without "
-    "AVX2 it stops with an error. "
-    "--noportable: pools follow the visible cores and the model uses Keras' batch-norm "
-    "formula and transposed convolutions; faster, the same bits only on the same machine, and "
-    "the stage key records the machine (CPU model, flags, visible cores).")
+    "One result for every x86-64 CPU with AVX2 and FMA, whatever its model, instruction set, "
+    "cache sizes and thread count: every convolution and Dense layer on the fixed-order "
+    "kernels, batch norm without the approximate rsqrt (--fixed_order_kernels, "
+    "--exact_layers), and the thread pools, oneDNN's instruction set and the machine out of "
+    "the key. On a CPU without AVX2 and FMA it stops with an error. "
+    "--noportable: oneDNN's kernels and Keras' layers, pools that follow the visible cores; "
+    "the same bits only on the same machine, and the stage key records the machine (CPU "
+    "model, flags, visible cores).")
 flags.DEFINE_integer(
     "inter_op_threads", None,
-    "TensorFlow's inter-op thread pool size; 0 lets TensorFlow size it from the visible cores. "
-    "Default: 4 with --portable, else 0.")
+    "TensorFlow's inter-op thread pool size; 0 (the default) lets TensorFlow size it from the "
+    "visible cores. In portable mode it does not change the bits, and is not in the key.")
 flags.DEFINE_integer(
     "intra_op_threads", None,
-    "TensorFlow's intra-op thread pool size. The pool size changes the bits of the result; "
-    "0 lets TensorFlow size it from the visible cores, so the bits follow the machine. "
-    "Default: 4 with --portable (docs/determinism.md says why 4), else 0.")
+    "TensorFlow's intra-op thread pool size; 0 (the default) lets TensorFlow size it from the "
+    "visible cores. In portable mode it does not change the bits, and is not in the key; with "
+    "--noportable oneDNN splits sums by it, so it does.")
 flags.DEFINE_bool(
     "onednn", True,
-    "Use oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS). On and off give different bits.")
+    "Use oneDNN's CPU kernels (TF_ENABLE_ONEDNN_OPTS) for what the fixed-order kernels do "
+    "not compute (everything with --noportable, where on and off give different bits). In "
+    "the key in both modes.")
 flags.DEFINE_string(
     "onednn_max_cpu_isa", None,
     "Cap on the instruction set oneDNN may use (ONEDNN_MAX_CPU_ISA): SSE41, AVX, AVX2, "
-    "AVX512_CORE, ...; 'native' leaves it to the CPU. With --portable the key records the "
-    "instruction-set class it gives on this CPU (AVX-512 (vendor, L2 size), AVX2, ...), else "
-    "the cap and the machine. Default: native.")
+    "AVX512_CORE, ...; 'native' (the default) leaves it to the CPU. An experiment switch: in "
+    "portable mode no convolution is oneDNN's, the cap does not change the bits (shown for "
+    "AVX2 against native) and is not in the key; with --noportable it is, with the machine.")
 
 flags.DEFINE_bool(
     "exact_layers", None,
-    "Build the U-Net from seg/exact_layers.py: batch norm without the approximate rsqrt "
-    "instruction, transposed convolutions summed over fixed channel chunks; their bits do not "
-    "follow the CPU model. Default: on with --portable, else off (Keras' batch-norm formula "
-    "and transposed convolutions).")
+    "Build the U-Net's batch norms from seg/exact_layers.py (no approximate rsqrt "
+    "instruction, whose bits follow the CPU model). Default: on with --portable, which needs "
+    "it, else off (Keras' batch-norm formula).")
 
 flags.DEFINE_bool(
     "fixed_order_kernels", None,
     "Compute every convolution and Dense layer of the U-Net with kernels/fixed_order.py, whose "
     "summation order the code fixes for every CPU and thread count (docs/determinism.md, "
-    "\"The fixed-order kernels\"); needs --exact_layers. Default: off (oneDNN's kernels), "
-    "while its bits are being shown across CPUs.")
+    "\"The fixed-order kernels\"); needs --exact_layers. Default: on with --portable, which "
+    "needs it, else off (oneDNN's kernels).")
 
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
               "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
-PORTABLE_DEFAULTS = {"inter_op_threads": 4, "intra_op_threads": 4, "onednn_max_cpu_isa": "native",
-                     "exact_layers": True, "fixed_order_kernels": False}
+PORTABLE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
+                     "exact_layers": True, "fixed_order_kernels": True}
 MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
                     "exact_layers": False, "fixed_order_kernels": False}
+# The switches that do not change portable bits (tests/determinism_test.py shows it), so
+# portable keys leave them out.
+MACHINE_SWITCHES = ("inter_op_threads", "intra_op_threads", "onednn_max_cpu_isa")
+# What portable mode needs from the CPU, as NumPy names the CPUID features. The scalar path
+# of the kernels gives the same bits without them, but TensorFlow's other ops were shown on
+# such CPUs only.
+PORTABLE_CPU_FEATURES = ("AVX2", "FMA3")
+PORTABLE_CPU = "x86-64 with AVX2 and FMA"
 
 
 def _cpuinfo(field):
@@ -108,18 +117,6 @@ def cpu_model():
   return _cpuinfo("model name") or "unknown"
 
 
-# What each instruction-set cap needs from the CPU: on a CPU without it, oneDNN silently
-# runs a lower instruction set and the bits change, so portable mode refuses to run. Portable
-# bits were shown on AVX2 and AVX-512 CPUs only: "native" needs AVX2's features too.
-ISA_CPU_FEATURES = {
-    "native": ("AVX2", "FMA3"),
-    "SSE41": ("SSE41",),
-    "AVX": ("AVX",),
-    "AVX2": ("AVX2", "FMA3"),
-    "AVX512_CORE": ("AVX512F", "AVX512BW", "AVX512VL", "AVX512DQ"),
-}
-
-
 def cpu_features():
   """{feature: bool} as the CPU reports them through CPUID (what oneDNN reads too).
 
@@ -129,80 +126,17 @@ def cpu_features():
   return dict(_multiarray_umath.__cpu_features__)
 
 
-def _avx512_family(isa):
-  return isa.startswith(("AVX512", "AVX10"))
-
-
-def _needed_features(isa):
-  """The CPU features an --onednn_max_cpu_isa value needs in portable mode."""
-  if _avx512_family(isa):
-    return ISA_CPU_FEATURES["AVX512_CORE"]
-  return ISA_CPU_FEATURES.get(isa, ISA_CPU_FEATURES["native"])  # native, DEFAULT, AVX2_VNNI...
-
-
 def check_cpu(settings):
-  """Raises errors.Error if this CPU lacks what the portable settings' oneDNN needs."""
+  """Raises errors.Error if portable settings run on a CPU without PORTABLE_CPU_FEATURES."""
   if not settings.portable:
     return
-  isa = settings.onednn_max_cpu_isa
   features = cpu_features()
-  missing = [f for f in _needed_features(isa) if not features.get(f)]
-  if not missing and onednn_isa_class(settings).startswith("AVX-512") and not (
-      _cpuinfo("vendor_id") and l2_cache_kib()):
-    raise errors.Error(
-        "portable mode names this CPU's AVX-512 class by its vendor and L2 cache size, and the "
-        "kernel does not tell both (/proc/cpuinfo's vendor_id, "
-        "/sys/devices/system/cpu/cpu0/cache): pass --onednn_max_cpu_isa=AVX2 for the AVX2 "
-        "class, which every CPU shares, or --noportable")
+  missing = [f for f in PORTABLE_CPU_FEATURES if not features.get(f)]
   if missing:
     raise errors.Error(
-        "portable mode runs oneDNN %s, but this CPU lacks %s, so it would run other code "
-        "than any machine whose bits were shown: pass --noportable for results tied to this "
-        "machine, or run on a CPU with %s"
-        % ("at the CPU's own instruction set" if isa == "native" else "capped at " + isa,
-           ", ".join(missing), " and ".join(_needed_features(isa))))
-
-
-def l2_cache_kib():
-  """The L2 cache of cpu0 in KiB, as the kernel reports it (sysfs), or None."""
-  folder = "/sys/devices/system/cpu/cpu0/cache"
-  try:
-    for index in sorted(os.listdir(folder)):
-      with open(os.path.join(folder, index, "level")) as f:
-        if f.read().strip() != "2":
-          continue
-      with open(os.path.join(folder, index, "size")) as f:
-        size = f.read().strip()  # "1024K", "2M"
-      return int(size[:-1]) * {"K": 1, "M": 1024}[size[-1]]
-  except (OSError, ValueError, KeyError):
-    pass
-  return None
-
-
-def avx512_class():
-  """The AVX-512 class of this CPU: "AVX-512 (<CPUID vendor>, L2 <size> KiB)" (check_cpu
-  refuses portable mode where the kernel does not tell them).
-
-  Measured: the tiny pipeline's train output under AVX-512 differs between an Intel Xeon
-  (model 207, 2 MiB L2) and an AMD EPYC Zen 4 (1 MiB L2), where the AVX2 class agrees
-  (docs/determinism.md, "Limits, honestly"). Which of their traits changes oneDNN's kernels
-  was not isolated (QEMU emulates no AVX-512); oneDNN's blocking follows the cache sizes it
-  reads, and these two traits tell the two CPUs apart.
-  """
-  return "AVX-512 (%s, L2 %s KiB)" % (_cpuinfo("vendor_id"), l2_cache_kib())
-
-
-def onednn_isa_class(settings):
-  """The instruction-set class oneDNN runs on this CPU under these settings: the CPU's
-  avx512_class() (the AVX512_CORE family), or the cap below it ("AVX2", ...). Portable bits
-  are shared within a class; across classes a convolution's forward pass can differ
-  (docs/determinism.md)."""
-  isa = settings.onednn_max_cpu_isa
-  if isa in ("native", "DEFAULT") or _avx512_family(isa):
-    if all(cpu_features().get(f) for f in ISA_CPU_FEATURES["AVX512_CORE"]):
-      return avx512_class()
-    return "AVX2" if isa in ("native", "DEFAULT") else isa
-  return isa
+        "portable bits were shown on %s CPUs, and this CPU lacks %s: pass --noportable for "
+        "results tied to this machine, or run on a CPU with %s"
+        % (PORTABLE_CPU, ", ".join(missing), " and ".join(PORTABLE_CPU_FEATURES)))
 
 
 def machine_record():
@@ -233,26 +167,25 @@ class Settings:
       if getattr(self, name) < 0:
         raise errors.Error("--%s=%d: use 0 (TensorFlow's choice) or a positive count"
                            % (name, getattr(self, name)))
+    if self.portable and not (self.exact_layers and self.fixed_order_kernels):
+      raise errors.Error(
+          "--portable needs --exact_layers and --fixed_order_kernels: with Keras' own layers "
+          "or oneDNN's kernels the bits follow the machine. Keep the defaults, or pass "
+          "--noportable")
     if self.fixed_order_kernels and not self.exact_layers:
       raise errors.Error("--fixed_order_kernels needs --exact_layers (the batch norms without "
                          "the approximate rsqrt): pass both, or neither")
-    if self.portable and (self.intra_op_threads == 0 or not self.exact_layers):
-      raise errors.Error(
-          "--portable needs a fixed --intra_op_threads and --exact_layers: with TensorFlow's "
-          "pool or Keras' own layers the bits follow the machine. Keep the defaults, or pass "
-          "--noportable")
 
   def record(self):
-    """For stage keys: the switches, plus what they leave to the machine: oneDNN's
-    instruction-set class in portable mode, the machine itself otherwise."""
+    """For stage keys: the switches that change the bits, and what portable mode needs of
+    the CPU; with --noportable every switch and the machine itself."""
     record = dataclasses.asdict(self)
-    if not self.portable:
+    if self.portable:
+      for name in MACHINE_SWITCHES:
+        del record[name]
+      record["cpu"] = PORTABLE_CPU
+    else:
       record["machine"] = machine_record()
-    elif self.onednn:
-      # The class, not the cap: an AVX-512 CPU capped at AVX2 and an AVX2-only CPU run the
-      # same code, and share results.
-      del record["onednn_max_cpu_isa"]
-      record["onednn_isa_class"] = onednn_isa_class(self)
     return record
 
   def environment(self):
@@ -301,15 +234,16 @@ def describe(settings):
   """One line for the terminal: the mode and switches in force."""
   pools = "/".join(str(n) if n else "TensorFlow's" for n in (settings.inter_op_threads,
                                                              settings.intra_op_threads))
-  return ("determinism: %s, seed %d, op determinism %s, thread pools %s, oneDNN %s%s"
-          % ("portable" if settings.portable else "same-machine (--noportable)", settings.seed,
-             "on" if settings.deterministic else "off", pools,
-             ("capped at " + settings.onednn_max_cpu_isa
+  onednn = "off"
+  if settings.onednn:
+    onednn = ("capped at " + settings.onednn_max_cpu_isa
               if settings.onednn_max_cpu_isa != "native" else "native")
-             + (", class %s" % onednn_isa_class(settings) if settings.portable else "")
-             if settings.onednn else "off",
-             ", exact layers" if settings.exact_layers else "")
-          + (", fixed-order kernels" if settings.fixed_order_kernels else ""))
+  return ("determinism: %s, seed %d, op determinism %s, thread pools %s, oneDNN %s%s%s"
+          % ("portable (%s)" % PORTABLE_CPU if settings.portable
+             else "same-machine (--noportable)", settings.seed,
+             "on" if settings.deterministic else "off", pools, onednn,
+             ", exact layers" if settings.exact_layers else "",
+             ", fixed-order kernels" if settings.fixed_order_kernels else ""))
 
 
 def apply(settings):

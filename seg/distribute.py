@@ -373,9 +373,8 @@ def check_agreement(gather, cluster, key, cached):
       theirs = "".join("%08x" % part for part in row[:-1])
       raise errors.Error(
           "worker %d's train key %s… differs from this worker's (%d) %s…: start every worker "
-          "with the same flags, code and TensorFlow, on the same partition output, and on CPUs "
-          "of one instruction-set class (for AVX2 and AVX-512 nodes together, pass "
-          "--onednn_max_cpu_isa=AVX2 to every worker)"
+          "with the same flags, code and TensorFlow, on the same partition output (with "
+          "--noportable, the key holds the machine too: keep portable mode across machines)"
           % (index, theirs[:16], cluster.index, key[:16]))
     if row[-1] != mine[-1]:
       raise errors.Error("worker %d %s the train output in the store and this worker (%d) "

@@ -1,17 +1,13 @@
 """Layers whose bits do not depend on the CPU model: the one place for every reformulation
-that portable determinism needs (docs/determinism.md, "What changes the bits").
+that portable determinism needs (docs/determinism.md, "The rule").
 
 - ExactBatchNormalization: Keras' BatchNormalization computes 1/sqrt(variance + epsilon)
   with tf.math.rsqrt, which Eigen builds on the approximate rsqrtps instruction; Intel, AMD
   and an emulator each return other bits for it. Here the same formula uses a true square
   root and a true division; the layer is otherwise seg.micro_batch_layers' ghost batch
   normalization.
-- ChunkedConv2DTranspose: oneDNN's transposed convolution sums over input channels in an
-  order that follows the cache sizes the CPU reports. Here the input channels are split into
-  fixed chunks of CHUNK_CHANNELS, each chunk is one convolution small enough that no CPU's
-  blocking splits it, and the partial results are summed in a fixed order.
 - FixedOrderConv2D, FixedOrderDepthwiseConv2D, FixedOrderConv2DTranspose, FixedOrderDense
-  (--fixed_order_kernels): Keras' layers with every convolution and product computed by
+  (--fixed_order_kernels, on in portable mode): Keras' layers with every convolution and product computed by
   kernels/fixed_order.py, whose summation order the code fixes for every CPU and pool size;
   biases are broadcast adds, whose gradient is a plain Sum (TensorFlow's BiasAddGrad follows
   the pool size). FIXED_ORDER_LAYERS maps each Keras class to its fixed-order class.
@@ -46,11 +42,6 @@ APPROXIMATE_OPS = {
     "FusedBatchNormGradV3": "computes rsqrt internally",
     "_FusedBatchNormEx": "computes rsqrt internally",
 }
-
-# Input channels per transposed convolution. 256 holds the bits on every CPU tried, at the
-# real shapes (128 px, batch 60); 512 did not (docs/determinism.md).
-CHUNK_CHANNELS = 256
-
 
 def graph_ops(function, *input_specs):
   """The op types of a tf.function's graph as it runs: after grappler, TensorFlow's graph
@@ -186,25 +177,3 @@ FIXED_ORDER_LAYERS = {
     layers.Conv2DTranspose: FixedOrderConv2DTranspose,
     layers.Dense: FixedOrderDense,
 }
-
-
-@keras.saving.register_keras_serializable(package="reproseg")
-class ChunkedConv2DTranspose(layers.Conv2DTranspose):
-  """Conv2DTranspose as a fixed-order sum of transposed convolutions over channel chunks."""
-
-  def call(self, inputs):
-    channels = inputs.shape[-1]
-    outputs = None
-    for start in range(0, channels, CHUNK_CHANNELS):
-      stop = min(start + CHUNK_CHANNELS, channels)
-      part = keras.ops.conv_transpose(
-          inputs[..., start:stop], self.kernel[..., start:stop], strides=list(self.strides),
-          padding=self.padding, output_padding=self.output_padding,
-          dilation_rate=self.dilation_rate, data_format=self.data_format)
-      outputs = part if outputs is None else outputs + part
-    if self.use_bias:
-      outputs = outputs + self.bias  # a broadcast add: its gradient is a plain Sum
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-

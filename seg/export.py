@@ -111,11 +111,12 @@ def export(model, model_config, info, settings, temperature, out_dir):
 
 
 def serving_settings(settings):
-  """The pipeline.determinism.Settings of the exported model: settings without the fixed-order
-  kernels, whose ops stock TensorFlow does not have. A served model's convolutions are then
-  TensorFlow's (oneDNN's), whose bits follow the server's CPU; its weights are the trained
-  ones, bit for bit."""
-  return dataclasses.replace(settings, fixed_order_kernels=False)
+  """The pipeline.determinism.Settings the exported model is built with: settings without the
+  fixed-order kernels, whose ops stock TensorFlow does not have (so not portable: they build
+  the model only, and the stage key holds the stage's own settings). A served model's
+  convolutions are then TensorFlow's (oneDNN's), whose bits follow the server's CPU; its
+  weights are the trained ones, bit for bit."""
+  return dataclasses.replace(settings, portable=False, fixed_order_kernels=False)
 
 
 def export_stage(store, splits, train, calibrated, model_config, settings):

@@ -48,7 +48,7 @@ _WORKERS = flags.DEFINE_string(
     "must divide --micro_batches. auto: the largest divisor of --micro_batches that is at "
     "most the visible cores (os.sched_getaffinity) divided by the intra-op pool size "
     "(--intra_op_threads), or 1 where fewer cores are visible than one pool takes; with "
-    "--noportable (a pool of 0: TensorFlow's, which follows the cores) auto is 1. 1: this "
+    "a pool of 0 (the default: TensorFlow's, which takes every core) auto is 1. 1: this "
     "process trains. Not with --distribute=multi_worker, which is for a cluster that sets "
     "TF_CONFIG itself.")
 

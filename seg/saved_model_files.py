@@ -5,8 +5,11 @@ saved_model.pb names each traced function with a process-wide counter (`__infere
 renamed to its rank among the traced functions), each control-flow function with its op's
 process-wide id (`map_while_body_28393`, a tf.map_fn's loop body: renamed to its rank among
 those, here and inside the names derived from it), and each captured tensor's placeholder
-with its process-wide id (renumbered by rank); fingerprint.pb carries a random uuid (set here
-from the file's own hashes) and hashes of saved_model.pb (recomputed after the renaming).
+with its process-wide id (renumbered by rank); each function call's `config_proto` holds the
+exporting process's thread-pool sizes (--intra_op_threads, --inter_op_threads: cleared, as a
+process with TensorFlow's own pools writes them, since a server sizes its own); fingerprint.pb
+carries a random uuid (set here from the file's own hashes) and hashes of saved_model.pb
+(recomputed after the renaming).
 """
 
 import contextlib
@@ -17,6 +20,7 @@ import re
 from absl import logging
 import tensorflow as tf
 from google.protobuf import descriptor
+from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import fingerprint_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
@@ -109,12 +113,26 @@ def _renumber_captures(graph_def):
     holder.s = b"%d" % ranks[int(holder.s)]
 
 
+def _clear_thread_pools(graph_def):
+  """Clears, in place, the pool sizes in every function call's `config_proto` attribute (a
+  serialized ConfigProto of the exporting process); a config without them is left as it is."""
+  for attrs in _attr_maps(graph_def):
+    if "config_proto" not in attrs:
+      continue
+    config = config_pb2.ConfigProto.FromString(attrs["config_proto"].s)
+    if config.intra_op_parallelism_threads or config.inter_op_parallelism_threads:
+      config.ClearField("intra_op_parallelism_threads")
+      config.ClearField("inter_op_parallelism_threads")
+      attrs["config_proto"].s = config.SerializeToString(deterministic=True)
+
+
 def _rename_functions(saved_model_dir):
   """saved_model.pb with each traced function named by its rank among the saved ones, in
   tracing order (`__inference_serve_6625` → `__inference_serve_2`), each other numbered
   function by its rank among those (`map_while_body_28393` → `map_while_body_2`), the library
-  sorted by name, and captured tensors' ids renumbered (_renumber_captures): the file no
-  longer counts what the process traced before."""
+  sorted by name, captured tensors' ids renumbered (_renumber_captures) and the pool sizes
+  cleared (_clear_thread_pools): the file no longer counts what the process traced before,
+  nor names its pools."""
   path = os.path.join(saved_model_dir, "saved_model.pb")
   saved_model = saved_model_pb2.SavedModel()
   with open(path, "rb") as f:
@@ -128,6 +146,7 @@ def _rename_functions(saved_model_dir):
   del library.function[:]
   library.function.extend(functions)
   _renumber_captures(saved_model.meta_graphs[0].graph_def)
+  _clear_thread_pools(saved_model.meta_graphs[0].graph_def)
   with open(path, "wb") as f:
     f.write(saved_model.SerializeToString(deterministic=True))
 

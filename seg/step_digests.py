@@ -48,9 +48,8 @@ class StepConfig:
 # The seed's real training shapes (seg/configs/oxford_iiit_pet.json), with a random encoder.
 REAL_SHAPES = StepConfig()
 # The real image size and layers with a small batch, for emulated CPUs, where one step takes
-# minutes. Batch 4 at 128 px already showed the cache-geometry dependence (docs/determinism.md).
-# One pass of 4 rows: on emulated EPYC-Rome-v1, passes of 2 rows at 128 px (batch 4 in 2
-# micro-batches) gave other gradients (docs/determinism.md, "Limits, honestly").
+# minutes: one pass of 4 rows at 128 px, where oneDNN's kernels showed their cache-geometry
+# dependence (docs/determinism.md, "Why own the order").
 EMULATED = dataclasses.replace(REAL_SHAPES, batch_size=4, micro_batches=1, steps=1)
 
 

@@ -4,10 +4,10 @@ Conv2DTranspose blocks (512, 256, 128, 64 filters) with BatchNorm, ReLU and seed
 Conv2DTranspose, not UpSampling2D: nearest-neighbour upsampling has no deterministic GPU
 gradient, and op determinism would refuse it. Every initialiser and dropout layer gets its
 own seed derived from the run's seed. Batch norm and dropout are seg.micro_batch_layers'
-(ghost batch normalization; masks keyed by step and micro-batch); with exact=True (portable
-determinism) the batch norms and transposed convolutions are seg.exact_layers' CPU-independent
-versions, and with fixed_order=True every convolution and Dense layer, the encoder's too, is
-seg.exact_layers' fixed-order one.
+(ghost batch normalization; masks keyed by step and micro-batch); with exact=True the batch
+norms are seg.exact_layers' CPU-independent ones, and with fixed_order=True every convolution
+and Dense layer, the encoder's too, is seg.exact_layers' fixed-order one (portable determinism
+takes both).
 """
 
 import os
@@ -49,15 +49,13 @@ def _preprocess(mode, images, dense=layers.Dense):
 
 def _layer_classes(exact, fixed_order, stock):
   """{Keras class: the class built in its place}: none if stock; else batch norm and dropout
-  of a training step decomposed in micro-batches, CPU-independent batch norm and transposed
-  convolutions if exact, and fixed-order convolutions and Dense layers if fixed_order."""
+  of a training step decomposed in micro-batches, CPU-independent batch norm if exact, and
+  fixed-order convolutions and Dense layers if fixed_order."""
   if stock:
     return {}
   classes = {layers.Dropout: micro_batch_layers.StatelessDropout,
              layers.BatchNormalization: (exact_layers.ExactBatchNormalization if exact
                                          else micro_batch_layers.GhostBatchNormalization)}
-  if exact:
-    classes[layers.Conv2DTranspose] = exact_layers.ChunkedConv2DTranspose
   if fixed_order:
     classes.update(exact_layers.FIXED_ORDER_LAYERS)
   return classes
@@ -92,9 +90,9 @@ def create(model_config, image_size, num_classes, seed, backbone_weights_file=No
   network). Its backbone_weights only names the encoder's weights (seg.models finds the file).
   backbone_weights_file: a weights file for the encoder (ImageNet or other), or None.
   seed: the run's seed, from which every initialiser and dropout seed is derived.
-  exact: CPU-independent batch norms and transposed convolutions (seg.exact_layers), as
-  portable determinism needs; False gives Keras' own transposed convolutions and batch-norm
-  formula. fixed_order (with exact): every convolution and Dense layer computed by
+  exact: CPU-independent batch norms (seg.exact_layers), as portable determinism needs; False
+  gives Keras' batch-norm formula. fixed_order (with exact): every convolution and Dense layer
+  computed by
   kernels/fixed_order.py (seg.exact_layers.FIXED_ORDER_LAYERS). Either way batch norm and
   dropout are seg.micro_batch_layers', as the micro-batch training step (seg.steps) needs,
   unless stock: Keras' own layers only, for a model that loads anywhere and only infers

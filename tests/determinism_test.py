@@ -1,7 +1,8 @@
 """Same inputs, same bits: the tiny pipeline in fresh processes, compared digest for digest
 with tests/golden/tiny_pipeline.json at every stage, under machine and environment changes
-that must not matter, and two negative controls that must; and training steps at the real
-shapes compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
+that must not matter (the pool size, the cores, the kernels' instruction set and oneDNN's, the
+locale) and three negative controls that must; and training steps at the real shapes
+compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
 
 A failure here means a result's bits changed. If the change is deliberate, regenerate the
 golden digests (README: Golden digests) and record why in CHANGELOG.md.
@@ -13,8 +14,24 @@ import os
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from kernels import fixed_order
 from seg import step_digests
 from tests import tiny_pipeline as tiny
+
+PATH = fixed_order.PATH_VARIABLE
+
+# What the machine decides, and must not matter: (extra flags, environment, command prefix).
+MACHINES = {
+    "pool_of_1": (["--intra_op_threads=1", "--inter_op_threads=1"], {}, ()),
+    "pool_of_7": (["--intra_op_threads=7"], {}, ()),
+    "one_visible_core": ([], {}, ("taskset", "-c", "0")),
+    "avx2_kernels_and_onednn_capped_at_avx2": (["--onednn_max_cpu_isa=AVX2"], {PATH: "avx2"},
+                                               ()),
+    "scalar_kernels": ([], {PATH: "scalar"}, ()),
+    "onednn_isa_in_the_environment": ([], {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, ()),
+    "locale_time_zone_hash_seed": ([], {"TZ": "Asia/Kathmandu", "LANG": "de_DE.UTF-8",
+                                        "LC_ALL": "C", "PYTHONHASHSEED": "12345"}, ()),
+}
 
 
 class DeterminismTest(parameterized.TestCase):
@@ -42,16 +59,16 @@ class DeterminismTest(parameterized.TestCase):
     config = {"real_shapes": step_digests.REAL_SHAPES, "emulated": step_digests.EMULATED}[name]
     self.assertEqual(tiny.step_digests(config), tiny.load_golden_steps()[name])
 
-  @parameterized.named_parameters(
-      ("one_visible_core", {}, ("taskset", "-c", "0")),
-      ("onednn_isa_in_the_environment", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, ()),
-      ("onednn_avx2_in_the_environment", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, ()),
-      ("locale_time_zone_hash_seed", {"TZ": "Asia/Kathmandu", "LANG": "de_DE.UTF-8",
-                                      "LC_ALL": "C", "PYTHONHASHSEED": "12345"}, ()),
-  )
-  def test_the_machine_and_environment_do_not_change_the_bits(self, env, prefix):
-    result, _ = self.train(env=env, prefix=prefix, cwd=self.create_tempdir().full_path)
+  @parameterized.named_parameters((name, name) for name in MACHINES)
+  def test_the_machine_and_environment_do_not_change_the_bits(self, name):
+    flags, env, prefix = MACHINES[name]
+    cwd = self.create_tempdir().full_path
+    result, store = self.train(flags, env=env, prefix=prefix, cwd=cwd)
     self.assertEqual(tiny.outputs(result.stdout), self.golden)
+    exported = tiny.run("seg/export", tiny.TINY + ["--store=" + store] + flags, env=env,
+                        prefix=prefix, cwd=cwd)  # the stages before it are cache hits
+    self.assertEqual(exported.returncode, 0, exported.stderr[-4000:])
+    self.assertEqual(tiny.outputs(exported.stdout)["export"], tiny.load_golden()["export"])
 
   def test_each_stage_in_a_process_of_its_own_gives_the_chained_bits(self):
     """A stage's output is a function of its key alone, not of what its process did before:
@@ -103,6 +120,14 @@ class DeterminismTest(parameterized.TestCase):
     outputs = tiny.outputs(result.stdout)
     self.assertEqual(outputs["partition"], self.golden["partition"])
     self.assertNotEqual(outputs["train"], self.golden["train"])
+
+  def test_onednns_kernels_follow_the_pool_size(self):
+    """Without the fixed-order kernels (--noportable), oneDNN splits weight-gradient sums by
+    the pool size: the comparison above would see it."""
+    trained = [tiny.outputs(self.train(["--noportable", "--exact_layers",
+                                        "--intra_op_threads=%d" % pool])[0].stdout)["train"]
+               for pool in (3, 4)]
+    self.assertNotEqual(trained[0], trained[1])
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""The instruction-set class in the key: on an AVX-512 machine, oneDNN capped at AVX2 is the
-AVX2 class (what AVX2-only CPUs run), and gives that class's golden digests, which
-tests/cross_cpu_test.py's emulated AVX2 CPUs give too; native is the CPU's AVX-512 class
-(which names its vendor and L2 size: the two real AVX-512 CPUs seen train other bits). The
-classes train other bits (convolution weight gradients follow the instruction set), and
-their keys differ, so neither is ever taken for the other.
+"""One class for x86-64: the instruction set neither changes portable bits nor enters the key.
 
-On a CPU without AVX-512 native and capped are the same code, and nothing would be shown:
-the tests are skipped there.
+The real-shape training steps on the kernels' AVX2 path with oneDNN capped at AVX2 (what an
+AVX2-only CPU runs) give the golden digests that the widest path wrote; the tiny pipeline
+does the same in tests/determinism_test.py, and on emulated CPUs in tests/cross_cpu_test.py.
+The negative control: Keras' own layers on oneDNN's kernels (--noportable) train other bits
+natively on AVX-512 than capped at AVX2 (skipped on a CPU without AVX-512, where native and
+capped are the same code). The portable key records what the mode needs of the CPU, never the
+instruction set, cache sizes or pool size; a CPU without AVX2 and FMA is refused.
 """
 
 from unittest import mock
@@ -14,104 +14,82 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from kernels import fixed_order
 from pipeline import determinism
 from pipeline import errors
 from seg import step_digests
 from tests import tiny_pipeline as tiny
 
-CAPPED = tiny.CLASS_FLAGS["AVX2"]
-AVX512_CLASS = "AVX-512 (SomeVendor, L2 1 KiB)"
+CAPPED = ["--onednn_max_cpu_isa=AVX2"]
 _AVX2 = {"AVX": True, "AVX2": True, "FMA3": True}
 CPUS = {"AVX": {"AVX": True},
+        "AVX2 without FMA": {"AVX": True, "AVX2": True},
         "AVX2": _AVX2,
         "AVX-512": dict(_AVX2, AVX512F=True, AVX512BW=True, AVX512VL=True, AVX512DQ=True)}
 
 
-def _train(stdout):
-  """(output digest, key) of the train stage."""
-  return next((output, key) for name, output, key, _ in tiny.stage_lines(stdout)
-              if name == "train")
+def _has_avx512():
+  return determinism.cpu_features().get("AVX512F", False)
 
 
 class InstructionSetTest(absltest.TestCase):
 
-  def setUp(self):
-    super().setUp()
-    if not tiny.has_avx512():
-      self.skipTest("this CPU has no AVX-512: native and capped are the same code here")
-
-  def test_each_class_gives_its_golden_digests_under_its_own_key(self):
-    runs = {}
-    for extra in tiny.CLASS_FLAGS.values():
-      name = tiny.isa_class(extra)
-      store = self.create_tempdir().full_path
-      result = tiny.run(tiny.PIPELINE, tiny.TINY + extra + ["--store=" + store])
-      self.assertEqual(result.returncode, 0, result.stderr[-4000:])
-      self.assertIn(", class %s," % name, result.stderr)
-      self.assertEqual(tiny.outputs(result.stdout), tiny.load_golden(name)["outputs"], name)
-      runs[name] = _train(result.stdout)
-    (native_output, native_key), (capped_output, capped_key) = runs.values()
-    self.assertNotEqual(native_output, capped_output)  # the instruction set changes the bits
-    self.assertNotEqual(native_key, capped_key)  # and so the key (it records the class)
-
-  def test_real_shape_steps_capped_give_the_avx2_golden_digests(self):
+  def test_real_shape_steps_on_avx2_give_the_golden_digests(self):
     """Frozen encoder, 128 px, batch 60 in 2 micro-batches, 2 steps: the seed's shapes."""
-    capped = tiny.step_digests(step_digests.REAL_SHAPES, extra=CAPPED)
-    self.assertEqual(capped, tiny.load_golden_steps("AVX2")["real_shapes"])
-    native = tiny.load_golden_steps()["real_shapes"]
-    differing = sorted(k for k in native["gradients"]
-                       if native["gradients"][k] != capped["gradients"][k])
-    self.assertEqual((capped["logits"], capped["loss"]), (native["logits"], native["loss"]))
-    self.assertEqual([k for k in differing if not k.endswith("/kernel")], [])
+    capped = tiny.step_digests(step_digests.REAL_SHAPES, extra=CAPPED,
+                               env={fixed_order.PATH_VARIABLE: "avx2"})
+    self.assertEqual(capped, tiny.load_golden_steps()["real_shapes"])
+
+  def test_negative_control_onednns_kernels_follow_the_instruction_set(self):
+    if not _has_avx512():
+      self.skipTest("this CPU has no AVX-512: native and capped are the same code here")
+    trained = []
+    for extra in ([], CAPPED):
+      store = self.create_tempdir().full_path
+      result = tiny.run(tiny.PIPELINE, tiny.TINY + ["--noportable", "--store=" + store] + extra)
+      self.assertEqual(result.returncode, 0, result.stderr[-4000:])
+      trained.append(tiny.outputs(result.stdout)["train"])
+    self.assertNotEqual(trained[0], trained[1])
 
 
-class IsaClassTest(parameterized.TestCase):
+class PortableKeyTest(parameterized.TestCase):
 
   @parameterized.parameters(
-      # (CPU, --onednn_max_cpu_isa, class)
-      ("AVX-512", "native", AVX512_CLASS),
-      ("AVX-512", "AVX2", "AVX2"),
-      ("AVX-512", "AVX512_CORE_AMX", AVX512_CLASS),
-      ("AVX2", "native", "AVX2"),
-      ("AVX2", "DEFAULT", "AVX2"),
-  )
-  def test_the_key_records_the_class_not_the_cap(self, cpu, isa, expected):
-    settings = determinism.resolve(onednn_max_cpu_isa=isa)
-    with mock.patch.object(determinism, "cpu_features", return_value=CPUS[cpu]), \
-         mock.patch.object(determinism, "avx512_class", return_value=AVX512_CLASS):
-      determinism.check_cpu(settings)
-      record = settings.record()
-    self.assertEqual(record["onednn_isa_class"], expected)
-    self.assertNotIn("onednn_max_cpu_isa", record)
+      dict(onednn_max_cpu_isa="AVX2"), dict(onednn_max_cpu_isa="AVX512_CORE_AMX"),
+      dict(intra_op_threads=1, inter_op_threads=1), dict(intra_op_threads=7))
+  def test_the_machines_switches_leave_the_portable_key_alone(self, **switches):
+    self.assertEqual(determinism.resolve(**switches).record(), determinism.resolve().record())
 
-  @parameterized.parameters(("AVX2", "AVX512_CORE"), ("AVX2", "AVX10_1_512"), ("AVX", "native"),
-                            ("AVX", "DEFAULT"))
-  def test_a_cpu_below_the_instruction_set_is_refused(self, cpu, isa):
+  def test_the_portable_key_records_the_cpu_it_needs_not_the_machine(self):
+    record = determinism.resolve().record()
+    self.assertEqual(record["cpu"], determinism.PORTABLE_CPU)
+    for name in determinism.MACHINE_SWITCHES + ("machine",):
+      self.assertNotIn(name, record)
+
+  def test_same_machine_keys_record_the_switches_and_the_machine(self):
+    record = determinism.resolve(portable=False, intra_op_threads=3).record()
+    self.assertEqual(record["intra_op_threads"], 3)
+    self.assertIn("machine", record)
+    self.assertNotEqual(record, determinism.resolve(portable=False, intra_op_threads=4).record())
+
+  @parameterized.parameters(("AVX2", "native"), ("AVX2", "AVX512_CORE"), ("AVX-512", "AVX2"))
+  def test_a_cpu_with_avx2_and_fma_is_accepted_under_any_cap(self, cpu, isa):
     with mock.patch.object(determinism, "cpu_features", return_value=CPUS[cpu]):
-      with self.assertRaisesRegex(errors.Error, "this CPU lacks .*--noportable"):
-        determinism.check_cpu(determinism.resolve(onednn_max_cpu_isa=isa))
+      determinism.check_cpu(determinism.resolve(onednn_max_cpu_isa=isa))
 
-  @parameterized.parameters(
-      ("GenuineIntel", 2048, "AVX-512 (GenuineIntel, L2 2048 KiB)"),
-      ("AuthenticAMD", 1024, "AVX-512 (AuthenticAMD, L2 1024 KiB)"))
-  def test_the_avx512_class_names_the_vendor_and_the_l2_size(self, vendor, l2, expected):
-    # The two real AVX-512 CPUs seen train other bits (pipeline.determinism.avx512_class).
-    with mock.patch.object(determinism, "_cpuinfo", return_value=vendor), \
-         mock.patch.object(determinism, "l2_cache_kib", return_value=l2):
-      self.assertEqual(determinism.avx512_class(), expected)
-
-  @parameterized.parameters(("GenuineIntel", None), (None, 1024))
-  def test_an_avx512_cpu_whose_class_is_unknown_is_refused(self, vendor, l2):
-    with mock.patch.object(determinism, "cpu_features", return_value=CPUS["AVX-512"]), \
-         mock.patch.object(determinism, "_cpuinfo", return_value=vendor), \
-         mock.patch.object(determinism, "l2_cache_kib", return_value=l2):
-      with self.assertRaisesRegex(errors.Error, "does not tell both .*--onednn_max_cpu_isa=AVX2"):
+  @parameterized.parameters(("AVX", "AVX2, FMA3"), ("AVX2 without FMA", "FMA3"))
+  def test_a_cpu_without_avx2_and_fma_is_refused(self, cpu, missing):
+    with mock.patch.object(determinism, "cpu_features", return_value=CPUS[cpu]):
+      with self.assertRaisesRegex(errors.Error, "this CPU lacks %s: .*--noportable" % missing):
         determinism.check_cpu(determinism.resolve())
-      determinism.check_cpu(determinism.resolve(onednn_max_cpu_isa="AVX2"))  # the way out
+      determinism.check_cpu(determinism.resolve(portable=False))  # the way out
 
-  def test_other_modes_record_no_class(self):
-    self.assertNotIn("onednn_isa_class", determinism.resolve(portable=False).record())
-    self.assertNotIn("onednn_isa_class", determinism.resolve(onednn=False).record())
+  @parameterized.parameters(dict(fixed_order_kernels=False), dict(exact_layers=False),
+                            dict(exact_layers=False, fixed_order_kernels=False))
+  def test_portable_mode_refuses_the_machines_kernels(self, **switches):
+    with self.assertRaisesRegex(errors.Error, "--portable needs --exact_layers and "
+                                              "--fixed_order_kernels"):
+      determinism.resolve(**switches)
 
 
 if __name__ == "__main__":

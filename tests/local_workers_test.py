@@ -96,7 +96,7 @@ class ResolveTest(absltest.TestCase):
     self.assertEqual(local_workers.resolve("auto", 64, 1), local_workers.resolve("auto", 64, 1,
                                                                                  cores))
 
-  def test_auto_is_one_with_the_pool_that_follows_the_cores(self):  # --noportable
+  def test_auto_is_one_with_the_pool_that_follows_the_cores(self):  # the default pool
     self.assertEqual(local_workers.resolve("auto", 4, 0, cores=32), 1)
 
   def test_a_count_must_divide_micro_batches(self):

@@ -9,6 +9,7 @@ import sys
 
 from absl.testing import absltest
 
+from pipeline import code
 from pipeline import stage
 
 from tests.tiny_pipeline import PIPELINE
@@ -27,7 +28,8 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     stages = stage_lines(first.stdout)
     self.assertEqual([s[0] for s in stages], list(STAGES))
-    self.assertIn("determinism: portable, seed 42, op determinism on", first.stderr)
+    self.assertIn("determinism: portable (x86-64 with AVX2 and FMA), seed 42, op determinism on",
+                  first.stderr)
     for chatter in ("I0000", "E0000", "cuInit", "oneDNN custom operations"):
       self.assertNotIn(chatter, first.stderr)
     self.assertIn("\n  stage      result        output folder\n", first.stdout)
@@ -187,7 +189,7 @@ class PipelineTest(absltest.TestCase):
 
   def test_an_edited_build_module_reruns_its_stage_and_the_later_ones(self):
     tree = self.create_tempdir().full_path
-    for package in ("pipeline", "data_tools", "seg"):
+    for package in code.PACKAGES:  # the stages' code; kernels/ with its built library
       shutil.copytree(os.path.join(RUNFILES, package), os.path.join(tree, package))
     shutil.copy(os.path.join(RUNFILES, "requirements.lock"), tree)
     store = self.create_tempdir().full_path

@@ -1,5 +1,6 @@
 """Export and predict through their binaries, as a user runs them: reproducible export bytes,
-the export loaded by stock TensorFlow and Keras in a process without reproseg, and photos of
+the export loaded by stock TensorFlow and Keras in a process without reproseg (no op of the
+fixed-order kernels in it), and photos of
 every kind (any size, EXIF rotation, CMYK, grey, 16-bit grey, alpha, no suffix) next to files
 that are not photos, an AppleDouble file and one over --max_image_pixels."""
 
@@ -53,7 +54,7 @@ if busy:
   keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
   other = models.for_splits(model_config, info, settings, stock=True)
   tf.function(lambda x: other(x))(tf.zeros([1, 32, 32, 3]))
-model = models.for_splits(model_config, info, settings)
+model = models.for_splits(model_config, info, export.serving_settings(settings))
 for i, variable in enumerate(model.variables):
   variable.assign(np.random.default_rng(i).normal(0, 0.05, variable.shape))
 export.export(model, model_config, info, settings, 1.5, out)
@@ -187,6 +188,9 @@ class PredictExportTest(absltest.TestCase):
     with Image.open(os.path.join(out, "photo.mask.png")) as mask:
       predicted = np.asarray(mask)
     self.assertEqual(sorted(os.listdir(out)), ["photo.mask.png", "photo.overlay.png"])
+    # Serving stays stock: TensorFlow's own convolutions, not the fixed-order kernels' ops.
+    with open(os.path.join(self.export, "saved_model", "saved_model.pb"), "rb") as f:
+      self.assertNotIn(b"Reproseg", f.read())
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     loaded = subprocess.run([sys.executable, "-c", _STOCK_LOADER, self.export, rgb],
                             capture_output=True, text=True, env=clean, check=False,

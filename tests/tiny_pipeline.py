@@ -10,7 +10,6 @@ import sys
 import tempfile
 import time
 
-from pipeline import determinism
 from pipeline import stage
 from seg import local_workers
 
@@ -28,13 +27,11 @@ PIPELINE = "seg/evaluate"  # the binary that runs every stage above
 
 GOLDEN_STEPS = os.path.join(os.path.dirname(GOLDEN), "step_digests.json")
 GOLDEN_TUNE = os.path.join(os.path.dirname(GOLDEN), "tune.json")
-# A 4-trial search on the tiny configuration, in rounds of 2: learning rate and batch size
-# (micro-batches of 4 rows or more: docs/determinism.md, "Limits, honestly"). In the AVX2
-# class, whose bits real Intel and AMD CPUs share, so one golden digest serves every CPU.
+# A 4-trial search on the tiny configuration, in rounds of 2: learning rate and batch size.
 TUNE_SPACE = {"learning_rate": {"low": 0.0001, "high": 0.01, "log": True},
               "batch_size": {"choices": [8, 16]}}
 TUNE = ([f for f in TINY if not f.startswith("--batch_size=")] +
-        ["--trials=4", "--round_size=2", "--startup_trials=2", "--onednn_max_cpu_isa=AVX2"])
+        ["--trials=4", "--round_size=2", "--startup_trials=2"])
 
 
 def emulated(cpu_model):
@@ -99,23 +96,23 @@ def run_workers(args, count=2, timeout=900, worker_args=None):
       err.close()
 
 
-def step_digests(config, python=None, timeout=None, extra=()):
+def step_digests(config, python=None, timeout=None, extra=(), env=None):
   """seg.step_digests of a StepConfig, in a fresh process: the digests as a dict. extra:
-  more flags (determinism switches)."""
+  more flags (determinism switches); env: more environment variables."""
   result = subprocess.run(list(python or [sys.executable]) + ["-m", "seg.step_digests"] +
                           config.flags() + list(extra), capture_output=True, text=True,
-                          cwd=RUNFILES, check=False, env=dict(os.environ, PYTHONPATH=RUNFILES),
+                          cwd=RUNFILES, check=False,
+                          env=dict(os.environ, PYTHONPATH=RUNFILES, **(env or {})),
                           timeout=timeout)
   if result.returncode:
     raise AssertionError("seg.step_digests failed:\n" + result.stderr[-4000:])
   return json.loads(result.stdout)
 
 
-def load_golden_steps(isa_class_name=None):
-  """{"real_shapes": digests, "emulated": digests} (seg.step_digests' two StepConfigs) of an
-  instruction-set class (default: this CPU's)."""
+def load_golden_steps():
+  """{"real_shapes": digests, "emulated": digests}: seg.step_digests' two StepConfigs."""
   with open(GOLDEN_STEPS) as f:
-    return of_class(json.load(f), isa_class_name or isa_class(), GOLDEN_STEPS)
+    return json.load(f)
 
 
 def tune(store, extra=(), timeout=1800):
@@ -160,39 +157,8 @@ def outputs(stdout):
   return {name: output for name, output, _, _ in stage_lines(stdout)}
 
 
-# The flags that select each instruction-set class on a CPU with AVX-512: the CPU's own
-# AVX-512 class (pipeline.determinism.avx512_class), and the AVX2 class.
-CLASS_FLAGS = {"native": [], "AVX2": ["--onednn_max_cpu_isa=AVX2"]}
-
-
-def isa_class(flags=()):
-  """The instruction-set class that the portable defaults and these flags give on this CPU:
-  "AVX-512 (<vendor>, L2 <size> KiB)" or "AVX2" (pipeline.determinism.onednn_isa_class)."""
-  isa = next((f.split("=", 1)[1] for f in flags if f.startswith("--onednn_max_cpu_isa=")),
-             "native")
-  return determinism.onednn_isa_class(determinism.resolve(onednn_max_cpu_isa=isa))
-
-
-def has_avx512():
-  return isa_class().startswith("AVX-512")
-
-
-def of_class(table, name, what):
-  """table[name]: a golden file's entry for an instruction-set class; an AssertionError that
-  says how to write it if the file has none (a CPU of a class not seen before)."""
-  if name not in table:
-    raise AssertionError(
-        "%s holds no digests for the class %r (it has %s): on such a CPU, run ./dev bazel run "
-        "//tests:regenerate_golden, which adds this CPU's class" % (what, name, ", ".join(table)))
-  return table[name]
-
-
-def load_golden(isa_class_name=None):
-  """tests/golden/tiny_pipeline.json, with "outputs" and "export" those of an instruction-set
-  class (default: this CPU's); "outputs_by_isa_class" and "export_by_isa_class" hold all."""
+def load_golden():
+  """tests/golden/tiny_pipeline.json: "outputs" ({stage: output digest}) and "export" (the
+  export's digest) of the tiny pipeline, one set for every x86-64 CPU with AVX2 and FMA."""
   with open(GOLDEN) as f:
-    golden = json.load(f)
-  name = isa_class_name or isa_class()
-  golden["outputs"] = of_class(golden["outputs_by_isa_class"], name, GOLDEN)
-  golden["export"] = of_class(golden["export_by_isa_class"], name, GOLDEN)
-  return golden
+    return json.load(f)

@@ -35,7 +35,7 @@ class TuneTest(absltest.TestCase):
       cls.trials = json.load(f)
 
   def test_the_search_gives_the_golden_digests_twice_whatever_runs_at_once(self):
-    """In the AVX2 class (tiny.TUNE): the digests written on another CPU."""
+    """The digests that regenerate_golden wrote, on whatever CPU it ran."""
     with open(tiny.GOLDEN_TUNE) as f:
       golden = json.load(f)["tiny_search"]
     self.assertEqual(tiny.tune_digests(self.store), golden)  # a cache hit by now
