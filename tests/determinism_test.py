@@ -1,8 +1,8 @@
 """Same inputs, same bits: the tiny pipeline in fresh processes, compared digest for digest
-with tests/golden/tiny_pipeline.json at every stage, under machine and environment changes
-that must not matter (the pool size, the cores, the kernels' instruction set and oneDNN's, the
-locale) and three negative controls that must; and training steps at the real shapes
-compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
+with tests/golden/tiny_pipeline.json at every stage and export, under machine and environment
+changes that must not matter (the pool size, the cores, the kernels' instruction set and
+oneDNN's, the locale) and three negative controls that must; and training steps at the real
+shapes compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
 
 A failure here means a result's bits changed. If the change is deliberate, regenerate the
 golden digests (README: Golden digests) and record why in CHANGELOG.md.
