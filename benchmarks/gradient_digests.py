@@ -6,7 +6,7 @@ Each setting runs in its own process (thread pools and oneDNN are fixed at start
 same model, seed and random batch; the coordinator lists, for every setting, the variables
 whose gradient differs from the first setting's, grouped by layer type.
 
-  ./dev python -m benchmarks.gradient_digests --arch=mobilenetv2
+  ./dev bazel run //benchmarks:gradient_digests -- --arch=mobilenetv2
 """
 
 import collections

@@ -24,9 +24,9 @@ On one machine the two workers share its cores (each with its own thread pools, 
 machine the same two cores), so the two_workers ratio is that sharing plus the all-gather
 overhead, not what a cluster of two machines would gain.
 
-  ./dev python -m benchmarks.multi_worker_benchmark
+  ./dev bazel run //benchmarks:multi_worker_benchmark
 
-(Run from the repository root.) Record results in BENCHMARKS.md with the machine (lscpu).
+Record results in BENCHMARKS.md with the machine (lscpu).
 """
 
 import json

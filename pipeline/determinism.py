@@ -87,13 +87,11 @@ flags.DEFINE_bool(
 ISA_VALUES = ("native", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_AMX",
               "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "DEFAULT")
-PORTABLE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
-                     "exact_layers": True, "fixed_order_kernels": True}
-MACHINE_DEFAULTS = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native",
-                    "exact_layers": False, "fixed_order_kernels": False}
 # The switches that do not change portable bits (tests/determinism_test.py shows it), so
-# portable keys leave them out.
-MACHINE_SWITCHES = ("inter_op_threads", "intra_op_threads", "onednn_max_cpu_isa")
+# portable keys leave them out, with their default in both modes.
+MACHINE_SWITCHES = {"inter_op_threads": 0, "intra_op_threads": 0, "onednn_max_cpu_isa": "native"}
+PORTABLE_DEFAULTS = dict(MACHINE_SWITCHES, exact_layers=True, fixed_order_kernels=True)
+MACHINE_DEFAULTS = dict(MACHINE_SWITCHES, exact_layers=False, fixed_order_kernels=False)
 # What portable mode needs from the CPU, as NumPy names the CPUID features. The scalar path
 # of the kernels gives the same bits without them, but TensorFlow's other ops were shown on
 # such CPUs only.

@@ -7,10 +7,11 @@ that portable determinism needs (docs/determinism.md, "The rule").
   root and a true division; the layer is otherwise seg.micro_batch_layers' ghost batch
   normalization.
 - FixedOrderConv2D, FixedOrderDepthwiseConv2D, FixedOrderConv2DTranspose, FixedOrderDense
-  (--fixed_order_kernels, on in portable mode): Keras' layers with every convolution and product computed by
-  kernels/fixed_order.py, whose summation order the code fixes for every CPU and pool size;
-  biases are broadcast adds, whose gradient is a plain Sum (TensorFlow's BiasAddGrad follows
-  the pool size). FIXED_ORDER_LAYERS maps each Keras class to its fixed-order class.
+  (--fixed_order_kernels, on in portable mode): Keras' layers with every convolution and
+  product computed by kernels/fixed_order.py, whose summation order the code fixes for every
+  CPU and pool size; biases are broadcast adds, whose gradient is a plain Sum (TensorFlow's
+  BiasAddGrad follows the pool size). FIXED_ORDER_LAYERS maps each Keras class to its
+  fixed-order class.
 
 APPROXIMATE_OPS lists the TensorFlow op types known to use approximate hardware instructions;
 tests/graph_audit_test.py fails if the train or eval step contains one after TensorFlow's

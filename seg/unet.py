@@ -92,11 +92,10 @@ def create(model_config, image_size, num_classes, seed, backbone_weights_file=No
   seed: the run's seed, from which every initialiser and dropout seed is derived.
   exact: CPU-independent batch norms (seg.exact_layers), as portable determinism needs; False
   gives Keras' batch-norm formula. fixed_order (with exact): every convolution and Dense layer
-  computed by
-  kernels/fixed_order.py (seg.exact_layers.FIXED_ORDER_LAYERS). Either way batch norm and
-  dropout are seg.micro_batch_layers', as the micro-batch training step (seg.steps) needs,
-  unless stock: Keras' own layers only, for a model that loads anywhere and only infers
-  (seg.export); its weights are the same list.
+  computed by kernels/fixed_order.py (seg.exact_layers.FIXED_ORDER_LAYERS). Either way batch
+  norm and dropout are seg.micro_batch_layers', as the micro-batch training step (seg.steps)
+  needs, unless stock: Keras' own layers only, for a model that loads anywhere and only
+  infers (seg.export); its weights are the same list.
   """
   backbone = backbones.BACKBONES[model_config.model_arch]
   classes = _layer_classes(exact, fixed_order, stock)

@@ -28,7 +28,6 @@ MACHINES = {
     "avx2_kernels_and_onednn_capped_at_avx2": (["--onednn_max_cpu_isa=AVX2"], {PATH: "avx2"},
                                                ()),
     "scalar_kernels": ([], {PATH: "scalar"}, ()),
-    "onednn_isa_in_the_environment": ([], {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, ()),
     "locale_time_zone_hash_seed": ([], {"TZ": "Asia/Kathmandu", "LANG": "de_DE.UTF-8",
                                         "LC_ALL": "C", "PYTHONHASHSEED": "12345"}, ()),
 }

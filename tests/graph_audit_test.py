@@ -11,7 +11,8 @@ from pipeline import determinism
 from seg import backbones
 from seg import config
 
-determinism.apply(determinism.resolve())  # portable, before TensorFlow loads
+PORTABLE = determinism.resolve()  # the default
+determinism.apply(PORTABLE)  # before TensorFlow loads
 
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -26,13 +27,13 @@ BATCH = (tf.TensorSpec([4, SIZE, SIZE, 3], tf.float32), tf.TensorSpec([4, SIZE, 
 VECTOR = tf.TensorSpec([None], tf.float32)
 
 
-def step_audit(arch, exact, freeze_backbone=False, fixed_order=False,
-               audit=exact_layers.approximate_ops):
+def step_audit(arch, settings, freeze_backbone=False, audit=exact_layers.approximate_ops):
   """{step name: what audit finds} for the U-Net's train step (a micro-batch's forward
   and backward pass, and the update) and validation step; audit: approximate_ops (a dict)
   or machine_order_ops (a list)."""
   model = unet.create(config.ModelConfig(model_arch=arch, freeze_backbone=freeze_backbone), SIZE,
-                      3, seed=1, exact=exact, fixed_order=fixed_order)
+                      3, seed=1, exact=settings.exact_layers,
+                      fixed_order=settings.fixed_order_kernels)
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   step, validation_step = steps.make_steps(model, optimizer, 3, micro_batches=2)
@@ -54,7 +55,7 @@ class GraphAuditTest(absltest.TestCase):
     # Every encoder, trained and frozen (a frozen one runs its batch norms in inference mode).
     for arch, frozen in itertools.product(backbones.BACKBONES, (False, True)):
       with self.subTest(arch=arch, freeze_backbone=frozen):
-        self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen, fixed_order=True),
+        self.assertEqual(step_audit(arch, PORTABLE, freeze_backbone=frozen),
                          {"train": {}, "validation": {}})
 
   def test_the_portable_model_has_no_convolution_of_tensorflows(self):
@@ -62,12 +63,12 @@ class GraphAuditTest(absltest.TestCase):
     # convolution and product runs kernels/fixed_order.py's ops.
     for arch, frozen in itertools.product(backbones.BACKBONES, (False, True)):
       with self.subTest(arch=arch, freeze_backbone=frozen):
-        self.assertEqual(step_audit(arch, exact=True, freeze_backbone=frozen, fixed_order=True,
+        self.assertEqual(step_audit(arch, PORTABLE, freeze_backbone=frozen,
                                     audit=exact_layers.machine_order_ops),
                          {"train": [], "validation": []})
 
   def test_oneDNN_convolutions_are_caught(self):  # negative control of the test above
-    found = step_audit("vgg19", exact=True, fixed_order=False,
+    found = step_audit("vgg19", determinism.resolve(portable=False, exact_layers=True),
                        audit=exact_layers.machine_order_ops)
     self.assertIn("Conv2D", found["validation"])
     self.assertIn("Conv2DBackpropFilter", found["train"])
@@ -75,7 +76,7 @@ class GraphAuditTest(absltest.TestCase):
 
   # --- Negative controls: the audit sees approximate ops, also those grappler makes. ------
   def test_keras_batch_normalization_is_caught(self):
-    found = step_audit("mobilenetv2", exact=False)
+    found = step_audit("mobilenetv2", determinism.resolve(portable=False))
     self.assertIn("Rsqrt", found["train"])
     self.assertIn("Rsqrt", found["validation"])
 

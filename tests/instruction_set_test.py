@@ -6,9 +6,12 @@ does the same in tests/determinism_test.py, and on emulated CPUs in tests/cross_
 The negative control: Keras' own layers on oneDNN's kernels (--noportable) train other bits
 natively on AVX-512 than capped at AVX2 (skipped on a CPU without AVX-512, where native and
 capped are the same code). The portable key records what the mode needs of the CPU, never the
-instruction set, cache sizes or pool size; a CPU without AVX2 and FMA is refused.
+instruction set, cache sizes or pool size; a CPU without AVX2 and FMA is refused; the flag,
+not an ONEDNN_MAX_CPU_ISA left in the environment, sets oneDNN's cap.
 """
 
+import os
+import sys
 from unittest import mock
 
 from absl.testing import absltest
@@ -63,7 +66,7 @@ class PortableKeyTest(parameterized.TestCase):
   def test_the_portable_key_records_the_cpu_it_needs_not_the_machine(self):
     record = determinism.resolve().record()
     self.assertEqual(record["cpu"], determinism.PORTABLE_CPU)
-    for name in determinism.MACHINE_SWITCHES + ("machine",):
+    for name in list(determinism.MACHINE_SWITCHES) + ["machine"]:
       self.assertNotIn(name, record)
 
   def test_same_machine_keys_record_the_switches_and_the_machine(self):
@@ -90,6 +93,18 @@ class PortableKeyTest(parameterized.TestCase):
     with self.assertRaisesRegex(errors.Error, "--portable needs --exact_layers and "
                                               "--fixed_order_kernels"):
       determinism.resolve(**switches)
+
+
+class EnvironmentTest(absltest.TestCase):
+
+  def test_the_flag_not_the_environment_sets_onednns_cap(self):
+    with mock.patch.dict(os.environ, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}), \
+         mock.patch.dict(sys.modules):
+      sys.modules.pop("tensorflow", None)  # as before TensorFlow loads, where stages call it
+      determinism.set_environment(determinism.resolve())
+      self.assertNotIn("ONEDNN_MAX_CPU_ISA", os.environ)
+      determinism.set_environment(determinism.resolve(onednn_max_cpu_isa="AVX2"))
+      self.assertEqual(os.environ["ONEDNN_MAX_CPU_ISA"], "AVX2")
 
 
 if __name__ == "__main__":
