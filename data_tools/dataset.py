@@ -20,6 +20,7 @@ from data_tools import partition
 from data_tools import synthetic
 from pipeline import errors
 from pipeline import seeds
+from pipeline import user_input
 
 FLAGS = flags.FLAGS
 
@@ -27,7 +28,7 @@ flags.DEFINE_enum(
     "dataset", "oxford_iiit_pet", ["oxford_iiit_pet", "synthetic"],
     "oxford_iiit_pet: the real archives (from --mirrors, or --source). synthetic: archives in "
     "the same layout generated from --seed, for offline runs and tests.")
-flags.DEFINE_string(
+user_input.define_path(
     "source", None,
     "A folder holding images.tar.gz and annotations.tar.gz (or plain .tar) already on disk; "
     "used instead of the mirrors.")

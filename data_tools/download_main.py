@@ -4,6 +4,8 @@ Fetches (or generates) the Oxford-IIIT Pet archives and stores the petset: one f
 with image.jpg, mask.png and metadata.json. Prints each stage's output digest and key.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism

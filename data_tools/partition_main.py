@@ -4,6 +4,8 @@ Partitions the petset by md5(pet_id) % 10 into training (0-6), validation (7), c
 and test (9) TFRecord splits, running download first if its output is not stored yet.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism

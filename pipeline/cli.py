@@ -1,20 +1,25 @@
 """What every stage's main shares: the --store flags and plain error reports."""
 
+import errno
 import os
 import shlex
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 
 from pipeline import errors
+from pipeline import file_systems
 from pipeline import names
 from pipeline import stage
+from pipeline import stopping
 from pipeline import store as storelib
+from pipeline import user_input
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string(
+user_input.define_path(
     "store", None,
     "Root of the content-addressed store. Default: $REPROSEG_STORE, else "
     "$XDG_CACHE_HOME/reproseg/store, else ~/.cache/reproseg/store; the same under `bazel run` "
@@ -65,6 +70,8 @@ def help_text(main_module, flag_groups):
     if len(listed) == 2:
       sections.append("%s flags (%s):\n%s" % (
           title, getattr(module, "__name__", os.path.basename(sys.argv[0])), listed[1]))
+  sections.append("exit status:\n" + "\n".join("  %-6s %s" % (status, words)
+                                                for status, words in errors.STATUSES))
   sections.append("--helpfull lists every flag, absl's and TensorFlow's included.")
   return "\n\n".join(sections)
 
@@ -117,9 +124,9 @@ def next_command(target, argv, extra=()):
 
 def run(function, flag_groups=(), next_target=None, stores_runs=True):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
-  each stage result it returns, and reports errors.Error as one line, exit status 1. A function
-  that has reported its own outcome (a launcher whose workers printed the results) returns
-  instead an exit status, an int: the process ends with it, printing nothing more.
+  each stage result it returns, and ends as ended() says. A function that has reported its own
+  outcome (a launcher whose workers printed the results) returns instead an exit status, an
+  int: the process ends with it, printing nothing more.
 
   flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
   their flags by group after the binary's own.
@@ -129,21 +136,21 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
   --run_name.
   """
 
+  def stages():
+    if FLAGS.run_name:
+      if not stores_runs:
+        raise errors.Error("--run_name names the run of a stage, and this command's result "
+                           "is not one: drop it")
+      names.check_run_name(FLAGS.run_name)
+    results = function()
+    named = None if isinstance(results, int) or not results else name_last(results)
+    return results, named
+
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError("unexpected arguments %s: every input is a --flag (see --help)"
-                           % " ".join(argv[1:]))
-    try:
-      if FLAGS.run_name:
-        if not stores_runs:
-          raise errors.Error("--run_name names the run of a stage, and this command's result "
-                             "is not one: drop it")
-        names.check_run_name(FLAGS.run_name)
-      results = function()
-      named = None if isinstance(results, int) or not results else name_last(results)
-    except errors.Error as e:
-      print("error: %s" % e, file=sys.stderr)
-      sys.exit(1)
+      exit_with(errors.UsageError("unexpected arguments %s: every input is a --flag (see "
+                                  "--help)" % " ".join(argv[1:])))
+    results, named = ended(stages)
     if isinstance(results, int):
       sys.exit(results)
     for result in results:
@@ -152,11 +159,82 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
       print("\n".join(summary(results, next_target() if callable(next_target) else next_target,
                                [named] if named else [])))
 
+  run_main(main, flag_groups)
+
+
+def run_main(main, flag_groups=()):
+  """app.run(main) from the folder the user ran the binary in, with a flag that does not
+  parse reported as one `error:` line (exit status errors.USAGE), --help as help_text (exit
+  status 0), and a stop signal as one line (exit status 128 + N; pipeline.stopping)."""
   chdir_to_working_directory()
   if any(arg in _HELP for arg in sys.argv[1:]):
     print(help_text(sys.modules["__main__"], flag_groups))
     sys.exit(0)
-  app.run(main)
+  try:
+    stopping.watch()
+    app.run(main, flags_parser=_parse_flags)
+  except stopping.Stopped as stopped:
+    sys.stdout.flush()
+    sys.stderr.write(stopped.line())
+    sys.exit(stopped.status)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    exit_with(errors.UsageError("%s (--help lists the flags)" % e))
+
+
+def exit_with(error):
+  """Ends the process with an errors.Error: its `error:` line on stderr, its exit status."""
+  print("error: %s" % error, file=sys.stderr)
+  sys.exit(error.exit_status)
+
+
+def as_error(error):
+  """The errors.Error to report for an exception, or None for a bug: error itself, or an
+  OSError (or TensorFlow error) of a full or read-only file system, or of a permission
+  denied, in words that name the file, its file system and the fix."""
+  if isinstance(error, errors.Error):
+    return error
+  if file_systems.is_no_space(error):
+    path = getattr(error, "filename", None) or "a file"
+    return errors.NoSpaceError(
+        "no space left on %s, writing %s: free space there, or write elsewhere (--store, "
+        "--output_dir)" % (file_systems.describe(path if path != "a file" else "."), path))
+  read_only = file_systems.os_error(error, (errno.EROFS,))
+  if read_only:
+    return errors.NotWritableError(
+        "cannot write %s, on %s: give a folder you can write (--store, --output_dir)"
+        % (read_only.filename, file_systems.describe(read_only.filename or ".")))
+  denied = file_systems.os_error(error, (errno.EACCES, errno.EPERM))
+  if denied:
+    return errors.Error("%s: %s: give a file or folder this user may use, or change its "
+                        "permissions" % (denied.filename, denied.strerror))
+  return None
+
+
+def ended(function, *args):
+  """function(*args), or, if it raises, the end of the process: an errors.Error (as_error) as
+  one `error:` line and its exit status; any other exception as its traceback, a line saying
+  it is a bug, and exit status errors.INTERNAL; any exception once a stop signal was taken
+  as that signal's Stopped (run_main reports it)."""
+  try:
+    result = function(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    if stopping.taken():
+      raise stopping.taken() from None  # what the stop signal unwound, in another guise
+    error = as_error(e)
+    if error is None:
+      traceback.print_exc()
+      print("error: internal error (a bug: the traceback above says where; please report it "
+            "with the command that gave it)", file=sys.stderr)
+      sys.exit(errors.INTERNAL)
+    exit_with(error)
+  if stopping.taken():  # Stopped raised where Python drops exceptions (a __del__, a callback)
+    raise stopping.taken()
+  return result
 
 
 def chdir_to_working_directory():

@@ -8,6 +8,9 @@ import os
 import tempfile
 
 from pipeline import digest
+from pipeline import file_systems
+
+_pending = set()  # the temporary files of write_atomically calls under way
 
 
 def fsync_path(path):
@@ -40,18 +43,33 @@ def _umask():
 def write_atomically(path, data):
   """Writes bytes to path through a temporary file in the same folder and one rename, and
   flushes both to disk. The file gets mode 0o666 & ~umask, as open() would give it (mkstemp
-  makes 0o600)."""
+  makes 0o600). A full file system raises file_systems.NoSpace, which knows len(data)."""
   folder = os.path.dirname(path) or "."
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+  tmp = None
   try:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    _pending.add(tmp)
     with os.fdopen(fd, "wb") as f:
       os.fchmod(f.fileno(), 0o666 & ~_umask())
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
+  except BaseException as e:
+    if tmp:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    if isinstance(e, OSError) and e.errno in file_systems.NO_SPACE:
+      raise file_systems.NoSpace(e.errno, path, len(data)) from e
     raise
+  finally:
+    _pending.discard(tmp)
   fsync_path(folder)
+
+
+def remove_pending():
+  """Removes the temporary files of writes under way: for a process that ends at once
+  (pipeline.stopping.exit_now), whose writes will not finish."""
+  for tmp in list(_pending):
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)

@@ -8,6 +8,7 @@ import re
 
 from pipeline import digest as digestlib
 from pipeline import errors
+from pipeline import file_systems
 from pipeline import names
 from pipeline import stage
 from pipeline import store as storelib
@@ -26,11 +27,7 @@ class Entry:
   @property
   def size(self):
     """Bytes of the output's files, read when asked (`store ls`): `store runs` needs none."""
-    return _tree_size(self.path)
-
-
-def _tree_size(path):
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    return file_systems.tree_size(self.path)
 
 
 def manifests(store):
@@ -184,7 +181,7 @@ def remove(paths):
 
 
 def size_of(paths):
-  return sum(_tree_size(p) if os.path.isdir(p) else os.path.getsize(p) for p in paths)
+  return sum(map(file_systems.tree_size, paths))
 
 
 def summary(store, manifest):

@@ -64,6 +64,7 @@ def rename_runs(store, given, dropped=None):
   errors.Error for a bad name."""
   for name in given:
     check_run_name(name)
+  store.must_write("naming a run (%s)" % ", ".join(sorted(given)))
   with store.lock("run-names"):
     named = run_names(store)
     before = {name: named.get(name) for name in given}

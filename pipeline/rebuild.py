@@ -10,10 +10,10 @@ rebuild gives the stored bits (if not, they run again too).
 import dataclasses
 import os
 import shutil
-import subprocess
 import sys
 import time
 
+from pipeline import child_process
 from pipeline import code
 from pipeline import compare
 from pipeline import errors
@@ -79,7 +79,7 @@ def check(store, manifest, log=None):
                                                    scratch_root, " ".join(argv)),
           file=log, flush=True)
     clock = time.monotonic()
-    result = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=log, check=False)
+    result = child_process.run(argv, cwd=cwd, env=env, stdout=log, stderr=log)
     seconds = time.monotonic() - clock
     if result.returncode:
       raise errors.Error("the rebuild of %s failed (exit status %d); its output is above"

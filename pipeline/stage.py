@@ -19,10 +19,14 @@ import sys
 import time
 import typing
 
+from pipeline import child_process
 from pipeline import code
 from pipeline import digest
+from pipeline import errors
+from pipeline import file_systems
 from pipeline import runtime
 from pipeline import seeds
+from pipeline import stopping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +92,15 @@ def _git_commit():
   """The source tree's commit, with '+dirty' for local changes; None outside git."""
   tree = code.source_tree()
   try:
-    commit = subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, check=True, timeout=10).stdout
+    commit, dirty = (child_process.run(["git", "-C", tree] + arguments, capture_output=True,
+                                       text=True, timeout=10)
+                     for arguments in (["rev-parse", "HEAD"],
+                                       ["status", "--porcelain", "--untracked-files=no"]))
   except (OSError, subprocess.SubprocessError):
     return None
-  return commit + ("+dirty" if dirty.strip() else "")
+  if commit.returncode or dirty.returncode:
+    return None
+  return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def report(result, out=None):
@@ -139,11 +145,16 @@ def execute(store, planned):
 
   A hit's output is re-hashed if store.verify_on_hit is on. On a miss, each Result input's
   output is re-hashed first (unless store.verify_inputs is off). A damaged output raises
-  store.StoreError, and nothing is built.
+  errors.DamagedError, and nothing is built; so does a build that fails on a damaged input
+  (with --noverify_inputs). A miss in a read-only store raises errors.NotWritableError, and
+  a build that fills its file system errors.NoSpaceError; nothing is stored then.
   """
+  stopping.check()
   with store.lock(planned.key):
     manifest = store.lookup(planned.key) if planned.repeatable else None
     if manifest is None:
+      store.must_write("the %s stage (key %s) is not in the store, and building it"
+                       % (planned.name, planned.key[:16]))
       return _on_miss(store, planned)
     if store.verify_on_hit:
       store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
@@ -166,8 +177,15 @@ def _on_miss(store, planned):
   started = datetime.datetime.now(datetime.timezone.utc)
   clock = time.monotonic()
   with store.staging(prefix=planned.name + "-") as out, seeds.recording_seeds() as derived:
-    details = planned.build(out, store.run_dir(planned.key))
-    output = store.put_tree(out)
+    try:
+      details = planned.build(out, store.run_dir(planned.key))
+      stopping.check()  # a stop whose exception the build swallowed: publish nothing
+      output = store.put_tree(out)
+    except Exception as e:  # pylint: disable=broad-except
+      explained = _explain(store, planned, out, e)
+      if explained is None:
+        raise
+      raise explained from e
   manifest = {
       "stage": planned.name,
       "key": planned.key,
@@ -188,3 +206,44 @@ def _on_miss(store, planned):
     manifest["never_a_cache_hit"] = _UNREPEATABLE
   store.write_manifest(planned.key, manifest)
   return Result(planned.name, planned.key, output, store.object_path(output), False, manifest)
+
+
+def _explain(store, planned, staged, error):
+  """The errors.Error to raise for a build that failed with error, if the store can say why:
+  its file system filled (errors.NoSpaceError, with the space free and about how much the
+  stage needs), or, when --noverify_inputs skipped the check before the build, one of its
+  stored inputs is damaged (errors.DamagedError, naming it), whatever the build's error was
+  (TensorFlow's DataLossError, a failed decode). None otherwise."""
+  if isinstance(error, errors.Error) or stopping.taken():
+    return None
+  if file_systems.is_no_space(error):
+    return errors.NoSpaceError(_no_space_words(store, planned, staged, error))
+  if store.verify_inputs:
+    return None
+  for input_name, value in sorted(planned.inputs.items()):
+    problem = store.damage(value.digest) if isinstance(value, Result) else None
+    if problem:
+      return errors.DamagedError(
+          "the %s stage failed reading its input %r, the %s output %s, which is damaged (%s); "
+          "nothing was stored. `%s` removes it, and its stage runs again (--verify_inputs, on "
+          "by default, checks the inputs before a build)" % (
+              planned.name, input_name, value.name, value.digest, problem,
+              store.remove_damaged_command(value.digest)))
+  return None
+
+
+def _no_space_words(store, planned, staged, error):
+  """"no space left on the tmpfs file system at /s (1.3 MB free of 20.0 MB) while the train
+  stage (key ...) was writing; it needs about 31.4 MB (...)". What it needs: what it had
+  written (its staged output and run folder) and the write that failed, or the largest output
+  of the same stage in the store, whichever is more."""
+  written = (file_systems.tree_size(staged) + file_systems.tree_size(store.run_dir(planned.key))
+             + file_systems.failed_write_size(error))
+  earlier = store.largest_output(planned.name)
+  needs = ("about %s (its largest output in this store)" % file_systems.size_words(earlier)
+           if earlier > written else "at least %s (what it had written, and was writing when "
+           "the disk filled)" % file_systems.size_words(written))
+  return ("no space left on %s while the %s stage (key %s) was writing; it needs %s. Nothing "
+          "was stored: free space there, or give --store a larger file system, and run again "
+          "(training resumes from its last epoch checkpoint)" % (
+              file_systems.describe(store.root), planned.name, planned.key[:16], needs))

@@ -27,20 +27,24 @@ from absl import logging
 
 from pipeline import digest as digestlib
 from pipeline import errors
+from pipeline import file_systems
 from pipeline import files
+from pipeline import user_input
 
 STORE_ENV = "REPROSEG_STORE"
 _LOCK_SUFFIX = ".lock"
 _GC_LOCK = "store.lock"
+_FOLDERS = ("objects", "keys", "blobs", "runs", "tmp", "locks")
 
 
 def default_root():
   """$REPROSEG_STORE, else $XDG_CACHE_HOME/reproseg/store, else ~/.cache/reproseg/store.
 
-  The same for `bazel run` (which keeps the caller's environment) and for a shell.
+  The same for `bazel run` (which keeps the caller's environment) and for a shell. A leading
+  ~ in $REPROSEG_STORE is expanded (user_input.expand_path).
   """
   if os.environ.get(STORE_ENV):
-    return os.environ[STORE_ENV]
+    return user_input.expand_path(os.environ[STORE_ENV], "$" + STORE_ENV)
   cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return os.path.join(cache, "reproseg", "store")
 
@@ -77,18 +81,47 @@ def _fsync_tree(root):
 
 
 class Store:
-  """A content-addressed store rooted at a folder (created on first use)."""
+  """A content-addressed store rooted at a folder (created on first use).
+
+  A store this process cannot write (a read-only mount, a volume mounted readOnly, folders
+  without write permission) is opened read-only: its outputs are found and read, under a
+  shared lock on the store where its lock file can be read (gc by a user who can write it
+  waits), and no key's lock; writing raises errors.NotWritableError (must_write).
+  """
 
   def __init__(self, root=None, verify_on_hit=False, verify_inputs=True):
     """verify_on_hit: re-hash a stored output whenever a stage takes it from the store.
-    verify_inputs: re-hash the stored outputs a stage reads before it builds from them."""
+    verify_inputs: re-hash the stored outputs a stage reads before it builds from them.
+    Raises errors.NotWritableError if root is missing and cannot be made."""
     self.root = os.path.abspath(root or default_root())
     self.verify_on_hit = verify_on_hit
     self.verify_inputs = verify_inputs
-    for sub in ("objects", "keys", "blobs", "runs", "tmp", "locks"):
-      os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-    for path in self.remove_stale_staging():
-      logging.info("store: removed %s, left by a process that died", path)
+    self.writable = self._make_folders()
+    if self.writable:
+      for path in self.remove_stale_staging():
+        logging.info("store: removed %s, left by a process that died", path)
+
+  def _make_folders(self):
+    """Makes the store's folders where missing; whether this process can write them all."""
+    try:
+      for sub in _FOLDERS:
+        os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+    except OSError as e:
+      if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not os.path.isdir(
+          os.path.join(self.root, "keys")):
+        raise errors.NotWritableError(
+            "cannot make the store %s (%s): give --store (or $%s) a folder you can write"
+            % (self.root, e.strerror, STORE_ENV)) from None
+    return all(os.access(os.path.join(self.root, sub), os.W_OK) for sub in _FOLDERS)
+
+  def must_write(self, what):
+    """Raises errors.NotWritableError naming the store and what (a phrase: "the train stage
+    is not stored, and building it") unless this process can write the store."""
+    if not self.writable:
+      raise errors.NotWritableError(
+          "%s must write to the store %s, which is read-only here (%s): give a writable store "
+          "(--store or $%s), or run it where this one is mounted read-write"
+          % (what, self.root, file_systems.describe(self.root), STORE_ENV))
 
   # --- Paths -------------------------------------------------------------------------------
   def object_path(self, digest):
@@ -201,6 +234,15 @@ class Store:
       return None
     return manifest
 
+  def largest_output(self, stage_name):
+    """Bytes of the largest output of stage_name in the store, from its manifests; 0 if none."""
+    sizes = [0]
+    for name in os.listdir(os.path.join(self.root, "keys")):
+      manifest = self.lookup(name[:-len(".json")]) if name.endswith(".json") else None
+      if manifest and manifest.get("stage") == stage_name:
+        sizes.append(file_systems.tree_size(self.object_path(manifest["output"])))
+    return max(sizes)
+
   def file_digests(self, digest):
     """{relative path: sha256} of a stored output, from its listing."""
     with open(self.object_path(digest) + ".sha256") as f:
@@ -230,15 +272,19 @@ class Store:
     return "files differ from the listing: " + ", ".join(changed)
 
   def verify(self, digest, use="a stage"):
-    """Raises StoreError naming the output, what is wrong with it, and the fix, unless its
+    """Raises errors.DamagedError naming the output, what is wrong with it, and the fix, unless its
     files still hash to its digest. use: who needs it, for the message."""
     problem = self.damage(digest)
     if problem:
-      raise StoreError(
+      raise errors.DamagedError(
           "stored output %s, which %s needs, is damaged (%s), so nothing was built from it. "
-          "Remove it with `./dev bazel run //pipeline:store -- verify --remove_damaged %s "
-          "--store=%s` and run again: the stage that made it runs again"
-          % (digest, use, problem, digest, shlex.quote(self.root)))
+          "Remove it with `%s` and run again: the stage that made it runs again"
+          % (digest, use, problem, self.remove_damaged_command(digest)))
+
+  def remove_damaged_command(self, digest):
+    """The command that removes a damaged output, so that its stage runs again."""
+    return ("./dev bazel run //pipeline:store -- verify --remove_damaged %s --store=%s"
+            % (digest, shlex.quote(self.root)))
 
   def remove_output(self, digest):
     """Deletes a stored output and its listing; its manifest then finds nothing, so its
@@ -250,7 +296,12 @@ class Store:
   @contextlib.contextmanager
   def lock(self, key):
     """Holds an exclusive lock for a key, so two processes do not compute one stage twice,
-    and a shared lock on the store, so that gc (exclusive) never runs beside a stage."""
+    and a shared lock on the store, so that gc (exclusive) never runs beside a stage. A
+    read-only store takes only the shared lock (_read_only_lock)."""
+    if not self.writable:
+      with self._read_only_lock():
+        yield
+      return
     with open(os.path.join(self.root, "locks", _GC_LOCK), "a") as store_lock, \
         open(os.path.join(self.root, "locks", key + ".lock"), "w") as f:
       fcntl.flock(store_lock, fcntl.LOCK_SH)
@@ -262,9 +313,23 @@ class Store:
         fcntl.flock(store_lock, fcntl.LOCK_UN)
 
   @contextlib.contextmanager
+  def _read_only_lock(self):
+    """A shared lock on the store for a process that cannot write it, if its lock file
+    exists and can be read (flock takes a file opened for reading)."""
+    try:
+      store_lock = open(os.path.join(self.root, "locks", _GC_LOCK))
+    except OSError:
+      yield
+      return
+    with store_lock:
+      fcntl.flock(store_lock, fcntl.LOCK_SH)
+      yield
+
+  @contextlib.contextmanager
   def exclusive(self, command="gc"):
     """Holds the store for gc (or another command that removes things); raises StoreError at
     once, naming command, if a stage is running in it."""
+    self.must_write(command)
     with open(os.path.join(self.root, "locks", _GC_LOCK), "a") as store_lock:
       try:
         fcntl.flock(store_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,7 +15,7 @@ Looks after reproseg's content-addressed store:
                          releases/<name>/<n>): its files, parameters, provenance, names and
                          lineage back to the archives
   verify [DIGEST ...]    re-hash every output (or the given ones) against its listing;
-                         exit status 1 and a list of damaged outputs on any mismatch;
+                         exit status 3 and a list of damaged outputs on any mismatch;
                          --remove_damaged removes those, so their stages run again
                          (exit status 0 once none is left)
   check PREFIX           rebuild that output from its stored inputs in a scratch store, with
@@ -30,10 +30,11 @@ Looks after reproseg's content-addressed store:
                          while a stage runs in the store
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from pipeline import cli
@@ -135,11 +136,11 @@ def verify(store, args):
       print("removed %s: the stage that made it runs again when next needed" % digest)
     else:
       left.append(digest)
-  if left:  # exit status 1 while a damaged or missing output is left
+  if left:  # exit status errors.DAMAGED while a damaged or missing output is left
     print("%d damaged%s" % (len(left), "" if FLAGS.remove_damaged else
                             ": `verify --remove_damaged` removes them, and their stages run "
                             "again when next needed"))
-    sys.exit(1)
+    sys.exit(errors.DAMAGED)
   print("every output checked is intact" if not damaged else
         "every damaged output was removed")
 
@@ -180,17 +181,12 @@ def gc(store, args):
 
 def main(argv):
   if len(argv) < 2 or argv[1] not in COMMANDS:
-    raise app.UsageError("give a command: %s (see --help)" % ", ".join(COMMANDS))
-  try:
-    if FLAGS.run_name:
-      raise errors.Error("--run_name is for the stage commands: `store name PREFIX NAME` names "
-                         "a stored run")
-    globals()[argv[1]](cli.open_store(), argv[2:])
-  except errors.Error as e:
-    print("error: %s" % e, file=sys.stderr)
-    sys.exit(1)
+    cli.exit_with(errors.UsageError("give a command: %s (see --help)" % ", ".join(COMMANDS)))
+  if FLAGS.run_name:
+    cli.exit_with(errors.Error("--run_name is for the stage commands: `store name PREFIX NAME` "
+                               "names a stored run"))
+  cli.ended(lambda: globals()[argv[1]](cli.open_store(), argv[2:]))
 
 
 if __name__ == "__main__":
-  cli.chdir_to_working_directory()
-  app.run(main)
+  cli.run_main(main)

@@ -5,6 +5,8 @@ taking from the store) download, partition and train first. Writes calibration.j
 reliability.png; prints every stage's output digest and key.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 from pipeline import cli
 from seg import launch
 

@@ -16,12 +16,14 @@ A value that a later layer overrides is not used, and not checked.
 
 import dataclasses
 import json
+import math
 import os
 import typing
 
 from absl import logging
 
 from pipeline import errors
+from pipeline import user_input
 from seg import backbones
 from seg import seed_format
 
@@ -57,7 +59,7 @@ RANGES = {
     "eval_batch_size": (lambda v: v >= 1, "≥ 1"),
     "iterations": (lambda v: v >= 0, "≥ 0"),
 }
-TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+TYPE_WORDS = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
 
 
 def _check_fields(config, sources):
@@ -175,7 +177,8 @@ def _checked(field, value, sources):
   kind, optional = _kind(field)
   if value is None and optional:
     return None
-  has_type = type(value) is kind or (kind is float and type(value) is int)  # not bool
+  has_type = (type(value) is kind or (kind is float and type(value) is int)) and not (
+      kind is float and not math.isfinite(value))  # not bool; no NaN or inf from a flag
   if not has_type or (field.name in RANGES and not RANGES[field.name][0](value)):
     raise errors.Error("%s: expected %s" % (_given(field.name, value, sources),
                                            _expected(field, sources.get(field.name))))
@@ -206,20 +209,9 @@ def _check_micro_batches(config, sources):
            ", ".join(map(str, divisors))))
 
 
-def _read_json(path, what):
-  try:
-    with open(path) as f:
-      values = json.load(f)
-  except (OSError, ValueError) as e:
-    raise errors.Error("cannot read %s %s: %s" % (what, path, e)) from e
-  if not isinstance(values, dict):
-    raise errors.Error("%s %s must hold a JSON object" % (what, path))
-  return values
-
-
 def _read_seed_file(path):
   """The hyperparameters of a file in the seed's format; other keys are named and ignored."""
-  values = _read_json(path, "hyperparameter file")
+  values = user_input.read_json(path, "hyperparameter file")
   unknown = sorted(set(values) - set(seed_format.KEYS))
   if unknown:  # the seed's tuner writes its own keys (rays_ckpt) into these files
     logging.warning("hyperparameter file %s: ignoring keys that are not hyperparameters: %s "
@@ -239,7 +231,7 @@ def resolve(dataset, config_path=None, hyperparam_path=None, overrides=None):
   """
   fields = set(MODEL_FIELDS + TRAIN_FIELDS)
   path = config_path or os.path.join(CONFIG_DIR, dataset + ".json")
-  values = _read_json(path, "config")
+  values = user_input.read_json(path, "config")
   unknown = set(values) - fields
   if unknown:
     raise errors.Error("config %s has unknown keys %s (known: %s)"

@@ -5,22 +5,23 @@ which override the config files when given, plus --config, --hyperparam_fn_path 
 
 from absl import flags
 
+from pipeline import user_input
 from seg import config
 from seg import seed_format
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("config", None, "A training config JSON file. Default: "
-                    "seg/configs/<--dataset>.json.")
-flags.DEFINE_string("hyperparam_fn_path", None,
-                    "A JSON file of hyperparameters in the seed's format: " +
-                    ", ".join(seed_format.KEYS) + ". Overrides the config file.")
+user_input.define_path("config", None, "A training config JSON file. Default: "
+                       "seg/configs/<--dataset>.json.")
+user_input.define_path("hyperparam_fn_path", None,
+                       "A JSON file of hyperparameters in the seed's format: " +
+                       ", ".join(seed_format.KEYS) + ". Overrides the config file.")
 flags.DEFINE_enum("model_arch", None, list(config.ARCHS),
                   "U-Net encoder (seg/backbones.py). Default: from the config.")
-flags.DEFINE_string("backbone_weights", None,
-                    "Encoder weights: imagenet (keras.applications' file, fetched once), none "
-                    "(random, seeded: train it with --nofreeze_backbone), or the path of a "
-                    "weights file. Default: from the config.")
+user_input.define_path("backbone_weights", None,
+                       "Encoder weights: imagenet (keras.applications' file, fetched once), "
+                       "none (random, seeded: train it with --nofreeze_backbone), or the path "
+                       "of a weights file. Default: from the config.")
 flags.DEFINE_bool("freeze_backbone", None, "Keep the encoder's weights fixed. Default: config.")
 flags.DEFINE_integer("batch_size", None, "Examples per training step. Default: config.")
 flags.DEFINE_integer("micro_batches", None,

@@ -11,7 +11,8 @@ alongside and write nothing. See docs/determinism.md, "Several workers".
 
 Faults end a worker with one line rather than a hang: a worker that TF_CONFIG names but that
 never starts (--cluster_timeout) or a port already taken (wait_for_cluster), SIGINT or SIGTERM
-(stop_on_signals), and a peer that goes away during training (lost_peers_named).
+(pipeline.stopping, even while a collective op waits for a peer that is gone), and a peer
+that goes away during training (lost_peers_named).
 """
 
 import contextlib
@@ -19,7 +20,6 @@ import dataclasses
 import errno
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -28,9 +28,11 @@ import time
 from absl import flags
 
 from pipeline import errors
+from pipeline import user_input
 from pipeline import stage
 
 DEFAULT_CLUSTER_TIMEOUT = 300  # seconds: see --cluster_timeout
+_PEER_EXIT_SECONDS = 10  # a peer that aborted our collective may still be ending meanwhile
 _DISTRIBUTE = flags.DEFINE_enum(
     "distribute", "none", ["none", "multi_worker"],
     "none: one process. multi_worker: one of several workers (tf.distribute's "
@@ -80,8 +82,8 @@ class Cluster:
 def cluster_from_tf_config(text):
   """The Cluster of a TF_CONFIG value: {"cluster": {"chief": [...], "worker": [...]},
   "task": {"type": ..., "index": ...}}; errors name what to fix."""
+  tf_config = user_input.loads(text, "TF_CONFIG")
   try:
-    tf_config = json.loads(text)
     cluster, task = tf_config["cluster"], tf_config["task"]
     kind, index = task["type"], int(task["index"])
   except (ValueError, KeyError, TypeError) as e:
@@ -164,6 +166,19 @@ class Distribution:
     return [tf.reshape(piece, [-1] + value.shape[1:].as_list())
             for piece, value in zip(tf.split(gathered, sizes, axis=1), values)]
 
+  def common_epoch(self, epoch):
+    """The epoch every worker resumes after: epoch (this worker's newest checkpoint, read
+    from the chief's run folder in a shared store), if every worker found the same; else 0,
+    from the start (workers on stores of their own, where only the chief's holds
+    checkpoints)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    epochs = set(self.gather(tf.constant([[epoch]], tf.int64)).numpy()[:, 0].tolist())
+    if len(epochs) > 1:
+      print("distribute: the workers found checkpoints of epochs %s: training from the "
+            "start" % ", ".join(map(str, sorted(epochs))), flush=True)
+      return 0
+    return epoch
+
   def run_stage(self, store, name, params, inputs, determinism_record, build):
     """pipeline.stage.run on the chief; on the other workers, build into a scratch folder
     that is then deleted, and None. Every worker first checks the others' key: that of
@@ -179,10 +194,10 @@ class Distribution:
       if store.verify_inputs:  # as stage.execute does on the chief
         stage.verify_inputs(store, plan.name, plan.inputs)
       # A staging folder: a worker killed meanwhile leaves nothing once the store is reopened.
-      with store.staging(prefix="worker-") as scratch:
-        out, run_dir = os.path.join(scratch, "out"), os.path.join(scratch, "run")
-        os.makedirs(out)
-        details = plan.build(out, run_dir)
+      # The run folder is the chief's, whose checkpoints every worker resumes from; only the
+      # chief writes there (seg.training).
+      with store.staging(prefix="worker-") as out:
+        details = plan.build(out, store.run_dir(plan.key))
       note = "trained alongside, weights digest %s" % details["weights_digest"]
     print("%s: %s, key %s; the chief %s stores the output" % (
         plan.name, self.cluster.describe(), plan.key, self.cluster.workers[0]))
@@ -286,43 +301,14 @@ def _is_listening(address, timeout=2):
     return False
 
 
-def stop_on_signals(cluster, signals):
-  """Ends this process at any of signals (SIGINT, SIGTERM) with one line and status 128 +
-  the signal's number, even while the main thread waits in TensorFlow's C++ (a collective op
-  whose peer is gone), where Python's handlers never run; TensorFlow's coordination service
-  catches SIGTERM too, only to log it. A thread of its own waits for them, so every other
-  thread must block them: block them (signal.pthread_sigmask) before any thread starts, since
-  threads inherit the mask. It cannot run while the strategy's constructor holds Python's
-  global lock: a few seconds once wait_for_cluster has returned.
-
-  Nothing half-written stays: outputs are built in the store's tmp/, whose folders of dead
-  processes are removed the next time the store is opened."""
-
-  def wait():
-    number = signal.sigwait(signals)
-    exit_now(128 + number, "distribute: %s stopped by %s" % (
-        cluster.describe(), signal.Signals(number).name))
-
-  threading.Thread(target=wait, name="stop-on-signals", daemon=True).start()
-
-
-def exit_now(status, line):
-  """Writes line to stderr and ends the process at once, whatever its other threads do."""
-  os.write(sys.stderr.fileno(), (line + "\n").encode("utf-8"))
-  # stdout may hold lines not yet written; flushing waits for its lock, which a blocked
-  # thread could hold: give it a second.
-  flusher = threading.Thread(target=sys.stdout.flush, daemon=True)
-  flusher.start()
-  flusher.join(1)
-  os._exit(status)  # pylint: disable=protected-access
-
-
 @contextlib.contextmanager
 def lost_peers_named(cluster):
   """Turns TensorFlow's error at a collective op whose peer went away ("Collective ops is
   aborted by: ...", raised once the chief's coordination service misses the peer's
   heartbeats, or at once when the chief's connection closes) into one errors.Error naming
-  the workers whose port no longer answers. Other errors pass unchanged."""
+  the workers whose port no longer answers, waiting up to _PEER_EXIT_SECONDS for one to
+  close (a peer that stops closes its connections before its port). Other errors pass
+  unchanged."""
   try:
     yield
   except Exception as e:
@@ -331,6 +317,10 @@ def lost_peers_named(cluster):
     if tf is None or not isinstance(e, tf.errors.OpError):
       raise
     gone = absent(cluster)
+    deadline = time.monotonic() + _PEER_EXIT_SECONDS
+    while not gone and time.monotonic() < deadline:  # a stopping peer closes its port last
+      time.sleep(0.5)
+      gone = absent(cluster)
     if not gone:
       raise
     raise errors.Error(

@@ -5,6 +5,8 @@ download, partition, train and calibrate first. Writes metrics.json, confusion.j
 confusion.png and gallery.png; prints every stage's output digest and key.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 from absl import flags
 
 from data_tools import partition

@@ -6,6 +6,8 @@ calibrated probabilities) and model.keras, both loadable without reproseg. Print
 stage's output digest and key, and the export's folder.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 from pipeline import cli
 from seg import launch
 

@@ -12,8 +12,6 @@ No TensorFlow here: the launcher only starts processes and waits for them.
 """
 
 import collections
-import contextlib
-import ctypes
 import json
 import os
 import re
@@ -26,16 +24,16 @@ import time
 
 from absl import flags
 
+from pipeline import child_process
 from pipeline import errors
+from pipeline import stopping
 
 LOOPBACK = "127.0.0.1"
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE = 5  # seconds from SIGTERM to SIGKILL: a worker stops within a second or a few
 TAIL_LINES = 100  # lines kept of each non-chief worker's output, shown if it fails
 _POLL = 0.1  # seconds between looks at the workers
 _REAP_TIMEOUT = 5  # seconds to wait for a SIGKILLed worker, or for its output's end
 _LINE_LIMIT = 65536  # bytes: a longer line (or one never ended) is kept in pieces
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _WORKERS = flags.DEFINE_string(
     "workers", "1",
@@ -217,13 +215,6 @@ class _Worker:
       if not self._reader.is_alive():
         self.process.stdout.close()
 
-  def signal(self, number):
-    """Sends signal number to its process group (itself and what it started)."""
-    try:
-      os.killpg(self.process.pid, number)
-    except ProcessLookupError:  # the whole group has exited meanwhile
-      pass
-
   def status(self):
     """Its exit status as a shell gives it: 128 + N for a worker ended by signal N."""
     code = self.process.returncode
@@ -240,76 +231,28 @@ class _Worker:
       return "was killed by signal %d" % -code
 
 
-def _parent_death_signal():
-  """A preexec_fn for subprocess.Popen: the child gets SIGTERM when the thread that started it
-  ends (prctl PR_SET_PDEATHSIG), with this process; it dies at once if this process is already
-  gone. Everything it calls is looked up here, before the fork."""
-  prctl = ctypes.CDLL(None, use_errno=True).prctl
-  parent, sigterm, sigkill = os.getpid(), int(signal.SIGTERM), int(signal.SIGKILL)
-  getppid, kill, getpid = os.getppid, os.kill, os.getpid
-
-  def preexec():
-    if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0:
-      raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if getppid() != parent:  # the launcher died before prctl: no signal would come
-      kill(getpid(), sigkill)
-
-  return preexec
-
-
-def _start(command, index, addresses, env, preexec):
-  """Starts worker index in a session (and process group) of its own, with no stdin; the
-  chief's stdout and stderr are this process's, a non-chief's go to one pipe."""
+def _start(command, index, addresses, env):
+  """Starts worker index (pipeline.child_process.start: a session of its own, the parent-death
+  signal) with no stdin; the chief's stdout and stderr are this process's, a non-chief's go to
+  one pipe."""
   environment = dict(os.environ if env is None else env, TF_CONFIG=tf_config(addresses, index))
   piped = subprocess.PIPE if index else None
   try:
-    process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                               stdout=piped, stderr=subprocess.STDOUT if index else None,
-                               start_new_session=True, preexec_fn=preexec)
+    process = child_process.start(command, env=environment, stdin=subprocess.DEVNULL,
+                                  stdout=piped, stderr=subprocess.STDOUT if index else None)
   except OSError as e:
     raise errors.Error("cannot start worker %d, %s: %s" % (index, " ".join(command), e)) from e
   return _Worker(index, process)
 
 
-@contextlib.contextmanager
-def _signals_caught(numbers=STOP_SIGNALS):
-  """Within the block, the signals numbers (SIGINT, SIGTERM) are unblocked in this thread (the
-  main thread) and, rather than acting, appended to the list it yields as they come; one that
-  this process ignores (SIGINT in a shell's background job) stays ignored. All is restored
-  after: handlers and this thread's signal mask."""
-  caught = []
-  previous = {number: signal.getsignal(number) for number in numbers}
-  for number, handler in previous.items():
-    if handler is not signal.SIG_IGN:
-      signal.signal(number, lambda signum, unused_frame: caught.append(signum))
-  mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, numbers)
-  try:
-    yield caught
-  finally:
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    for number, handler in previous.items():
-      signal.signal(number, signal.SIG_DFL if handler is None else handler)
-
-
 def _stop(workers, grace):
-  """SIGTERM to the group of each worker still running, SIGKILL to those still running grace
-  seconds later. Returns (those stopped, those killed) once they have exited (waiting at most
-  _REAP_TIMEOUT seconds more for those killed)."""
+  """Stops each worker still running (pipeline.child_process.stop_all: SIGTERM to its group
+  unless it was sent already, SIGKILL grace seconds later). Returns (those stopped, those
+  killed) once they have exited."""
   running = [worker for worker in workers if worker.running()]
-  for worker in running:
-    worker.signal(signal.SIGTERM)
-  deadline = time.monotonic() + grace
-  while any(worker.running() for worker in running) and time.monotonic() < deadline:
-    time.sleep(_POLL)
-  killed = [worker for worker in running if worker.running()]
-  for worker in killed:
-    worker.signal(signal.SIGKILL)
-  for worker in killed:
-    try:
-      worker.process.wait(_REAP_TIMEOUT)
-    except subprocess.TimeoutExpired:  # unkillable for now (in the kernel): nothing else to do
-      pass
-  return [worker for worker in running if worker not in killed], killed
+  killed = child_process.stop_all(grace, [worker.process for worker in running])
+  return ([worker for worker in running if worker.process not in killed],
+          [worker for worker in running if worker.process in killed])
 
 
 def _stopped_words(stopped, killed, grace):
@@ -336,15 +279,10 @@ def _report_failures(failed, stopped, killed, grace):
   _say("workers: %s%s" % (", ".join(named), _stopped_words(stopped, killed, grace)))
 
 
-def _supervise(workers, caught, grace):
-  """Waits until every worker has exited 0 (returns 0), one has failed or a stop signal has
-  come; then stops the others and returns the first failure's status, or 128 + the signal."""
+def _supervise(workers, grace):
+  """Waits until every worker has exited 0 (returns 0) or one has failed; then stops the
+  others and returns the first failure's status."""
   while True:
-    if caught:
-      stopped, killed = _stop(workers, grace)
-      _say("workers: stopped by %s%s" % (signal.Signals(caught[0]).name,
-                                         _stopped_words(stopped, killed, grace)))
-      return 128 + caught[0]
     failed = [worker for worker in workers if not worker.running() and worker.status()]
     if failed:
       stopped, killed = _stop(workers, grace)
@@ -360,38 +298,37 @@ def _supervise(workers, caught, grace):
 def run(command, count, env=None, grace=STOP_GRACE):
   """Runs count workers of command (argv, a list) on this machine; returns the exit status: 0
   once every worker has exited 0; else, once the others are stopped, the status of the first
-  worker to fail (128 + N for one killed by signal N), or 128 + N at signal N (SIGINT, SIGTERM)
-  to this process. Prints a line to stderr first, and one if it stops the workers.
+  worker to fail (128 + N for one killed by signal N). Prints a line to stderr first, and one
+  if a worker fails. At a stop signal (pipeline.stopping.Stopped, raised in the main thread)
+  it stops the workers and raises Stopped again, its line naming them.
 
   Each worker has the environment env (default: os.environ) plus TF_CONFIG: one cluster of
   count workers on 127.0.0.1, at ports free now, and its own index. Worker 0's stdout and
   stderr are this process's, so its lines show as they come, unchanged; each other worker's
   last TAIL_LINES lines are kept, and shown if it fails. A worker is stopped with SIGTERM to its
   process group, then SIGKILL grace seconds later; it gets SIGTERM when this process ends,
-  even by SIGKILL (the parent-death signal).
-
-  Call it from the main thread: it takes SIGINT and SIGTERM there for the call, unblocked
-  whatever this process's signal mask, and the parent-death signal follows the thread that
-  started the workers. They start with SIGINT and SIGTERM unblocked, as that thread has them.
+  even by SIGKILL (pipeline.child_process). Call it from the main thread.
   """
   addresses = ["%s:%d" % (LOOPBACK, port) for port in free_ports(count)]
   _say("workers: %d local workers on %s; worker 0 (the chief) reports, the others' logs are "
        "shown if they fail" % (count, ", ".join(addresses)))
   sys.stdout.flush()  # what this process printed comes before the chief's lines
-  preexec = _parent_death_signal()
   workers = []
-  with _signals_caught() as caught:
-    try:
-      for index in range(count):
-        if caught:
-          break
-        workers.append(_start(command, index, addresses, env, preexec))
-      # Reading threads start once every fork is done: preexec runs in a child forked from a
-      # process with no thread of this module busy.
-      for worker in workers[1:]:
-        worker.start_reading()
-      return _supervise(workers, caught, grace)
-    finally:
-      _stop(workers, grace)  # none left running, after an error too
-      for worker in workers:
-        worker.finish_reading()
+  try:
+    for index in range(count):
+      workers.append(_start(command, index, addresses, env))
+    # Reading threads start once every fork is done: the fork's preexec runs in a child forked
+    # from a process with no thread of this module busy.
+    for worker in workers[1:]:
+      worker.start_reading()
+    return _supervise(workers, grace)
+  except stopping.Stopped as stopped:
+    _, killed = _stop(workers, grace)  # pipeline.stopping has sent them SIGTERM
+    ended = [worker for worker in workers
+             if worker not in killed and worker.status() == 128 + signal.SIGTERM]
+    stopping.subject = "workers:"
+    raise stopping.Stopped(stopped.number, _stopped_words(ended, killed, grace)) from None
+  finally:
+    _stop(workers, grace)  # none left running, after an error too
+    for worker in workers:
+      worker.finish_reading()

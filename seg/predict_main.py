@@ -22,6 +22,8 @@ measured 1.4 GB for a 4000x3000 photo and 2.9 GB for 8000x6000 (3.4 GB with --pr
 Pillow's decompression-bomb threshold, the default --max_image_pixels, would take about 6 GB.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 import sys
 
 from absl import flags
@@ -30,21 +32,22 @@ from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
 from pipeline import stage
+from pipeline import user_input
 from seg import launch
 from seg import prediction
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("image", None, "A photo to segment: any size, any format Pillow "
-                          "reads, whatever its suffix; transparency is shown over white. "
-                          "Repeatable.")
-flags.DEFINE_string("images", None, "A folder: segment every image in it, whatever the file "
-                    "names (hidden and AppleDouble ._* files are skipped; not subfolders).")
-flags.DEFINE_string("model", None, "An exported model (the export stage's output folder, or "
-                    "its saved_model/): no store, no training. Default: the model of the given "
-                    "flags, from the store.")
-flags.DEFINE_string("output_dir", "predictions",
-                    "Where the masks, overlays and probability maps go (made if missing); "
-                    "relative to the folder you run from.")
+user_input.define_path("image", None, "A photo to segment: any size, any format Pillow reads, "
+                       "whatever its suffix; transparency is shown over white. Repeatable.",
+                       multi=True)
+user_input.define_path("images", None, "A folder: segment every image in it, whatever the file "
+                       "names (hidden and AppleDouble ._* files are skipped; not subfolders).")
+user_input.define_path("model", None, "An exported model (the export stage's output folder, or "
+                       "its saved_model/): no store, no training. Default: the model of the "
+                       "given flags, from the store.")
+user_input.define_path("output_dir", "predictions",
+                       "Where the masks, overlays and probability maps go (made if missing); "
+                       "relative to the folder you run from.")
 flags.DEFINE_integer(
     "max_image_pixels", prediction.DEFAULT_MAX_PIXELS,
     "Refuse an image with more pixels than this (width x height), before decoding it; the "
@@ -77,8 +80,9 @@ def predict():
                               FLAGS.max_image_pixels, FLAGS.probabilities)
   print("\n".join(prediction.summary(report, inputs, FLAGS.output_dir)))
   if report.failed:
-    raise errors.Error("%d of %d files could not be segmented (listed above)"
-                       % (len(report.failed), inputs.count()))
+    raise errors.Error("%d of %d files could not be segmented (%s)" % (
+        len(report.failed), inputs.count(),
+        report.failed[0] if len(report.failed) == 1 else "listed above"))
   if not report.written:
     raise errors.Error("none of the %d files is an image (listed above)" % inputs.count())
   return []

@@ -316,7 +316,7 @@ def _written_line(path, output_dir, name, written, image):
 def predict(serve, inputs, output_dir, log, max_pixels=DEFAULT_MAX_PIXELS,
             probabilities=False):
   """Segments every image of inputs (an Inputs) and returns a Report. A file not segmented
-  gets one line on log ("note: skipped PATH: reason" or "error: PATH: reason"), and the
+  gets one line on log ("note: skipped PATH: reason" or "failed: PATH: reason"), and the
   others are still done. probabilities: also write <name>.probabilities.npy."""
   os.makedirs(output_dir, exist_ok=True)
   report = Report([], list(inputs.skipped), [])
@@ -330,7 +330,7 @@ def predict(serve, inputs, output_dir, log, max_pixels=DEFAULT_MAX_PIXELS,
       # Not an image: skipped in a folder (sidecar files are common), failed if named.
       skip = isinstance(e, NotAnImage) and index >= len(inputs.named)
       (report.skipped if skip else report.failed).append(str(e))
-      print("%s %s" % ("note: skipped" if skip else "error:", e), file=log, flush=True)
+      print("%s %s" % ("note: skipped" if skip else "failed:", e), file=log, flush=True)
       continue
     written = write(output_dir, name, image, *_segment(serve, image, probabilities))
     report.written.append(Written(path, written))

@@ -10,6 +10,8 @@ folder layout TensorFlow Serving and KServe load. A model that fails the gate ex
 evaluate are stored as always).
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 import shlex
 
 from absl import flags

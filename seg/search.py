@@ -12,7 +12,6 @@ of NumPy's exp and log, which differ between CPUs otherwise.
 """
 
 import json
-import subprocess
 import sys
 import warnings
 
@@ -72,9 +71,9 @@ def propose_in_process(request, python=(sys.executable,)):
   """propose(**request) in a fresh `python -m seg.search` process with NumPy held at its
   baseline; python: the command that runs Python. Raises errors.Error if it fails."""
   # -P: the working directory is not on the module path, which child_process.environment sets.
-  result = subprocess.run(list(python) + ["-P", "-m", "seg.search"], input=json.dumps(request),
-                          capture_output=True, text=True, check=False,
-                          env=child_process.environment())
+  result = child_process.run(list(python) + ["-P", "-m", "seg.search"],
+                             input=json.dumps(request), capture_output=True, text=True,
+                             env=child_process.environment())
   if result.returncode:
     raise errors.Error("the tune sampler (python -m seg.search) failed:\n" + result.stderr[-4000:])
   return json.loads(result.stdout)

@@ -21,6 +21,7 @@ import json
 import typing
 
 from pipeline import errors
+from pipeline import user_input
 from seg import config
 from seg import seed_format
 
@@ -131,13 +132,9 @@ def load(path, check_config, shown=None):
   is refused here.
   shown: how errors and Space.path name the file (default: path).
   """
-  try:
-    with open(path) as f:
-      specs = json.load(f)
-  except (OSError, ValueError) as e:
-    raise errors.Error("cannot read search space %s: %s" % (path, e)) from e
   where = "search space " + (shown or path)
-  if not isinstance(specs, dict) or not specs:
+  specs = user_input.read_json(path, "search space", shown=shown)
+  if not specs:
     raise errors.Error("%s must hold a JSON object of parameters, e.g. {\"learning_rate\": "
                        "{\"low\": 0.0001, \"high\": 0.01, \"log\": true}}" % where)
   unknown = sorted(set(specs) - set(NAMES))

@@ -5,17 +5,8 @@ prints every stage's output digest and key. --workers=N trains on N local worker
 this binary, whose chief prints them. --help lists its flags by group.
 """
 
-import signal
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
 
-# Blocked before any import starts a thread (NumPy's BLAS pool does), so that every thread
-# inherits the mask: a worker takes these signals in a thread of its own
-# (seg.distribute.stop_on_signals); one process unblocks them again, and so does the launcher
-# of local workers in its main thread (seg.local_workers.run), whose workers start with them
-# unblocked and block them here again.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import sys
 
 from absl import flags
@@ -24,11 +15,11 @@ from pipeline import child_process
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
+from pipeline import stopping
 from seg import config_flags
 from seg import distribute
 from seg import launch
 from seg import local_workers
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 NEXT = "//seg:evaluate"  # the command a user would run after training
 
@@ -46,9 +37,8 @@ def train():
     return status
   cluster = distribute.cluster_from_flags()
   if not cluster:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return launch.run_stages("train")
-  distribute.stop_on_signals(cluster, STOP_SIGNALS)
+  stopping.subject = "distribute: %s" % cluster.describe()  # the line of a stop names it
   with distribute.lost_peers_named(cluster):
     return launch.run_stages("train", start_distribution=distribute.from_flags)
 
@@ -56,15 +46,15 @@ def train():
 def local_worker_count():
   """The worker count --workers asks for: 1 unless it is given, and then the training config
   and the intra-op pool size are read (the count must divide micro_batches). Refuses what
-  several workers cannot do: resume (--stop_after_epochs), or agree on an unrepeatable run's
-  key (--noseeded_dropout)."""
+  several workers cannot do: stop on purpose (--stop_after_epochs), or agree on an
+  unrepeatable run's key (--noseeded_dropout)."""
   if not local_workers.asked(multi_worker=flags.FLAGS.distribute == "multi_worker"):
     return 1
   train_config = config_flags.from_flags(flags.FLAGS.dataset)
   if flags.FLAGS.stop_after_epochs:
-    raise errors.Error("--workers=%s with --stop_after_epochs: workers do not resume from "
-                       "checkpoints; train in one process (--workers=1) to stop and resume"
-                       % flags.FLAGS.workers)
+    raise errors.Error("--workers=%s with --stop_after_epochs: workers resume from the "
+                       "chief's checkpoints, but do not stop on purpose; train in one process "
+                       "(--workers=1) to stop after an epoch" % flags.FLAGS.workers)
   if not train_config.model.repeatable:
     raise errors.Error("--workers=%s with --noseeded_dropout: each worker would draw its own "
                        "unrepeatable seed, and the workers' keys would differ; run the seed's "

@@ -26,6 +26,7 @@ from pipeline import digest
 from pipeline import errors
 from pipeline import files
 from pipeline import stage
+from pipeline import stopping
 from seg import input_pipeline
 from seg import metrics
 from seg import models
@@ -34,7 +35,7 @@ from seg import steps
 _CHECKPOINT = re.compile(r"^epoch-(\d{3})\.arrays$")
 
 
-class Stopped(errors.Error):
+class StoppedAfterEpochs(errors.Error):
   """Raised by --stop_after_epochs: the run stopped early on purpose, checkpoint kept."""
 
 
@@ -49,7 +50,8 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
   backbone_weights_file: the encoder's weights file (seg.models.backbone_weights_file), or
   None.
   distribution: a seg.distribute.Distribution to train as one of several workers (each
-  computes its share of every batch's micro-batches; no resuming), or None.
+  computes its share of every batch's micro-batches, and resumes from the chief's checkpoints
+  in run_dir), or None.
   Returns the final metrics for the manifest.
   """
   info = input_pipeline.split_info(splits_dir)
@@ -63,9 +65,16 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
   train_step, validation_step = steps.make_steps(
       model, optimizer, info["num_classes"], config.micro_batches, part,
       distribution.all_gather if distribution else None)
+  # Every worker holds the same variables after each step, so the chief's checkpoints serve
+  # them all: each resumes from the newest, and only the chief writes.
+  writes = distribution is None or distribution.cluster.is_chief
   checkpoints = Checkpoints(os.path.join(run_dir, "checkpoints"), model, optimizer)
-  start, history = (0, []) if distribution else checkpoints.restore(config.epochs)
-  summaries = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
+  start = checkpoints.newest(config.epochs)
+  if distribution:
+    start = distribution.common_epoch(start)
+  history = checkpoints.restore(start)
+  summaries = (tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
+               if writes else tf.summary.create_noop_writer())
   with summaries.as_default():  # TensorBoard's HParams dashboard: this run's configuration
     # One row per run: the run folder's name (the stage key), not the values' hash, which
     # runs of one configuration with other seeds or data would share.
@@ -90,11 +99,12 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
     print("  validation loss %.4f, IoU %.4f" % (validation["loss"], validation["iou"]),
           flush=True)
     _summarize(summaries, history[-1])
-    if not distribution:
+    if writes:
       checkpoints.save(epoch + 1, history)
+    stopping.check()  # a stop signal whose exception was swallowed ends the run here
     if stop_after_epochs and epoch + 1 == stop_after_epochs and epoch + 1 < config.epochs:
-      raise Stopped("stopped after epoch %d as --stop_after_epochs asked; run again to resume"
-                    % (epoch + 1))
+      raise StoppedAfterEpochs("stopped after epoch %d as --stop_after_epochs asked; run "
+                               "again to resume" % (epoch + 1))
   if validation is None:  # every epoch came from the checkpoint
     validation = validate(validation_step, splits_dir, config.eval_batch_size, info)
   return write_outputs(out_dir, model, history, validation, steps_per_epoch * config.epochs)
@@ -176,16 +186,19 @@ class Checkpoints:
   """The newest epoch's model and optimizer variables and history, in a run folder."""
 
   def __init__(self, folder, model, optimizer):
-    os.makedirs(folder, exist_ok=True)
     self.folder, self.model, self.optimizer = folder, model, optimizer
 
-  def restore(self, epochs):
-    """(epochs done, history) from the newest checkpoint within `epochs`, else (0, [])."""
-    found = sorted(int(m.group(1)) for m in map(_CHECKPOINT.match, os.listdir(self.folder))
-                   if m and int(m.group(1)) <= epochs)
-    if not found:
-      return 0, []
-    path = os.path.join(self.folder, "epoch-%03d" % found[-1])
+  def newest(self, epochs):
+    """The epoch of the newest checkpoint within `epochs`, else 0."""
+    names = os.listdir(self.folder) if os.path.isdir(self.folder) else []
+    return max([int(m.group(1)) for m in map(_CHECKPOINT.match, names)
+                if m and int(m.group(1)) <= epochs], default=0)
+
+  def restore(self, epoch):
+    """The history of epoch's checkpoint, its variables assigned; [] for epoch 0."""
+    if not epoch:
+      return []
+    path = os.path.join(self.folder, "epoch-%03d" % epoch)
     named = arrays.load(path + ".arrays")
     source = ("the checkpoint %s.arrays (of another model: delete the run folder's checkpoints)"
               % path)
@@ -193,10 +206,11 @@ class Checkpoints:
     models.assign(self.optimizer.variables, named, "optimizer", source)
     with open(path + ".history.json") as f:
       history = json.load(f)
-    logging.info("train: resuming after epoch %d from %s", found[-1], self.folder)
-    return found[-1], history
+    logging.info("train: resuming after epoch %d from %s", epoch, self.folder)
+    return history
 
   def save(self, epoch, history):
+    os.makedirs(self.folder, exist_ok=True)
     path = os.path.join(self.folder, "epoch-%03d" % epoch)
     with open(path + ".history.json.tmp", "w") as f:
       json.dump(history, f)
@@ -234,8 +248,8 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
   inputs = {"splits": splits,
             "backbone_weights": digest.file_digest(weights_file) if weights_file else None}
   if distribution and stop_after_epochs:
-    raise errors.Error("--stop_after_epochs needs one process: workers (--distribute or "
-                       "--workers) do not resume from checkpoints")
+    raise errors.Error("--stop_after_epochs needs one process (--distribute or --workers "
+                       "resume from the chief's checkpoints, but do not stop on purpose)")
   if distribution and not config.model.repeatable:
     raise errors.Error("--noseeded_dropout needs one process: each worker would draw its own "
                        "unrepeatable seed, and the workers' keys would differ")

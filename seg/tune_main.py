@@ -11,6 +11,8 @@ Prints each trial as it ends, then the trials as a table, best first, and the be
 hyperparameters; the output also holds trials.json and search.png.
 """
 
+from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
+
 import dataclasses
 import os
 import re
@@ -24,6 +26,7 @@ from pipeline import determinism
 from pipeline import digest
 from pipeline import errors
 from pipeline import names
+from pipeline import user_input
 from seg import config
 from seg import config_flags
 from seg import launch
@@ -34,9 +37,9 @@ from seg import tuning
 FLAGS = flags.FLAGS
 SPACES = "search_spaces"  # the shipped spaces' folder in seg/configs
 
-flags.DEFINE_string("search_space", None,
-                    "The search space, a JSON file (seg/search_space.py says its format). "
-                    "Default: seg/configs/search_spaces/<--dataset>.json.")
+user_input.define_path("search_space", None,
+                       "The search space, a JSON file (seg/search_space.py says its format). "
+                       "Default: seg/configs/search_spaces/<--dataset>.json.")
 flags.DEFINE_integer("trials", 8, "Trials in all: each trains one configuration.")
 flags.DEFINE_integer("round_size", 4,
                      "Trials proposed together, before any of their results is known; their "

@@ -76,9 +76,9 @@ def run_trial(number, params, command, log_path):
   (output digest, key, cache hit?), or None if its training diverged. Its output goes to
   log_path. Raises errors.Error if it fails otherwise."""
   with open(log_path, "w") as log:
-    status = subprocess.run(list(command) + trial_flags(params), stdout=log,
-                            stderr=subprocess.STDOUT, env=child_process.environment(),
-                            check=False).returncode
+    status = child_process.run(list(command) + trial_flags(params), stdout=log,
+                               stderr=subprocess.STDOUT, env=child_process.environment()
+                               ).returncode
   with open(log_path) as log:
     text = log.read()
   if status == 0:
@@ -157,7 +157,7 @@ def _run_round(store, round_index, first, proposals, command, parallel_trials, l
                            os.path.join(logs_dir, "trial-%03d.log" % (first + i))): i
                for i, params in enumerate(proposals)}
     try:
-      for future in concurrent.futures.as_completed(futures):
+      for future in _as_completed(futures):
         i, (reported, seconds) = futures[future], future.result()
         done[i] = (_record(store, first + i, round_index, proposals[i], reported),
                    reported[1] if reported else None)
@@ -166,11 +166,22 @@ def _run_round(store, round_index, first, proposals, command, parallel_trials, l
     except BaseException as e:
       for future in futures:
         future.cancel()
-      if not isinstance(e, KeyboardInterrupt):
+      if isinstance(e, Exception):  # not a stop signal (pipeline.stopping), which says so
         print("tune: %s\ntune: waiting for the round's running trials to end" % e, file=out,
               flush=True)
       raise
   return [done[i] for i in range(len(proposals))]
+
+
+def _as_completed(futures):
+  """concurrent.futures.as_completed, in order of index (futures' values) among those that end
+  together, waiting in slices so that a stop signal reaches the main thread."""
+  pending = set(futures)
+  while pending:
+    finished, pending = concurrent.futures.wait(
+        pending, timeout=child_process.POLL_SECONDS,
+        return_when=concurrent.futures.FIRST_COMPLETED)
+    yield from sorted(finished, key=futures.get)
 
 
 def rank(row):

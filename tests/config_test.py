@@ -122,10 +122,10 @@ class ConfigTest(absltest.TestCase):
   # (key, JSON value as written, what the error must say is expected), one of each kind.
   BAD_VALUES = (("batch_size", "4.0", "an integer ≥ 1"),           # float for int
                 ("epochs", "true", "an integer ≥ 1"),              # bool for int
-                ("learning_rate", '"0.001"', "a number > 0"),          # string for float
+                ("learning_rate", '"0.001"', "a finite number > 0"),          # string for float
                 ("steps_per_epoch", "null", "an integer ≥ 0"),     # null, not allowed
                 ("batch_size", "0", "an integer ≥ 1"),             # out of range
-                ("learning_rate", "-1", "a number > 0"))               # out of range, int
+                ("learning_rate", "-1", "a finite number > 0"))               # out of range, int
 
   def test_bad_values_in_a_config_file_name_the_file_key_value_and_expectation(self):
     for key, value, expected in self.BAD_VALUES + (("dropout_rate", "1.5", "in [0, 1)"),
@@ -159,10 +159,10 @@ class ConfigTest(absltest.TestCase):
                            ("--eval_batch_size=0", "an integer ≥ 1"),
                            ("--steps_per_epoch=-1",
                             "an integer ≥ 0 (0: one pass over the training split)"),
-                           ("--learning_rate=0.0", "a number > 0"),
+                           ("--learning_rate=0.0", "a finite number > 0"),
                            ("--dropout_blocks=5",
                             "an integer from 0 to 4 (the decoder has 4 blocks)"),
-                           ("--batchnorm_momentum=1.0", "a number in [0, 1)")):
+                           ("--batchnorm_momentum=1.0", "a finite number in [0, 1)")):
       with self.subTest(flag=flag):
         with self.assertRaises(errors.Error) as raised:
           self.from_command_line("--dataset=synthetic", flag)

@@ -101,7 +101,7 @@ class InventoryTest(StoreWithTwoOutputs):
         self.assertEqual(list(damaged), [self.first.digest])
         self.assertEqual(inventory.verify(self.store, [self.second.digest]), {})
         result = self.store_main("verify")
-        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.returncode, errors.DAMAGED)
         self.assertIn("DAMAGED " + self.first.digest, result.stdout)
     self.assertIn("a.txt, b.txt, extra.txt", damaged[self.first.digest])
 

@@ -19,16 +19,19 @@ from pipeline import errors
 from seg import local_workers
 from tests import tiny_pipeline as tiny
 
-# The launcher, in a process of its own as //seg:train runs it: SIGINT and SIGTERM blocked
-# first, as seg/train_main.py does (run() takes them anyway, and its workers must not inherit
-# the mask), SIGINT handled as in a terminal's foreground job. Arguments: the worker count, the
-# seconds from SIGTERM to SIGKILL, then the worker command.
+# The launcher, in a process of its own as //seg:train runs it: SIGINT and SIGTERM taken by
+# pipeline.stopping, as pipeline.cli takes them (its workers must not inherit the mask).
+# Arguments: the worker count, the seconds from SIGTERM to SIGKILL, then the worker command.
 LAUNCHER = """
-import signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
-signal.signal(signal.SIGINT, signal.default_int_handler)
+import sys
+from pipeline import stopping
+stopping.watch()
 from seg import local_workers
-sys.exit(local_workers.run(sys.argv[3:], int(sys.argv[1]), grace=float(sys.argv[2])))
+try:
+  sys.exit(local_workers.run(sys.argv[3:], int(sys.argv[1]), grace=float(sys.argv[2])))
+except stopping.Stopped as stopped:
+  sys.stderr.write(stopped.line())
+  sys.exit(stopped.status)
 """
 
 # A worker. Arguments: a folder, then one action per worker index. It binds its TF_CONFIG port
@@ -265,7 +268,7 @@ class RunTest(absltest.TestCase):
       status, _, err = self.finish(timeout=15)
       self.assertEqual(status, 128 + number, err)
       self.assertEqual(err.splitlines()[-1],
-                       "workers: stopped by %s; stopped worker 0, worker 1" % number.name)
+                       "error: workers: stopped by %s; stopped worker 0, worker 1" % number.name)
       self.assert_gone(records)
 
   def test_the_workers_of_a_killed_launcher_end_too(self):

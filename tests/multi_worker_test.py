@@ -3,9 +3,11 @@
 which agree on the key, store one output and end with the same weights; two local workers
 (--workers), whose output the later stages take as one process's, and the reverse.
 --micro_batches=4 gives other bits (the negative control), and four local workers give those.
+Workers killed after an epoch resume from the chief's checkpoint to the same bits.
 Faults end a worker with one line: a worker that never starts, a port in use, SIGTERM/SIGINT,
 a peer that goes away, a local worker killed."""
 
+import glob
 import json
 import os
 import re
@@ -103,6 +105,38 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertEqual(status, 1, "worker %d:\n%s" % (index, stderr[-4000:]))
       self.assertRegex(stderr, r"error: worker %d's train key [0-9a-f]{16}… differs from this "
                        r"worker's \(%d\)" % (1 - index, index))
+
+
+class ResumeTest(absltest.TestCase):
+  """Workers killed after an epoch and started again resume from the chief's checkpoint, to
+  the bits of a run that never stopped (tests/golden)."""
+
+  def test_workers_killed_after_epoch_1_resume_to_the_golden_bits(self):
+    store = self.create_tempdir().full_path
+    pattern = os.path.join(store, "runs", "*", "checkpoints", "epoch-%03d.arrays")
+    with Workers(2, store) as workers:
+      for index in (0, 1):
+        workers.start(index)
+      deadline = time.monotonic() + 600
+      while not glob.glob(pattern % 1):
+        self.assertLess(time.monotonic(), deadline, workers.output(0)[-4000:])
+        self.assertIsNone(workers.processes[0].poll(), workers.output(0)[-4000:])
+        time.sleep(0.02)
+      for process in workers.processes.values():  # preempted: no chance to clean up
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # Had epoch 2 ended meanwhile, this would test nothing.
+    self.assertEqual(glob.glob(pattern % 2), [], "epoch 2 ended before the kill")
+    with Workers(2, store) as workers:
+      for index in (0, 1):
+        workers.start(index)
+      results = [workers.wait(index, timeout=600) for index in (0, 1)]
+    for index, (status, output) in enumerate(results):
+      self.assertEqual(status, 0, "worker %d:\n%s" % (index, output[-4000:]))
+      self.assertIn("train: resuming after epoch 1 from ", output)
+    self.assertEqual(tiny.outputs(results[0][1])["train"],
+                     tiny.load_golden()["outputs"]["train"],
+                     "two workers resumed to other bits than one process that never stopped")
 
 
 class LocalWorkersTest(absltest.TestCase):
@@ -228,9 +262,9 @@ class FaultsTest(absltest.TestCase):
         workers.wait_for_output(0, "distribute: waiting up to 300s for worker:1", timeout=120)
         workers.processes[0].send_signal(number)
         status, output = workers.wait(0, timeout=10)
-      self.assert_one_line(status, output, 128 + number, r"\ndistribute: worker 0 of 2 \(%s, "
-                           r"the chief\) stopped by %s\n" % (re.escape(workers.addresses[0]),
-                                                            number.name))
+      self.assert_one_line(status, output, 128 + number,
+                           r"\nerror: distribute: worker 0 of 2 \(%s, the chief\) stopped by "
+                           r"%s\n" % (re.escape(workers.addresses[0]), number.name))
 
   def test_a_worker_that_goes_away_during_training_is_named(self):
     store = self.create_tempdir().full_path

@@ -11,6 +11,7 @@ from absl.testing import absltest
 
 from pipeline import code
 from pipeline import determinism
+from pipeline import errors
 from pipeline import stage
 
 from tests.tiny_pipeline import PIPELINE
@@ -79,7 +80,7 @@ class PipelineTest(absltest.TestCase):
   def test_an_unknown_split_is_one_line_and_stores_nothing(self):
     store = self.create_tempdir().full_path
     result = run(PIPELINE, TINY + ["--store=" + store, "--split=bogus"])
-    self.assertEqual(result.returncode, 1)
+    self.assertEqual(result.returncode, errors.USAGE)
     self.assertIn("--split=bogus", result.stderr)
     self.assertIn("training|validation|calibration|test", result.stderr)
     self.assertNotIn("Traceback", result.stderr)
@@ -100,13 +101,13 @@ class PipelineTest(absltest.TestCase):
       f.seek(-1, os.SEEK_END)
       f.write(bytes([last ^ 1]))
     damaged = run(PIPELINE, TINY + ["--store=" + store])
-    self.assertEqual(damaged.returncode, 1, damaged.stderr[-3000:])
-    errors = [l for l in damaged.stderr.splitlines() if l.startswith("error:")]
-    self.assertLen(errors, 1, damaged.stderr[-3000:])
+    self.assertEqual(damaged.returncode, errors.DAMAGED, damaged.stderr[-3000:])
+    lines = [l for l in damaged.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(lines, 1, damaged.stderr[-3000:])
     for expected in ("stored output " + train, "the calibrate stage (as its input 'train'",
                      "files differ from the listing: weights.arrays",
                      "--remove_damaged %s --store=%s`" % (train, store)):
-      self.assertIn(expected, errors[0])
+      self.assertIn(expected, lines[0])
     self.assertNotIn("Traceback", damaged.stderr)
     with open(os.path.join(store, "objects", train + ".sha256")) as f:
       listed = f.read()

@@ -136,12 +136,13 @@ class PredictExportTest(absltest.TestCase):
         photos["grey.png"]), "--output_dir=" + out, "--probabilities",
                           "--max_image_pixels=10000")
     self.assertEqual(result.returncode, 1, result.stderr[-3000:])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith(("error:", "failed:"))]
     bomb = ("%s: 40000 pixels (200x200), over the limit of 10000: --max_image_pixels=40000 "
             "segments it, with about 0.7 GB of memory" % photos["bomb.png"])
     truncated = "%s: unreadable image (image file is truncated (%s" % (
         photos["truncated.jpg"], errors[-2].split("truncated (", 2)[-1])
-    self.assertEqual(errors, ["error: " + bomb, "error: " + truncated,
+    self.assertEqual(errors, ["failed: " + bomb, "failed: " + truncated,
                               "error: 2 of 10 files could not be segmented (listed above)"])
     self.assertIn("note: skipped %s: AppleDouble file" % photos["._b.JPG"], result.stderr)
     self.assertIn("\n".join([

@@ -165,11 +165,11 @@ class FilesTest(absltest.TestCase):
     log, out = io.StringIO(), self.create_tempdir().full_path
     report = prediction.predict(_Serve(), inputs, out, log, max_pixels=50000)
     self.assertEqual(log.getvalue().splitlines(), [
-        "error: %s: 60000 pixels (300x200), over the limit of 50000: "
+        "failed: %s: 60000 pixels (300x200), over the limit of 50000: "
         "--max_image_pixels=60000 segments it, with about 0.7 GB of memory" % bomb])
     self.assertEqual([w.source for w in report.written], [photo])
     lines = prediction.summary(report, inputs, out)
-    self.assertEqual(lines[:2], ["failed (1):", "  " + log.getvalue()[len("error: "):-1]])
+    self.assertEqual(lines[:2], ["failed (1):", "  " + log.getvalue()[len("failed: "):-1]])
     self.assertEqual(lines[-1], "1 of 2 files segmented; files in %s" % out)
 
   def test_own_limit_replaces_pillows(self):
