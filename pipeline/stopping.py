@@ -2,9 +2,11 @@
 nothing half-written left, and no process it started left running.
 
 Every main imports pipeline.signals_blocked before anything else, which blocks SIGINT and
-SIGTERM before any thread starts, so that every thread inherits the mask and only watch()'s
-thread takes them (sigwait), whatever the others do; TensorFlow's coordination service installs
-a SIGTERM handler of its own, which never runs. watch() blocks them too, in the main thread.
+SIGTERM before any thread starts, so that every thread inherits the mask and watch()'s thread
+takes them (sigwait), whatever the others do; TensorFlow's coordination service installs a
+SIGTERM handler of its own, which never runs. watch() blocks them too, in the main thread. A
+thread that does not block them (seen: one with SIGTERM unblocked in a //seg:tune process)
+passes a signal to Python's handler in the main thread instead, which acts the same.
 
 At the first signal that thread sends SIGTERM to every child process started through
 pipeline.child_process, and raises Stopped in the main thread (_thread.interrupt_main), so
@@ -62,10 +64,14 @@ class Stopped(BaseException):
 
 
 def _raise_stopped(number, unused_frame):
+  """The main thread's handler: raised by watch()'s thread (interrupt_main), or by Python
+  itself for a signal that reached a thread that does not block it (a thread some library
+  started before the mask was set): either way the first stops, a second ends at once."""
   if _responded.is_set():
-    return  # unwinding already; a second signal is watch()'s thread's
+    exit_now(Stopped(number, " again: ended at once"))
   _taken.append(number)
   _responded.set()
+  child_process.terminate_all()
   raise Stopped(number)
 
 
@@ -99,6 +105,8 @@ def watch():
 
 def _wait(waited):
   number = signal.sigwait(waited)
+  if _responded.is_set():  # the first came by a thread that did not block it: a second
+    exit_now(Stopped(number, " again: ended at once"))
   child_process.terminate_all()
   _thread.interrupt_main(number)
   if not _responded.wait(RESPONSE_SECONDS):

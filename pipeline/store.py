@@ -147,11 +147,11 @@ class Store:
     """
     fd, lock_path = tempfile.mkstemp(dir=os.path.join(self.root, "tmp"), prefix=prefix,
                                      suffix=_LOCK_SUFFIX)
+    path = lock_path[:-len(_LOCK_SUFFIX)]
     with os.fdopen(fd, "w") as lock:
-      fcntl.flock(lock, fcntl.LOCK_EX)
-      path = lock_path[:-len(_LOCK_SUFFIX)]
-      os.mkdir(path)
-      try:
+      try:  # from the lock file's creation on: a stop signal may come at any bytecode
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.mkdir(path)
         yield path
       finally:
         remove_tree(path)
