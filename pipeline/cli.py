@@ -198,11 +198,11 @@ def as_error(error):
   denied, in words that name the file, its file system and the fix."""
   if isinstance(error, errors.Error):
     return error
-  if file_systems.is_no_space(error):
-    path = getattr(error, "filename", None) or "a file"
+  if file_systems.is_no_space(error):  # an OSError names its file; TensorFlow's errors do not
+    path = getattr(file_systems.os_error(error, file_systems.NO_SPACE), "filename", None)
     return errors.NoSpaceError(
         "no space left on %s, writing %s: free space there, or write elsewhere (--store, "
-        "--output_dir)" % (file_systems.describe(path if path != "a file" else "."), path))
+        "--output_dir)" % (file_systems.describe(path or "."), path or "a file"))
   read_only = file_systems.os_error(error, (errno.EROFS,))
   if read_only:
     return errors.NotWritableError(

@@ -97,10 +97,9 @@ def _causes(error):
 def is_no_space(error):
   """Whether error, or an error it came from, is a full file system: an OSError with errno
   ENOSPC or EDQUOT, or a TensorFlow error that says so."""
-  return any(getattr(e, "errno", None) in NO_SPACE or
-             (type(e).__module__.startswith("tensorflow") and
-              any(words in str(e) for words in _NO_SPACE_WORDS))
-             for e in _causes(error))
+  return bool(os_error(error, NO_SPACE)) or any(
+      type(e).__module__.startswith("tensorflow") and
+      any(words in str(e) for words in _NO_SPACE_WORDS) for e in _causes(error))
 
 
 def failed_write_size(error):

@@ -32,7 +32,7 @@ LOOPBACK = "127.0.0.1"
 STOP_GRACE = 5  # seconds from SIGTERM to SIGKILL: a worker stops within a second or a few
 TAIL_LINES = 100  # lines kept of each non-chief worker's output, shown if it fails
 _POLL = 0.1  # seconds between looks at the workers
-_REAP_TIMEOUT = 5  # seconds to wait for a SIGKILLed worker, or for its output's end
+_REAP_TIMEOUT = 5  # seconds to wait for the end of an exited worker's output
 _LINE_LIMIT = 65536  # bytes: a longer line (or one never ended) is kept in pieces
 
 _WORKERS = flags.DEFINE_string(

@@ -11,6 +11,7 @@ the binary is paused (SIGSTOP), sent the signal, and resumed, so that a fast bui
 before the signal arrives.
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -79,6 +80,17 @@ def _wait_until_taken(pid, number, timeout=10):
     time.sleep(0.002)
 
 
+
+@contextlib.contextmanager
+def _killed_at_exit(process):
+  """Kills and reaps process if it still runs when the block ends (a failed assertion)."""
+  try:
+    yield process
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.communicate()
+
 class StopSignalsTest(parameterized.TestCase):
 
   @classmethod
@@ -110,7 +122,7 @@ class StopSignalsTest(parameterized.TestCase):
     process = subprocess.Popen(argv + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, env=env)
     store = [a for a in args if a.startswith("--store=")][0][len("--store="):]
-    try:
+    with _killed_at_exit(process):
       pattern = os.path.join(store, "tmp", stage_name + "-*.lock")
       deadline = time.monotonic() + 300
       while not glob.glob(pattern):
@@ -124,10 +136,6 @@ class StopSignalsTest(parameterized.TestCase):
         _wait_until_taken(process.pid, numbers[0])
         process.send_signal(number)
       _, err = process.communicate(timeout=120)
-    finally:
-      if process.poll() is None:
-        process.kill()
-        process.communicate()
     return process.returncode, err
 
   def check_stopped(self, status, err, number, store, before):
@@ -201,17 +209,13 @@ class SecondSignalTest(absltest.TestCase):
       _, env = tiny.command("pipeline/store")  # its environment: PYTHONPATH
       process = subprocess.Popen([sys.executable, "-c", SLOW_CLEANUP], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=env)
-      try:
+      with _killed_at_exit(process):
         self.assertEqual(process.stdout.readline(), "ready\n")
         process.send_signal(first)
         self.assertEqual(process.stdout.readline(), "unwinding\n")
         started = time.monotonic()
         process.send_signal(second)
         _, err = process.communicate(timeout=30)
-      finally:
-        if process.poll() is None:
-          process.kill()
-          process.communicate()
       self.assertLess(time.monotonic() - started, 10)  # not the 60 s its cleanup takes
       self.assertEqual(process.returncode, 128 + second, err)
       self.assertEqual(err, "error: -c: stopped by %s again: ended at once\n" % second.name)
