@@ -12,14 +12,14 @@ gets) are part of the code of every stage that imports the module, whether or no
 the compiled code (kernels/fixed_order.py is in every model stage's code).
 """
 
-import ast
 import inspect
 import os
 
 from pipeline import digest
+from pipeline import imports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("pipeline", "data_tools", "seg", "kernels")
+PACKAGES = imports.PACKAGES
 NATIVE_SOURCES = (".cc", ".h", ".bzl", "BUILD.bazel")  # in a folder with .cc files: in its code
 
 
@@ -33,19 +33,6 @@ def _module_file(name):
   if os.path.isfile(os.path.join(base, "__init__.py")):
     return os.path.join(base, "__init__.py")
   return None
-
-
-def _imported_names(path):
-  with open(path, "rb") as f:
-    tree = ast.parse(f.read(), filename=path)
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Import):
-      for alias in node.names:
-        yield alias.name
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      for alias in node.names:
-        yield node.module + "." + alias.name  # a submodule, if it is one
-      yield node.module
 
 
 def _native_sources(folder):
@@ -65,7 +52,7 @@ def _closure(paths):
     if path in seen:
       continue
     seen.add(path)
-    for name in _imported_names(path):
+    for name in (n for _, names in imports.statements(path) for n in names or ()):
       found = _module_file(name)
       if found and found not in seen:
         todo.append(found)
