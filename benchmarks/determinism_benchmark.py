@@ -24,8 +24,8 @@ from absl import flags
 
 from benchmarks import timing
 from pipeline import determinism
-from seg import backbones
-from seg import config
+from seg.configs import config
+from seg.model import backbones
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("archs", list(backbones.BACKBONES), "Backbones to measure.")
@@ -74,8 +74,8 @@ def _worker(connection, settings, arch, image_size, batch_size, micro_batches,
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from seg import steps  # pylint: disable=g-import-not-at-top
-  from seg import unet  # pylint: disable=g-import-not-at-top
+  from seg.model import unet  # pylint: disable=g-import-not-at-top
+  from seg.training import steps  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
   masks = tf.constant(rng.integers(0, 3, (batch_size, image_size, image_size)), tf.int32)

@@ -1,5 +1,5 @@
 """Which variables' gradients follow the machine: one training step's digests
-(seg.step_digests: logits, loss, every gradient) under settings that differ in one machine
+(seg.training.step_digests: logits, loss, every gradient) under settings that differ in one machine
 trait each.
 
 Each setting runs in its own process (thread pools and oneDNN are fixed at start) on the
@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 
 from pipeline import determinism
-from seg import step_digests
+from seg.training import step_digests
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("arch", "mobilenetv2", "Backbone.")

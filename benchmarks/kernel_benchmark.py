@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("arch", "mobilenetv2", "The U-Net's encoder (seg.backbones.BACKBONES).")
+flags.DEFINE_string("arch", "mobilenetv2", "The U-Net's encoder (seg.model.backbones.BACKBONES).")
 flags.DEFINE_integer("image_size", 128, "Image side.")
 flags.DEFINE_integer("batch_size", 30,
                      "Images per pass (the seed's configuration: 60 in 2 micro-batches of 30).")
@@ -37,8 +37,8 @@ Shape = collections.namedtuple("Shape", "kind n h w ci co k stride padding")
 def model_shapes(arch, image_size, batch):
   """{Shape: count} of the U-Net's convolutions (kind: conv2d, depthwise, transpose)."""
   import keras  # pylint: disable=g-import-not-at-top
-  from seg import config  # pylint: disable=g-import-not-at-top
-  from seg import unet  # pylint: disable=g-import-not-at-top
+  from seg.configs import config  # pylint: disable=g-import-not-at-top
+  from seg.model import unet  # pylint: disable=g-import-not-at-top
   model = unet.create(config.ModelConfig(model_arch=arch), image_size, 3, seed=1, exact=False)
   layers = list(model.get_layer("encoder").layers) + list(model.layers)
   shapes = collections.Counter()

@@ -2,7 +2,7 @@
 
 Three setups, each its own processes, all in reproseg's portable determinism settings, on the
 same global batch of random data (generated from one fixed seed in every process, each
-process keeping its rows), with the update step of seg.steps:
+process keeping its rows), with the update step of seg.training.steps:
 
 - whole_batch: one process, the whole batch in one forward and backward pass (one
   micro-batch, as the step was before micro-batches);
@@ -15,7 +15,7 @@ process keeping its rows), with the update step of seg.steps:
 The coordinator has each setup run --steps timed steps in turn, round after round, the order
 rotating, and prints each setup's median step time and its ratio to the first setup (a
 two-worker step is the slower worker's), then one line per setup with the median wall time of
-one micro-batch's forward and backward pass (a call of seg.steps.TrainStep.micro_step)
+one micro-batch's forward and backward pass (a call of seg.training.steps.TrainStep.micro_step)
 and, for two workers, the median time per step spent in the all-gathers: per step the smaller
 of the two workers' (the worker that reaches an all-gather first waits there for the other),
 so it is the all-gathers' own cost, not the wait. Then one JSON line.
@@ -40,8 +40,8 @@ from absl import app
 from absl import flags
 
 from pipeline import determinism
-from seg import config
-from seg import local_workers
+from seg.configs import config
+from seg.training import local_workers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 128, "Image side.")
@@ -94,14 +94,14 @@ def _worker(connection, tf_config, micro_batches, image_size, batch_size, freeze
   """One process of a setup: a worker of tf_config's cluster, or alone if None."""
   settings = determinism.resolve(deterministic=True, portable=True)
   determinism.apply(settings)
-  from seg import distribute  # pylint: disable=g-import-not-at-top
+  from seg.training import distribute  # pylint: disable=g-import-not-at-top
   distribution = None
   if tf_config:
     os.environ["TF_CONFIG"] = tf_config  # which the strategy reads
     distribution = distribute.start(distribute.cluster_from_tf_config(tf_config))
   import keras  # pylint: disable=g-import-not-at-top
-  from seg import steps  # pylint: disable=g-import-not-at-top
-  from seg import unet  # pylint: disable=g-import-not-at-top
+  from seg.model import unet  # pylint: disable=g-import-not-at-top
+  from seg.training import steps  # pylint: disable=g-import-not-at-top
   first, count = (distribute.part(micro_batches, distribution.cluster) if distribution
                   else (0, micro_batches))
   size = batch_size // micro_batches

@@ -24,6 +24,7 @@ from pipeline import tensorflow_startup
 SPLITS = ("training", "validation", "calibration", "test")
 NUM_CLASSES = 3
 CLASS_NAMES = ("pet", "background", "border")
+INFO_FILE = "splits.json"  # beside the shards: data_tools.split_reader.split_info reads it
 
 
 def split_of(pet_id):
@@ -105,7 +106,7 @@ def write_splits(petset_dir, out_dir, image_size, examples_per_shard=1000, log_e
   counts = {split: len(members[split]) for split in SPLITS}
   info = {"image_size": image_size, "num_classes": NUM_CLASSES, "class_names": CLASS_NAMES,
           "counts": counts, "shards": shards}
-  files.write_json(os.path.join(out_dir, "splits.json"), info)
+  files.write_json(os.path.join(out_dir, INFO_FILE), info)
   logging.info("partition: %s", counts)
   return {"counts": counts}
 

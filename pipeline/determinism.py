@@ -5,7 +5,7 @@ can change the bits of a result is in the stage key. Two modes:
 
 - portable (the default): every convolution and Dense layer runs on the fixed-order kernels
   (kernels/fixed_order.py), whose summation order the code sets, and the rest of the model
-  on seg/exact_layers.py, so the bits follow neither the CPU model, nor its instruction set,
+  on seg/model/exact_layers.py, so the bits follow neither the CPU model, nor its instruction set,
   nor the thread count: one result for every x86-64 CPU with AVX2 and FMA, on all its cores
   (docs/determinism.md);
 - same-machine (--noportable): oneDNN's kernels and Keras' layers; the same bits only on the
@@ -73,7 +73,7 @@ flags.DEFINE_string(
 
 flags.DEFINE_bool(
     "exact_layers", None,
-    "Build the U-Net's batch norms from seg/exact_layers.py (no approximate rsqrt "
+    "Build the U-Net's batch norms from seg/model/exact_layers.py (no approximate rsqrt "
     "instruction, whose bits follow the CPU model). Default: on with --portable, which needs "
     "it, else off (Keras' batch-norm formula).")
 

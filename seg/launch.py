@@ -7,7 +7,7 @@ from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from pipeline import tensorflow_startup
-from seg import config_flags
+from seg.configs import config_flags
 
 
 # The modules whose flags run_stages reads, as every seg binary's --help groups them.
@@ -17,9 +17,9 @@ FLAG_GROUPS = (("training", config_flags), ("data", dataset), ("determinism", de
 
 def run_stages(name, start_distribution=None, **kwargs):
   """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
-  (seg.config_flags' --stop_after_epochs included).
+  (seg.configs.config_flags' --stop_after_epochs included).
 
-  start_distribution: seg.distribute.from_flags, for the binaries that train on several
+  start_distribution: seg.training.distribute.from_flags, for the binaries that train on several
   workers; called once TensorFlow's threads are set, before any TensorFlow op.
   """
   settings = determinism.from_flags()

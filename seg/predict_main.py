@@ -9,7 +9,7 @@ exported first (or taken from the store), as //seg:export does. For each image w
 Any file Pillow reads is an image, whatever its name or suffix. Each is seen as a viewer
 shows it: EXIF-rotated; 16-bit, 32-bit and float grey scaled to 8 bits; CMYK, palette and
 1-bit converted to RGB; transparent pixels composited over white, as a browser page shows a
-cut-out picture (seg/prediction.py states each rule). In --images=DIR, hidden and
+cut-out picture (seg/serve/prediction.py states each rule). In --images=DIR, hidden and
 AppleDouble (._*) files and subfolders are skipped with a note, and so are files that are
 not images. The run ends by listing every file not segmented and why.
 
@@ -34,7 +34,8 @@ from pipeline import errors
 from pipeline import stage
 from pipeline import user_input
 from seg import launch
-from seg import prediction
+from seg.serve import photos
+from seg.serve import prediction
 
 FLAGS = flags.FLAGS
 user_input.define_path("image", None, "A photo to segment: any size, any format Pillow reads, "
@@ -49,11 +50,11 @@ user_input.define_path("output_dir", "predictions",
                        "Where the masks, overlays and probability maps go (made if missing); "
                        "relative to the folder you run from.")
 flags.DEFINE_integer(
-    "max_image_pixels", prediction.DEFAULT_MAX_PIXELS,
+    "max_image_pixels", photos.DEFAULT_MAX_PIXELS,
     "Refuse an image with more pixels than this (width x height), before decoding it; the "
     "others are still done. Default: Pillow's decompression-bomb threshold (Pillow only warns there, and refuses at twice it). Peak memory is about "
     "0.7 GB + %d bytes a pixel: 1.4 GB for 4000x3000, 2.9 GB for 8000x6000, about 6 GB at "
-    "the default." % prediction.MEMORY_BYTES_PER_PIXEL,
+    "the default." % photos.MEMORY_BYTES_PER_PIXEL,
     lower_bound=1)
 flags.DEFINE_bool(
     "probabilities", False,
@@ -63,7 +64,7 @@ flags.DEFINE_bool(
 
 
 def predict():
-  inputs = prediction.find_inputs(FLAGS.image, FLAGS.images)  # input errors before training
+  inputs = photos.find_inputs(FLAGS.image, FLAGS.images)  # input errors before training
   results = []
   if FLAGS.model:
     determinism.apply(determinism.from_flags())  # the switches the store path would use

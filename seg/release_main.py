@@ -20,7 +20,7 @@ from pipeline import cli
 from pipeline import names
 from pipeline import stage
 from seg import launch
-from seg import release_gate
+from seg.serve import release_gate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("min_pixel_accuracy", release_gate.Gate.min_pixel_accuracy,

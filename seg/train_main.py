@@ -16,10 +16,10 @@ from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
 from pipeline import stopping
-from seg import config_flags
-from seg import distribute
 from seg import launch
-from seg import local_workers
+from seg.configs import config_flags
+from seg.training import distribute
+from seg.training import local_workers
 
 NEXT = "//seg:evaluate"  # the command a user would run after training
 

@@ -27,18 +27,18 @@ from pipeline import digest
 from pipeline import errors
 from pipeline import names
 from pipeline import user_input
-from seg import config
-from seg import config_flags
 from seg import launch
-from seg import search_space
-from seg import trial_table
-from seg import tuning
+from seg.configs import config
+from seg.configs import config_flags
+from seg.configs import search_space
+from seg.tuning import trial_table
+from seg.tuning import tune as tune_lib
 
 FLAGS = flags.FLAGS
 SPACES = "search_spaces"  # the shipped spaces' folder in seg/configs
 
 user_input.define_path("search_space", None,
-                       "The search space, a JSON file (seg/search_space.py says its format). "
+                       "The search space, a JSON file (seg/configs/search_space.py says its format). "
                        "Default: seg/configs/search_spaces/<--dataset>.json.")
 flags.DEFINE_integer("trials", 8, "Trials in all: each trains one configuration.")
 flags.DEFINE_integer("round_size", 4,
@@ -81,8 +81,8 @@ def backbone_weights(model_config, space, image_size, settings):
   if model_config.backbone_weights != "imagenet":
     return dict.fromkeys(archs, digest.file_digest(model_config.backbone_weights))
   determinism.apply(settings)
-  from seg import models  # pylint: disable=g-import-not-at-top
-  return {arch: digest.file_digest(models.backbone_weights_file(
+  from seg.model import factory  # pylint: disable=g-import-not-at-top
+  return {arch: digest.file_digest(factory.backbone_weights_file(
       dataclasses.replace(model_config, model_arch=arch), image_size)) for arch in archs}
 
 
@@ -124,16 +124,16 @@ def tune():
                            names.MAX_LENGTH))
   if FLAGS.parallel_trials < 1:
     raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
-  options = tuning.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
+  options = tune_lib.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
   store = cli.open_store()
   results = dataset.prepare(store, data_config, settings)
-  tuned = tuning.tune_stage(
+  tuned = tune_lib.tune_stage(
       store, results[-1], base, space, settings, options,
-      [sys.executable, tuning.TRAIN_MAIN] + flags_given, parallel_trials=FLAGS.parallel_trials,
+      [sys.executable, tune_lib.TRAIN_MAIN] + flags_given, parallel_trials=FLAGS.parallel_trials,
       backbone_weights=backbone_weights(base.model, space, data_config.image_size, settings))
   name_trials(store, tuned)
   print("\n".join(trial_table.lines(tuned, space)))
-  best = os.path.join(tuned.path, tuning.BEST_FILE)
+  best = os.path.join(tuned.path, tune_lib.BEST_FILE)
   print(cli.next_command("//seg:train", ["tune"] + [
       f for f in flags_given if not f.startswith("--hyperparam_fn_path=")] + [
           "--hyperparam_fn_path=" + best]))

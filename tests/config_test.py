@@ -11,8 +11,8 @@ from absl.testing import flagsaver
 
 from data_tools import dataset  # pylint: disable=unused-import  (defines --dataset)
 from pipeline import errors
-from seg import config
-from seg import config_flags
+from seg.configs import config
+from seg.configs import config_flags
 
 
 class ConfigTest(absltest.TestCase):

@@ -18,7 +18,7 @@ import os
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from seg import step_digests
+from seg.training import step_digests
 from tests import tiny_pipeline as tiny
 
 # One model per cache geometry that QEMU offers: Intel's legacy leaves, and AMD's EPYC ones.

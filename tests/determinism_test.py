@@ -15,7 +15,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from kernels import fixed_order
-from seg import step_digests
+from seg.training import step_digests
 from tests import tiny_pipeline as tiny
 
 PATH = fixed_order.PATH_VARIABLE

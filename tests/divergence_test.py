@@ -1,5 +1,5 @@
 """A diverged training run is refused with one clear error, never stored: the train stage's
-finiteness check (seg.training.check_finite), the one calibrate and evaluate share
+finiteness check (seg.training.train.check_finite), the one calibrate and evaluate share
 (SplitOutputs.check_finite), and strict JSON in outputs. Through the binaries:
 pipeline_e2e_test's test_diverged_training_is_one_line_and_stores_no_train_output."""
 
@@ -11,24 +11,24 @@ import tensorflow as tf
 
 from pipeline import digest
 from pipeline import errors
-from seg import calibration
-from seg import evaluation
-from seg import inference
-from seg import training
+from seg.evaluation import calibrate
+from seg.evaluation import evaluate
+from seg.evaluation import inference
+from seg.training import train
 
 
 class TrainingCheckTest(absltest.TestCase):
 
   def test_finite_values_pass(self):
-    training.check_finite([("the loss", 0.5), ("variable a/kernel", np.float32([3e38, -3e38])),
-                           ("variable b/bias", np.zeros((2, 3), np.float32))], 1, 1, 1e-3)
+    train.check_finite([("the loss", 0.5), ("variable a/kernel", np.float32([3e38, -3e38])),
+                        ("variable b/bias", np.zeros((2, 3), np.float32))], 1, 1, 1e-3)
 
   def test_a_nan_loss_names_the_epoch_the_step_and_the_learning_rate(self):
     with self.assertRaisesRegex(
         errors.Error, r"^training diverged at epoch 2, step 3: the loss is not finite \(NaN or "
         r"infinite\), so nothing is stored\. The learning rate 0\.0018464290366223407 is too "
         r"high for this run: train again with a lower --learning_rate$"):
-      training.check_finite([("the loss", math.nan)], 2, 3, 0.0018464290366223407)
+      train.check_finite([("the loss", math.nan)], 2, 3, 0.0018464290366223407)
 
   def test_the_first_non_finite_variable_is_named(self):
     named = [("variable a/kernel", np.ones((2, 2), np.float32)),
@@ -36,7 +36,7 @@ class TrainingCheckTest(absltest.TestCase):
              ("variable c/kernel", np.float32([np.nan]))]
     with self.assertRaisesRegex(errors.Error, r"^training diverged at epoch 1, step 4: "
                                 r"variable b/bias is not finite .* learning rate 1e\+30 "):
-      training.check_finite(named, 1, 4, 1e30)
+      train.check_finite(named, 1, 4, 1e30)
 
   def test_train_epoch_stops_at_the_first_step_with_a_nan_loss(self):
     losses, steps_run = iter([0.7, math.nan, 0.5]), []
@@ -46,7 +46,7 @@ class TrainingCheckTest(absltest.TestCase):
       return tf.constant(next(losses)), tf.zeros((3, 3), tf.int64)
 
     with self.assertRaisesRegex(errors.Error, r"^training diverged at epoch 4, step 2: the loss"):
-      training.train_epoch(train_step, [(i, None) for i in range(3)], 3, 3, 4, 1e30)
+      train.train_epoch(train_step, [(i, None) for i in range(3)], 3, 3, 4, 1e30)
     self.assertEqual(steps_run, [0, 1])
 
 
@@ -64,8 +64,8 @@ class SplitOutputsCheckTest(absltest.TestCase):
     logits = np.zeros((2, 4, 4, 3), np.float32)
     logits[0, 0, 0, 1], logits[1, 2, 3, 0] = np.inf, np.nan
     outputs = _calibration_split(logits)
-    for stage, measure in (("calibrate", lambda: calibration.calibrate(outputs, 8)),
-                           ("evaluate", lambda: evaluation.measure(outputs, 1.0, 8))):
+    for stage, measure in (("calibrate", lambda: calibrate.calibrate(outputs, 8)),
+                           ("evaluate", lambda: evaluate.measure(outputs, 1.0, 8))):
       with self.subTest(stage), self.assertRaisesRegex(
           errors.Error, r"^%s: 2 of the model's 96 logits on the calibration split are NaN or "
           r"infinite: the train output's weights come from a training run that diverged\. "
@@ -75,8 +75,8 @@ class SplitOutputsCheckTest(absltest.TestCase):
   def test_finite_logits_give_strict_json_metrics(self):  # the control
     logits = np.random.default_rng(0).normal(0.0, 3.0, (2, 4, 4, 3)).astype(np.float32)
     outputs = _calibration_split(logits)
-    report = calibration.calibrate(outputs, 8)
-    result, _ = evaluation.measure(outputs, report["temperature"], 8)
+    report = calibrate.calibrate(outputs, 8)
+    result, _ = evaluate.measure(outputs, report["temperature"], 8)
     for value in (report, result):
       digest.readable_json(value)  # raises on NaN or Infinity
 

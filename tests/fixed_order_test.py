@@ -27,7 +27,7 @@ os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the negative control's oneDNN, on a
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from kernels import fixed_order  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 POOLS = (1, 2, 3, 4, 7)
 EMULATED_CPUS = ("Haswell-v4", "EPYC-Rome-v1")  # Intel's and AMD's cache geometry, AVX2

@@ -1,5 +1,5 @@
 """No op in the portable train or validation step may depend on approximate hardware
-instructions (seg.exact_layers.APPROXIMATE_OPS), or be a convolution or matrix product whose
+instructions (seg.model.exact_layers.APPROXIMATE_OPS), or be a convolution or matrix product whose
 order follows the CPU (exact_layers.machine_order_ops), as the graph runs: after grappler's
 rewrites."""
 
@@ -8,8 +8,8 @@ import itertools
 from absl.testing import absltest
 
 from pipeline import determinism
-from seg import backbones
-from seg import config
+from seg.configs import config
+from seg.model import backbones
 
 PORTABLE = determinism.resolve()  # the default
 determinism.apply(PORTABLE)  # before TensorFlow loads
@@ -17,10 +17,10 @@ determinism.apply(PORTABLE)  # before TensorFlow loads
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from seg import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.training import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE = 32
 BATCH = (tf.TensorSpec([4, SIZE, SIZE, 3], tf.float32), tf.TensorSpec([4, SIZE, SIZE], tf.int32))

@@ -20,7 +20,7 @@ from absl.testing import parameterized
 from kernels import fixed_order
 from pipeline import determinism
 from pipeline import errors
-from seg import step_digests
+from seg.training import step_digests
 from tests import tiny_pipeline as tiny
 
 CAPPED = ["--onednn_max_cpu_isa=AVX2"]

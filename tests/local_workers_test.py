@@ -16,7 +16,7 @@ from absl.testing import flagsaver
 
 from pipeline import child_process
 from pipeline import errors
-from seg import local_workers
+from seg.training import local_workers
 from tests import tiny_pipeline as tiny
 
 # The launcher, in a process of its own as //seg:train runs it: SIGINT and SIGTERM taken by
@@ -26,7 +26,7 @@ LAUNCHER = """
 import sys
 from pipeline import stopping
 stopping.watch()
-from seg import local_workers
+from seg.training import local_workers
 try:
   sys.exit(local_workers.run(sys.argv[3:], int(sys.argv[1]), grace=float(sys.argv[2])))
 except stopping.Stopped as stopped:
@@ -147,7 +147,8 @@ class FlagsTest(absltest.TestCase):
   def test_a_worker_imports_from_this_process_module_path(self):
     path = child_process.environment()["PYTHONPATH"].split(os.pathsep)
     self.assertTrue(all(os.path.isabs(entry) for entry in path), path)
-    self.assertIn(os.path.dirname(os.path.dirname(os.path.abspath(local_workers.__file__))), path)
+    root = os.path.join(os.path.dirname(os.path.abspath(local_workers.__file__)), "..", "..", "..")
+    self.assertIn(os.path.normpath(root), path)  # seg/training/local_workers.py's tree
 
 
 class RunTest(absltest.TestCase):
@@ -300,7 +301,7 @@ class TrainTest(absltest.TestCase):
   def test_help_lists_the_flag(self):
     result = self.train("--help")
     self.assertEqual(result.returncode, 0)
-    self.assertIn("local workers flags (seg.local_workers):\n  --workers:", result.stdout)
+    self.assertIn("local workers flags (seg.training.local_workers):\n  --workers:", result.stdout)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""seg.metrics: segmentation metrics from a confusion matrix, NLL, ECE and the temperature fit."""
+"""seg.model.metrics: segmentation metrics from a confusion matrix, NLL, ECE and the temperature fit."""
 
 from absl.testing import absltest
 import numpy as np
 
-from seg import metrics
+from seg.model import metrics
 
 
 def _sampled(temperature, n=4000, classes=3, seed=0):

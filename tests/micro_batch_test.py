@@ -1,22 +1,22 @@
 """A micro-batch's loss, gradients and batch moments are a function of the weights, its
 examples and its (step, index) alone: not of which micro-batches the process computed before
-it (seg.steps.TrainStep, seg.micro_batch_layers). That is what lets any worker compute any
+it (seg.training.steps.TrainStep, seg.model.micro_batch_layers). That is what lets any worker compute any
 micro-batch; tests/multi_worker_test.py checks the whole train stage end to end."""
 
 import numpy as np
 from absl.testing import absltest
 
 from pipeline import determinism
-from seg import config
+from seg.configs import config
 
 determinism.apply(determinism.resolve())  # portable, before TensorFlow loads
 
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from seg import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import micro_batch_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.model import unet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg.training import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE, BATCH, MICRO_BATCHES = 32, 8, 4
 

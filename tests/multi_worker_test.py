@@ -22,8 +22,8 @@ from absl.testing import absltest
 from pipeline import errors
 from pipeline import inventory
 from pipeline import store as storelib
-from seg import distribute
-from seg import local_workers
+from seg.training import distribute
+from seg.training import local_workers
 from tests import tiny_pipeline as tiny
 
 _WEIGHTS = re.compile(r"weights digest ([0-9a-f]{64})")

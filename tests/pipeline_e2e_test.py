@@ -256,14 +256,14 @@ class PipelineTest(absltest.TestCase):
                    "--[no]deterministic", "--onednn_max_cpu_isa")
     store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store", "--[no]verify_inputs",
              "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
-    training = ("training flags (seg.config_flags):", "--batch_size", "--micro_batches", "--epochs",
-                "--learning_rate", "--model_arch", "--hyperparam_fn_path")
+    training = ("training flags (seg.configs.config_flags):", "--batch_size", "--micro_batches",
+                "--epochs", "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
         "data_tools/download": data + determinism + store[:4],
         "data_tools/partition": data + determinism + store,
         "seg/train": training + data + determinism + store + (
-            "distribution flags (seg.distribute):", "--distribute",
-            "local workers flags (seg.local_workers):", "--workers"),
+            "distribution flags (seg.training.distribute):", "--distribute",
+            "local workers flags (seg.training.local_workers):", "--workers"),
         "seg/calibrate": training + data + determinism + store,
         "seg/evaluate": ("--split", "--gallery_size") + training + data + determinism + store,
         "seg/export": training + data + determinism + store,

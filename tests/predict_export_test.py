@@ -47,14 +47,16 @@ from pipeline import determinism, digest
 settings = determinism.resolve()
 determinism.apply(settings)
 import keras, tensorflow as tf
-from seg import config, export, models
+from seg.configs import config
+from seg.model import factory
+from seg.serve import export
 out, busy = sys.argv[1], sys.argv[2] == "busy"
 info, model_config = {"image_size": 32, "num_classes": 3}, config.ModelConfig()
 if busy:
   keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-  other = models.for_splits(model_config, info, settings, stock=True)
+  other = factory.for_splits(model_config, info, settings, stock=True)
   tf.function(lambda x: other(x))(tf.zeros([1, 32, 32, 3]))
-model = models.for_splits(model_config, info, export.serving_settings(settings))
+model = factory.for_splits(model_config, info, export.serving_settings(settings))
 for i, variable in enumerate(model.variables):
   variable.assign(np.random.default_rng(i).normal(0, 0.05, variable.shape))
 export.export(model, model_config, info, settings, 1.5, out)

@@ -1,4 +1,4 @@
-"""seg.prediction without TensorFlow: user images decoded by content into the RGB a viewer
+"""seg.serve.prediction without TensorFlow: user images decoded by content into the RGB a viewer
 shows (every pixel format, transparency, the pixel limit), folders of mixed files, and the
 output files' modes under the umask. A stand-in serving function replaces the model."""
 
@@ -15,7 +15,8 @@ from PIL import Image
 
 from pipeline import errors
 from pipeline import files
-from seg import prediction
+from seg.serve import photos
+from seg.serve import prediction
 
 CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata", "cases")
 WHITE = (255, 255, 255)
@@ -61,14 +62,14 @@ class PixelFormatTest(parameterized.TestCase):
     with Image.open(path) as image:
       self.assertEqual(image.mode, "I;16")
       values = np.asarray(image).astype(np.float64)
-    rgb = prediction.read_image(path)
+    rgb = photos.read_image(path)
     np.testing.assert_array_equal(rgb, _expected_grey(np.rint(values / 257).astype(np.uint8)))
     self.assertLess(rgb.max(), 255)  # Pillow's own conversion gives all white here
 
   @parameterized.parameters("<u2", ">u2")  # Pillow modes I;16 and I;16B
   def test_16_bit_grey_rounds_each_value(self, dtype):
     values = np.array([[0, 128, 129, 385, 386, 32767, 65535]], dtype)
-    rgb = prediction.to_rgb(Image.fromarray(values))
+    rgb = photos.to_rgb(Image.fromarray(values))
     self.assertEqual(rgb.dtype, np.uint8)
     np.testing.assert_array_equal(rgb, _expected_grey(np.array([[0, 0, 1, 1, 2, 127, 255]])))
 
@@ -77,21 +78,21 @@ class PixelFormatTest(parameterized.TestCase):
     path = self.saved(Image.fromarray(within), "within.tif")
     with Image.open(path) as image:
       self.assertEqual(image.mode, "I")
-    np.testing.assert_array_equal(prediction.read_image(path),
+    np.testing.assert_array_equal(photos.read_image(path),
                                   _expected_grey(np.array([[0, 1, 255]])))
     wider = np.array([[-1000, 0, 99000]], np.int32)  # min..max onto 0..255
     np.testing.assert_array_equal(
-        prediction.read_image(self.saved(Image.fromarray(wider), "wider.tif")),
+        photos.read_image(self.saved(Image.fromarray(wider), "wider.tif")),
         _expected_grey(np.array([[0, 3, 255]])))
     constant = Image.fromarray(np.full((1, 2), -5, np.int32))
-    np.testing.assert_array_equal(prediction.to_rgb(constant), np.zeros((1, 2, 3)))
+    np.testing.assert_array_equal(photos.to_rgb(constant), np.zeros((1, 2, 3)))
 
   def test_float_is_0_to_1_clipped_nan_black(self):
     values = np.array([[0.0, 0.25, 1.0, 2.0, -1.0, np.nan]], np.float32)
     path = self.saved(Image.fromarray(values), "float.tif")
     with Image.open(path) as image:
       self.assertEqual(image.mode, "F")
-    np.testing.assert_array_equal(prediction.read_image(path),
+    np.testing.assert_array_equal(photos.read_image(path),
                                   _expected_grey(np.array([[0, 64, 255, 255, 0, 0]])))
 
   def test_1_bit_is_black_and_white(self):
@@ -99,20 +100,20 @@ class PixelFormatTest(parameterized.TestCase):
     path = self.saved(Image.fromarray(bits), "bits.png")
     with Image.open(path) as image:
       self.assertEqual(image.mode, "1")
-    np.testing.assert_array_equal(prediction.read_image(path),
+    np.testing.assert_array_equal(photos.read_image(path),
                                   _expected_grey(np.array([[255, 0, 255]])))
 
   def test_cmyk_and_palette_convert_as_pillow_does(self):
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)
     for image in (Image.fromarray(rgb).convert("CMYK"), Image.fromarray(rgb).quantize(8)):
-      np.testing.assert_array_equal(prediction.to_rgb(image),
+      np.testing.assert_array_equal(photos.to_rgb(image),
                                     np.asarray(image.convert("RGB")), image.mode)
 
   def test_rgba_case_transparent_half_is_white(self):
     path = os.path.join(CASES, "rgba_half_transparent.png")
     with Image.open(path) as image:
       rgba = np.asarray(image)
-    rgb = prediction.read_image(path)
+    rgb = photos.read_image(path)
     transparent = rgba[..., 3] == 0
     self.assertTrue(transparent[:, :48].all() and not transparent[:, 48:].any())
     np.testing.assert_array_equal(rgb[transparent], np.full((transparent.sum(), 3), 255))
@@ -122,7 +123,7 @@ class PixelFormatTest(parameterized.TestCase):
     grey_alpha = np.array([[[10, 0], [10, 255], [10, 128]]], np.uint8)
     path = self.saved(Image.fromarray(grey_alpha, mode="LA"), "la.png")
     # 10 * 128/255 + 255 * 127/255 = 132.0
-    np.testing.assert_array_equal(prediction.read_image(path),
+    np.testing.assert_array_equal(photos.read_image(path),
                                   _expected_grey(np.array([[255, 10, 132]])))
 
   def test_palette_with_a_transparent_index_and_with_alphas(self):
@@ -132,12 +133,12 @@ class PixelFormatTest(parameterized.TestCase):
     expected = np.array([[WHITE, (0, 200, 0), (0, 0, 200)]])
     for name, transparency in (("index.png", 0), ("alphas.png", bytes([0, 255, 255]))):
       path = self.saved(image, name, transparency=transparency)
-      np.testing.assert_array_equal(prediction.read_image(path), expected, name)
+      np.testing.assert_array_equal(photos.read_image(path), expected, name)
 
   def test_16_bit_grey_with_a_transparent_value(self):
     values = np.array([[1000, 2000, 1000]], np.uint16)
     path = self.saved(Image.fromarray(values), "trns16.png", transparency=1000)
-    np.testing.assert_array_equal(prediction.read_image(path),
+    np.testing.assert_array_equal(photos.read_image(path),
                                   _expected_grey(np.array([[255, 8, 255]])))
 
   def test_exif_orientation_turns_the_picture(self):
@@ -145,7 +146,7 @@ class PixelFormatTest(parameterized.TestCase):
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90° on display
     path = self.saved(image, "turned.jpg", exif=exif)
-    self.assertEqual(prediction.read_image(path).shape, (9, 4, 3))
+    self.assertEqual(photos.read_image(path).shape, (9, 4, 3))
 
 
 class FilesTest(absltest.TestCase):
@@ -161,7 +162,7 @@ class FilesTest(absltest.TestCase):
     bomb = self.bomb(folder)
     photo = os.path.join(folder, "photo.png")
     shutil.copy(os.path.join(CASES, "mixed_dir", "a.png"), photo)
-    inputs = prediction.Inputs((bomb, photo), (), ())
+    inputs = photos.Inputs((bomb, photo), (), ())
     log, out = io.StringIO(), self.create_tempdir().full_path
     report = prediction.predict(_Serve(), inputs, out, log, max_pixels=50000)
     self.assertEqual(log.getvalue().splitlines(), [
@@ -176,17 +177,17 @@ class FilesTest(absltest.TestCase):
     self.addCleanup(setattr, Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     Image.MAX_IMAGE_PIXELS = 1000  # Pillow alone raises DecompressionBombError over 2000
     bomb = self.bomb(self.create_tempdir().full_path)
-    self.assertEqual(prediction.read_image(bomb, max_pixels=60000).shape, (200, 300, 3))
+    self.assertEqual(photos.read_image(bomb, max_pixels=60000).shape, (200, 300, 3))
     self.assertEqual(Image.MAX_IMAGE_PIXELS, 1000)
     with self.assertRaisesRegex(errors.Error, "60000 pixels"):
-      prediction.read_image(bomb, max_pixels=59999)
+      photos.read_image(bomb, max_pixels=59999)
 
   def test_mixed_folder_by_content(self):
     folder = os.path.join(self.create_tempdir().full_path, "in")
     shutil.copytree(os.path.join(CASES, "mixed_dir"), folder)
     open(os.path.join(folder, ".DS_Store"), "wb").close()
     os.mkdir(os.path.join(folder, "sub"))
-    inputs = prediction.find_inputs(None, folder)
+    inputs = photos.find_inputs(None, folder)
     path = lambda name: os.path.join(folder, name)  # pylint: disable=unnecessary-lambda-assignment
     self.assertEqual(inputs.found, (path("IMG_0001"), path("a.png"), path("notes.txt")))
     self.assertEqual(inputs.skipped, (
@@ -208,7 +209,7 @@ class FilesTest(absltest.TestCase):
 
   def test_a_named_file_that_is_not_an_image_fails(self):
     notes = os.path.join(CASES, "mixed_dir", "notes.txt")
-    report = prediction.predict(_Serve(), prediction.Inputs((notes,), (), ()),
+    report = prediction.predict(_Serve(), photos.Inputs((notes,), (), ()),
                                 self.create_tempdir().full_path, io.StringIO())
     self.assertEqual(report.failed, [notes + ": not an image (Pillow cannot identify it)"])
 
@@ -216,9 +217,9 @@ class FilesTest(absltest.TestCase):
     folder = self.create_tempdir().full_path
     shutil.copy(os.path.join(CASES, "mixed_dir", "._b.JPG"), folder)
     with self.assertRaisesRegex(errors.Error, "--images=%s holds no files to segment" % folder):
-      prediction.find_inputs(None, folder)
+      photos.find_inputs(None, folder)
     with self.assertRaisesRegex(errors.Error, "give --image=PATH"):
-      prediction.find_inputs(None, None)
+      photos.find_inputs(None, None)
 
 
 class OutputsTest(absltest.TestCase):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 from pipeline import determinism
-from seg import step_digests
+from seg.training import step_digests
 from tests import synthetic_search as synthetic
 from tests import tiny_pipeline as tiny
 

@@ -12,10 +12,10 @@ import yaml
 
 from pipeline import code
 from pipeline import errors
-from seg import config
-from seg import search_space
-from seg import trial_table
-from seg import tuning
+from seg.configs import config
+from seg.configs import search_space
+from seg.tuning import trial_table
+from seg.tuning import tune
 from tests import synthetic_search as synthetic
 from tests import tiny_pipeline as tiny
 
@@ -106,7 +106,7 @@ class TrialTest(absltest.TestCase):
 
   def run_fake_trial(self, script):
     log = os.path.join(self.create_tempdir().full_path, "trial.log")
-    return tuning.run_trial(3, {"learning_rate": 0.5}, [sys.executable, "-c", script], log), log
+    return tune.run_trial(3, {"learning_rate": 0.5}, [sys.executable, "-c", script], log), log
 
   def test_a_trained_trial_gives_its_report_line(self):
     line = "train      output %s  key %s  (cache hit)" % ("a" * 64, "b" * 64)
@@ -130,12 +130,12 @@ class TrialTest(absltest.TestCase):
              "validation_loss": 0.7, "train_output": "c" * 64},
             {"trial": 3, "round": 2, "params": {"learning_rate": 0.001}, "value": 0.5,
              "validation_loss": 0.6, "train_output": "d" * 64}]
-    self.assertEqual(tuning.best_trial(rows)["trial"], 2)
+    self.assertEqual(tune.best_trial(rows)["trial"], 2)
     lines = trial_table.table(rows, ("learning_rate",))
     self.assertEqual([line.split()[0] for line in lines], ["trial", "2", "3", "1"])
     self.assertIn("0.001", lines[2])
     self.assertIn("diverged", lines[3])
-    self.assertIsNone(tuning.best_trial(rows[:1]))
+    self.assertIsNone(tune.best_trial(rows[:1]))
 
 
 class TuneFlagsTest(parameterized.TestCase):

@@ -204,7 +204,7 @@ class StageTest(absltest.TestCase):
     self.assertIn("tests/store_test.py", record)  # where self.build is defined
     self.assertIn("pipeline/store.py", record)  # imported by it
     self.assertIn("pipeline/digest.py", record)  # imported by store.py
-    self.assertNotIn("seg/training.py", record)
+    self.assertNotIn("seg/training/train.py", record)
     with open(os.path.join(code.ROOT, "pipeline/store.py"), "rb") as f:
       self.assertEqual(record["pipeline/store.py"], hashlib.sha256(f.read()).hexdigest())
 
@@ -376,58 +376,79 @@ class StageCodeTest(absltest.TestCase):
   # Stage: the modules whose code records its key holds, the one that defines its build
   # function first (tune's key also holds the train stage's, which every trial's key holds).
   STAGES = {"synthetic": ["data_tools/synthetic.py"], "download": ["data_tools/download.py"],
-            "partition": ["data_tools/partition.py"], "train": ["seg/training.py"],
-            "calibrate": ["seg/calibration.py"], "evaluate": ["seg/evaluation.py"],
-            "export": ["seg/export.py"], "tune": ["seg/tuning.py", "seg/training.py"],
-            "release": ["seg/release.py"]}
+            "partition": ["data_tools/partition.py"], "train": ["seg/training/train.py"],
+            "calibrate": ["seg/evaluation/calibrate.py"],
+            "evaluate": ["seg/evaluation/evaluate.py"], "export": ["seg/serve/export.py"],
+            "tune": ["seg/tuning/tune.py", "seg/training/train.py"],
+            "release": ["seg/serve/release.py"]}
   AFTER_TRAIN = {"calibrate", "evaluate", "export"}
   MODEL = {"train", "tune"} | AFTER_TRAIN
-  # Edited file: the stages whose code record must change.
+  TRAINING = {"train", "tune"}
+  EVALUATION = {"calibrate", "evaluate"}
+  # Edited file: the stages whose code record must change. A folder's name says which: model/
+  # is in every model stage's, training/ in train's (and so tune's), evaluation/ in calibrate's
+  # and evaluate's, serve/ in export's and release's, tuning/ in tune's; the rest are in none.
   EDITS = {
       "data_tools/synthetic.py": {"synthetic"},
       "data_tools/download.py": {"download"},
       "data_tools/archive.py": {"synthetic", "download"},
       "data_tools/petset.py": {"download"},
       "data_tools/partition.py": {"partition"} | MODEL,
-      "seg/training.py": {"train", "tune"},  # the stages after train load the model via seg.models
-      "seg/steps.py": {"train", "tune"},
-      "seg/models.py": MODEL,
-      "seg/unet.py": MODEL,
-      "seg/backbones.py": MODEL,
-      "seg/exact_layers.py": MODEL,
+      "data_tools/split_reader.py": MODEL,
+      # The stages after train load the model through seg/model/factory.py, not training/.
+      "seg/training/train.py": TRAINING,
+      "seg/training/steps.py": TRAINING,
+      "seg/training/batches.py": TRAINING,
+      "seg/training/__init__.py": TRAINING,
+      "seg/model/factory.py": MODEL,
+      "seg/model/unet.py": MODEL,
+      "seg/model/backbones.py": MODEL,
+      "seg/model/exact_layers.py": MODEL,
+      "seg/model/micro_batch_layers.py": MODEL,
+      "seg/model/__init__.py": MODEL,
+      "seg/model/metrics.py": TRAINING | EVALUATION,  # IoU, calibration metrics; not export's
+      "seg/model/temperature.py": AFTER_TRAIN,  # calibrate writes it; evaluate and export read it
       "kernels/fixed_order.py": MODEL,  # imported where a fixed-order layer runs
       "kernels/conv_kernels.h": MODEL,  # compiled code beside it
       "kernels/ops.cc": MODEL,
       "kernels/flags.bzl": MODEL,  # the compiler flags
       "kernels/BUILD.bazel": MODEL,  # which flags each file gets
-      "seg/micro_batch_layers.py": MODEL,
-      "seg/inference.py": AFTER_TRAIN,
-      "seg/calibration.py": AFTER_TRAIN,  # evaluate and export read its temperature
-      "seg/evaluation.py": {"evaluate"},
-      "seg/export.py": {"export"},
-      "seg/saved_model_files.py": {"export", "release"},
-      "seg/release.py": {"release"},
-      "seg/release_gate.py": {"release"},  # its check lines are in the release's record
+      "seg/evaluation/inference.py": EVALUATION,
+      "seg/evaluation/calibrate.py": {"calibrate"},
+      "seg/evaluation/evaluate.py": {"evaluate"},
+      "seg/evaluation/figures.py": EVALUATION,
+      "seg/evaluation/__init__.py": EVALUATION,
+      "seg/drawing/canvas.py": EVALUATION | {"tune"},
+      "seg/drawing/__init__.py": EVALUATION | {"tune"},
+      "seg/serve/export.py": {"export"},
+      "seg/serve/saved_model_files.py": {"export", "release"},
+      "seg/serve/release.py": {"release"},
+      "seg/serve/release_gate.py": {"release"},  # its check lines are in the release's record
+      "seg/serve/__init__.py": {"export", "release"},
+      "seg/serve/prediction.py": set(),  # predict is not a stage
+      "seg/serve/photos.py": set(),
       "pipeline/names.py": set(),  # names releases and runs; builds nothing
-      "seg/input_pipeline.py": MODEL,
-      "seg/local_workers.py": set(),  # starts workers; what they compute is not its business
-      "seg/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
-      "seg/config.py": set(),  # resolves configs: the stages record the values, not this code
-      "seg/config_flags.py": set(),
+      "seg/training/local_workers.py": set(),  # starts workers; what they compute is not its business
+      "seg/training/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
+      "seg/configs/config.py": set(),  # resolves configs: the stages record the values, not this code
+      "seg/configs/config_flags.py": set(),
       "pipeline/determinism.py": set(),  # the switches: in every key as values, not as code
       "pipeline/seeds.py": set(STAGES),
       "pipeline/files.py": {"partition", "release"} | MODEL,
       "pipeline/stage.py": set(STAGES),
-      "seg/tuning.py": {"tune"},
-      "seg/search.py": {"tune"},  # the sampler
+      "pipeline/imports.py": set(STAGES),  # how a key's code is found
+      "seg/tuning/tune.py": {"tune"},
+      "seg/tuning/sampler.py": {"tune"},
       "pipeline/numpy_baseline.py": {"tune"},  # the sampler's NumPy
-      "seg/search_pictures.py": {"tune"},
-      "seg/pictures.py": {"calibrate", "evaluate", "export", "tune"},
-      "seg/seed_format.py": {"tune"},  # the names of its output file
-      "seg/search_space.py": set(),  # reads and checks the space: tune records its values
-      "seg/trial_table.py": set(),  # shows a tune output; builds nothing
+      "seg/tuning/search_pictures.py": {"tune"},
+      "seg/tuning/__init__.py": {"tune"},
+      "seg/configs/hyperparam_file.py": {"tune"},  # the names of its output file
+      "seg/configs/__init__.py": {"tune"},
+      "seg/configs/search_space.py": set(),  # reads and checks the space: tune records its values
+      "seg/tuning/trial_table.py": set(),  # shows a tune output; builds nothing
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing
       "seg/stages.py": set(),
+      "seg/__init__.py": set(),
   }
 
   def code_digests(self, tree):

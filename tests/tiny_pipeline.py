@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from pipeline import stage
-from seg import local_workers
+from seg.training import local_workers
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
 RUNFILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,20 +97,20 @@ def run_workers(args, count=2, timeout=900, worker_args=None):
 
 
 def step_digests(config, python=None, timeout=None, extra=(), env=None):
-  """seg.step_digests of a StepConfig, in a fresh process: the digests as a dict. extra:
+  """seg.training.step_digests of a StepConfig, in a fresh process: the digests as a dict. extra:
   more flags (determinism switches); env: more environment variables."""
-  result = subprocess.run(list(python or [sys.executable]) + ["-m", "seg.step_digests"] +
+  result = subprocess.run(list(python or [sys.executable]) + ["-m", "seg.training.step_digests"] +
                           config.flags() + list(extra), capture_output=True, text=True,
                           cwd=RUNFILES, check=False,
                           env=dict(os.environ, PYTHONPATH=RUNFILES, **(env or {})),
                           timeout=timeout)
   if result.returncode:
-    raise AssertionError("seg.step_digests failed:\n" + result.stderr[-4000:])
+    raise AssertionError("seg.training.step_digests failed:\n" + result.stderr[-4000:])
   return json.loads(result.stdout)
 
 
 def load_golden_steps():
-  """{"real_shapes": digests, "emulated": digests}: seg.step_digests' two StepConfigs."""
+  """{"real_shapes": digests, "emulated": digests}: seg.training.step_digests' two StepConfigs."""
   with open(GOLDEN_STEPS) as f:
     return json.load(f)
 

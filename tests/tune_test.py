@@ -13,7 +13,7 @@ from absl.testing import absltest
 
 from pipeline import code
 from pipeline import store as storelib
-from seg import tuning
+from seg.tuning import tune
 from tests import tiny_pipeline as tiny
 
 
@@ -69,7 +69,7 @@ class TuneTest(absltest.TestCase):
       self.assertEqual(json.load(f)[:4], self.trials)
 
   def test_training_with_the_best_file_is_the_best_trial(self):
-    best = tuning.best_trial(self.trials)
+    best = tune.best_trial(self.trials)
     flags = [f for f in tiny.TUNE if not f.startswith(("--trials", "--round_size",
                                                         "--startup_trials"))]
     trained = tiny.run("seg/train", flags + [

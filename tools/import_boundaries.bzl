@@ -1,10 +1,10 @@
-"""py_library and py_binary whose imports the build checks (tools/import_boundaries.py).
+"""py_library, py_binary and py_test whose imports the build checks (tools/import_boundaries.py).
 
 A reproseg library's modules may import modules of its own package and of the packages its deps
 name: `bazel build` fails, naming the file and line, on any other import of reproseg's, since
 Bazel's own rules do not read imports. Load them in place of the native rules:
 
-    load("//tools:import_boundaries.bzl", "py_binary", "py_library")
+    load("//tools:import_boundaries.bzl", "py_binary", "py_library", "py_test")
 """
 
 def _package(label):
@@ -40,3 +40,7 @@ def py_library(name, srcs = [], deps = [], data = [], **kwargs):
 def py_binary(name, srcs = [], deps = [], data = [], **kwargs):
     """native.py_binary plus the check of srcs' imports against deps, as py_library."""
     native.py_binary(name = name, srcs = srcs, deps = deps, data = data + [_checked(name, srcs, deps)], **kwargs)
+
+def py_test(name, srcs = [], deps = [], data = [], **kwargs):
+    """native.py_test plus the check of srcs' imports against deps, as py_library."""
+    native.py_test(name = name, srcs = srcs, deps = deps, data = data + [_checked(name, srcs, deps)], **kwargs)

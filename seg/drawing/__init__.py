@@ -1,0 +1,1 @@
+"""Pictures' canvas, class colours and PNG saver."""

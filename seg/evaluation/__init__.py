@@ -1,0 +1,1 @@
+"""The calibrate and evaluate stages."""

@@ -1,0 +1,72 @@
+"""The calibrate stage: temperature scaling fitted on the calibration split.
+
+One scalar T > 0 divides the logits; it is the T that minimises the calibration split's
+per-pixel negative log-likelihood (seg.model.metrics.fit_temperature: a bounded search, no
+randomness). Dividing by T keeps every argmax, so masks do not change; only the
+probabilities do. Output: calibration.json (T, NLL and ECE before and after, the reliability
+bins) and reliability.png.
+"""
+
+import os
+
+from absl import logging
+
+from data_tools import split_reader
+from pipeline import files
+from pipeline import stage
+from seg.drawing import canvas
+from seg.evaluation import figures
+from seg.evaluation import inference
+from seg.model import factory
+from seg.model import metrics
+from seg.model import temperature
+
+SEARCH = {"low": 0.05, "high": 20.0, "iterations": 48}
+
+
+def calibrate(outputs, batch_size):
+  """{temperature, nll, ece, reliability} of inference.SplitOutputs of the calibration split.
+
+  Raises errors.Error if a logit is not finite (the train output diverged).
+  """
+  outputs.check_finite("calibrate")
+  batches = outputs.batches(batch_size)
+  fitted = metrics.fit_temperature(batches, **SEARCH)
+  before, after = metrics.reliability(batches, 1.0), metrics.reliability(batches, fitted)
+  return {"temperature": fitted,
+          "nll": {"before": metrics.nll(batches, 1.0), "after": metrics.nll(batches, fitted)},
+          "ece": {"before": before["ece"], "after": after["ece"]},
+          "reliability": {"before": before, "after": after},
+          "examples": len(outputs.pet_ids), "pixels": int(outputs.masks.size)}
+
+
+def write(report, out_dir):
+  files.write_json(os.path.join(out_dir, temperature.CALIBRATION_FILE), report)
+  canvas.save(figures.reliability_diagram(
+      report["reliability"]["before"], report["reliability"]["after"], report["temperature"],
+      "Reliability on the calibration split (%d pets, %d pixels)"
+      % (report["examples"], report["pixels"])), os.path.join(out_dir, "reliability.png"))
+
+
+def calibrate_stage(store, splits, train, model_config, eval_batch_size, settings):
+  """The calibrate stage on partition and train Results: the model of a seg.configs.config.ModelConfig
+  run over the calibration split in batches of eval_batch_size examples."""
+
+  def build(out, unused_run_dir):
+    info = split_reader.split_info(splits.path)
+    model = factory.load(train.path, model_config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, "calibration", eval_batch_size)
+    report = calibrate(outputs, eval_batch_size)
+    write(report, out)
+    logging.info("calibrate: T = %.4f; ECE %.4f → %.4f; NLL %.4f → %.4f", report["temperature"],
+                 report["ece"]["before"], report["ece"]["after"], report["nll"]["before"],
+                 report["nll"]["after"])
+    details = {k: report[k] for k in ("temperature", "nll", "ece", "examples")}
+    details["headline"] = "T %.3f, ECE %.4f → %.4f" % (
+        report["temperature"], report["ece"]["before"], report["ece"]["after"])
+    return details
+
+  params = {"model": model_config.record(), "eval_batch_size": eval_batch_size,
+            "method": "temperature", "ece_bins": metrics.ECE_BINS, "search": SEARCH}
+  return stage.run(store, "calibrate", params, {"splits": splits, "train": train},
+                   settings.record(), build)

@@ -1,0 +1,102 @@
+"""The evaluate stage: the trained, calibrated model measured on a split (test by default).
+
+Output: metrics.json (mean IoU, IoU and Dice/F1 per class, pixel accuracy, NLL and ECE with
+and without calibration), confusion.json and confusion.png, and gallery.png (the split's first
+pets by pet id: photo, true mask, predicted mask, errors). The same metrics and pictures go to
+TensorBoard in the run folder.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data_tools import partition
+from data_tools import split_reader
+from pipeline import files
+from pipeline import stage
+from seg.drawing import canvas
+from seg.evaluation import figures
+from seg.evaluation import inference
+from seg.model import factory
+from seg.model import metrics
+from seg.model import temperature
+
+GALLERY_SIZE = 12
+
+
+def measure(outputs, temperature, batch_size):
+  """(metrics.json's content, int64 confusion matrix [true, predicted]) for
+  inference.SplitOutputs and a calibration temperature.
+
+  Raises errors.Error if a logit is not finite (the train output diverged).
+  """
+  outputs.check_finite("evaluate")
+  matrix = inference.confusion(outputs.masks, outputs.predictions(), len(partition.CLASS_NAMES))
+  batches = outputs.batches(batch_size)
+  result = metrics.segmentation(matrix, partition.CLASS_NAMES)
+  result.update({
+      "examples": len(outputs.pet_ids), "temperature": temperature,
+      "nll": {"uncalibrated": metrics.nll(batches, 1.0),
+              "calibrated": metrics.nll(batches, temperature)},
+      "ece": {"uncalibrated": metrics.reliability(batches, 1.0)["ece"],
+              "calibrated": metrics.reliability(batches, temperature)["ece"]}})
+  return result, matrix
+
+
+def pictures_of(outputs, matrix, split, result, gallery_size):
+  """{file name: PIL image} of the gallery and the confusion matrix."""
+  return {
+      "gallery.png": figures.gallery(
+          outputs, gallery_size, partition.CLASS_NAMES,
+          "%s split: the first %d pets by id; mean IoU %.4f over all %d"
+          % (split, min(gallery_size, len(outputs.pet_ids)), result["mean_iou"],
+             result["examples"])),
+      "confusion.png": figures.confusion_matrix(
+          matrix, partition.CLASS_NAMES, "%s split: pixel accuracy %.4f" %
+          (split, result["pixel_accuracy"]))}
+
+
+def log_to_tensorboard(run_dir, split, result, images):
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
+  with writer.as_default(step=0):
+    for name, value in (("mean_iou", result["mean_iou"]),
+                        ("pixel_accuracy", result["pixel_accuracy"]),
+                        ("ece_calibrated", result["ece"]["calibrated"]),
+                        ("ece_uncalibrated", result["ece"]["uncalibrated"])):
+      tf.summary.scalar("%s/%s" % (split, name), value)
+    for name, image in images.items():
+      tf.summary.image("%s/%s" % (split, name[:-len(".png")]),
+                       np.asarray(image)[None])
+  writer.close()
+
+
+def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_size, settings,
+                   split="test", gallery_size=GALLERY_SIZE):
+  """The evaluate stage on partition, train and calibrate Results: the model of a
+  seg.configs.config.ModelConfig run over a split in batches of eval_batch_size examples."""
+
+  def build(out, run_dir):
+    info = split_reader.split_info(splits.path)
+    model = factory.load(train.path, model_config, info, settings)
+    outputs = inference.run_on_split(model, splits.path, split, eval_batch_size)
+    scale = temperature.load(calibrated.path)
+    result, matrix = measure(outputs, scale, eval_batch_size)
+    files.write_json(os.path.join(out, "metrics.json"), result)
+    files.write_json(os.path.join(out, "confusion.json"),
+                     {"classes": list(partition.CLASS_NAMES), "rows": "true",
+                      "columns": "predicted", "pixels": matrix.tolist()})
+    images = pictures_of(outputs, matrix, split, result, gallery_size)
+    for name, image in images.items():
+      canvas.save(image, os.path.join(out, name))
+    log_to_tensorboard(run_dir, split, result, images)
+    logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
+                 result["mean_iou"], result["pixel_accuracy"])
+    return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
+        split, result["mean_iou"], result["pixel_accuracy"]))
+
+  params = {"model": model_config.record(), "eval_batch_size": eval_batch_size, "split": split,
+            "gallery_size": gallery_size, "ece_bins": metrics.ECE_BINS}
+  inputs = {"splits": splits, "train": train, "calibrate": calibrated}
+  return stage.run(store, "evaluate", params, inputs, settings.record(), build)

@@ -1,0 +1,1 @@
+"""The U-Net, the factory that makes and loads it, its metrics and calibrated temperature."""

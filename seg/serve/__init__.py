@@ -1,0 +1,1 @@
+"""Serving: the export and release stages, the release gate, prediction on photos."""

@@ -1,0 +1,1 @@
+"""The train stage and how it runs on several workers."""
