@@ -53,6 +53,6 @@ class NotWritableError(Error):
   exit_status = NOT_WRITABLE
 
 
-# How the error of a training run that diverged begins (seg.training.train.check_finite): a tune trial
-# that ends so is a failed trial, not a failed search (seg.tuning.tune).
+# How the error of a training run that diverged begins (seg.training.train.check_finite): a tune
+# trial that ends so is a failed trial, not a failed search (seg.tuning.tune).
 DIVERGED = "training diverged"

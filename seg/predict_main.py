@@ -9,7 +9,7 @@ exported first (or taken from the store), as //seg:export does. For each image w
 Any file Pillow reads is an image, whatever its name or suffix. Each is seen as a viewer
 shows it: EXIF-rotated; 16-bit, 32-bit and float grey scaled to 8 bits; CMYK, palette and
 1-bit converted to RGB; transparent pixels composited over white, as a browser page shows a
-cut-out picture (seg/serve/prediction.py states each rule). In --images=DIR, hidden and
+cut-out picture (seg/serve/photos.py states each rule). In --images=DIR, hidden and
 AppleDouble (._*) files and subfolders are skipped with a note, and so are files that are
 not images. The run ends by listing every file not segmented and why.
 

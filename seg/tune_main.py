@@ -38,7 +38,8 @@ FLAGS = flags.FLAGS
 SPACES = "search_spaces"  # the shipped spaces' folder in seg/configs
 
 user_input.define_path("search_space", None,
-                       "The search space, a JSON file (seg/configs/search_space.py says its format). "
+                       "The search space, a JSON file (seg/configs/search_space.py says its "
+                       "format). "
                        "Default: seg/configs/search_spaces/<--dataset>.json.")
 flags.DEFINE_integer("trials", 8, "Trials in all: each trains one configuration.")
 flags.DEFINE_integer("round_size", 4,

@@ -1,4 +1,5 @@
-"""seg.model.metrics: segmentation metrics from a confusion matrix, NLL, ECE and the temperature fit."""
+"""seg.model.metrics: segmentation metrics from a confusion matrix, NLL, ECE and the temperature
+fit."""
 
 from absl.testing import absltest
 import numpy as np

@@ -1,7 +1,7 @@
-"""A micro-batch's loss, gradients and batch moments are a function of the weights, its
-examples and its (step, index) alone: not of which micro-batches the process computed before
-it (seg.training.steps.TrainStep, seg.model.micro_batch_layers). That is what lets any worker compute any
-micro-batch; tests/multi_worker_test.py checks the whole train stage end to end."""
+"""A micro-batch's loss, gradients and batch moments are a function of the weights, its examples and
+its (step, index) alone: not of which micro-batches the process computed before it
+(seg.training.steps.TrainStep, seg.model.micro_batch_layers). That is what lets any worker compute
+any micro-batch; tests/multi_worker_test.py checks the whole train stage end to end."""
 
 import numpy as np
 from absl.testing import absltest

@@ -428,9 +428,12 @@ class StageCodeTest(absltest.TestCase):
       "seg/serve/prediction.py": set(),  # predict is not a stage
       "seg/serve/photos.py": set(),
       "pipeline/names.py": set(),  # names releases and runs; builds nothing
-      "seg/training/local_workers.py": set(),  # starts workers; what they compute is not its business
-      "seg/training/distribute.py": set(),  # how workers share the micro-batches: no bit depends on it
-      "seg/configs/config.py": set(),  # resolves configs: the stages record the values, not this code
+      # Starts workers; what they compute is not its business.
+      "seg/training/local_workers.py": set(),
+      # How workers share the micro-batches: no bit depends on it.
+      "seg/training/distribute.py": set(),
+      # Resolves configs: the stages record the values, not this code.
+      "seg/configs/config.py": set(),
       "seg/configs/config_flags.py": set(),
       "pipeline/determinism.py": set(),  # the switches: in every key as values, not as code
       "pipeline/seeds.py": set(STAGES),

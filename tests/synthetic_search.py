@@ -1,5 +1,5 @@
-"""A search of a made-up objective by seg.tuning.sampler's sampler, round after round, with no training:
-the sampler's bits on their own (tests/search_test.py, and its golden digest in
+"""A search of a made-up objective by seg.tuning.sampler, round after round, with no training: the
+sampler's bits on their own (tests/search_test.py, and its golden digest in
 tests/golden/tune.json)."""
 
 import hashlib

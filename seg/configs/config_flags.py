@@ -1,6 +1,7 @@
-"""The training config's flags, flat: one per TrainConfig and ModelConfig value (seg.configs.config),
-which override the config files when given, plus --config, --hyperparam_fn_path and
---stop_after_epochs. The mains read them through from_flags, and nothing else does.
+"""The training config's flags, flat: one per TrainConfig and ModelConfig value
+(seg.configs.config), which override the config files when given, plus --config,
+--hyperparam_fn_path and --stop_after_epochs. The mains read them through from_flags, and
+nothing else does.
 """
 
 from absl import flags

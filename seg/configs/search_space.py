@@ -8,12 +8,12 @@ best trial is written in that format, which //seg:train --hyperparam_fn_path rea
    "steps_per_epoch": {"low": 40, "high": 120, "step": 4},
    "learning_rate":   {"low": 0.0001, "high": 0.01, "log": true}}
 
-A parameter is either {"choices": [...]} (categorical) or a range {"low", "high"} with
-optional "log" (log-uniform: low > 0) and, for an integer hyperparameter, "step" (the grid
-low, low + step, ..., high; not with log). A range is of integers or of numbers as the
-hyperparameter is (seg.configs.config's TrainConfig). Every value a trial may take must pass
-seg.configs.config's checks of the training config (batch_size ≥ 1, divided by micro_batches, ...):
-every choice, every value of an integer range, and both ends of a number range are checked.
+A parameter is either {"choices": [...]} (categorical) or a range {"low", "high"} with optional
+"log" (log-uniform: low > 0) and, for an integer hyperparameter, "step" (the grid low, low + step,
+..., high; not with log). A range is of integers or of numbers as the hyperparameter is
+(seg.configs.config's TrainConfig). Every value a trial may take must pass seg.configs.config's
+checks of the training config (batch_size ≥ 1, divided by micro_batches, ...): every choice, every
+value of an integer range, and both ends of a number range are checked.
 """
 
 import dataclasses

@@ -49,8 +49,9 @@ def write(report, out_dir):
 
 
 def calibrate_stage(store, splits, train, model_config, eval_batch_size, settings):
-  """The calibrate stage on partition and train Results: the model of a seg.configs.config.ModelConfig
-  run over the calibration split in batches of eval_batch_size examples."""
+  """The calibrate stage on partition and train Results: the model of a
+  seg.configs.config.ModelConfig run over the calibration split in batches of eval_batch_size
+  examples."""
 
   def build(out, unused_run_dir):
     info = split_reader.split_info(splits.path)

@@ -1,5 +1,6 @@
-"""The U-Net's encoders, one table entry each: what seg.model.unet builds, what seg.configs.config accepts as
---model_arch, and where seg.model.factory fetches ImageNet weights all come from BACKBONES.
+"""The U-Net's encoders, one table entry each: what seg.model.unet builds, what
+seg.configs.config accepts as --model_arch, and where seg.model.factory fetches ImageNet weights
+all come from BACKBONES.
 
 Adding an encoder is one entry (README, "Adding a backbone"). The module imports no
 TensorFlow: the flags list its names before TensorFlow may load.

@@ -1,7 +1,7 @@
-"""The one model factory of the stages: the U-Net of a ModelConfig for a partition's splits,
-its encoder's weights file, and a train output's weights saved and loaded. seg.training.train makes
-and saves models with it; seg.evaluation.calibrate, seg.evaluation.evaluate and seg.serve.export load them, so that
-none of them imports seg.training.train.
+"""The one model factory of the stages: the U-Net of a ModelConfig for a partition's splits, its
+encoder's weights file, and a train output's weights saved and loaded. seg.training.train makes and
+saves models with it; seg.evaluation.calibrate, seg.evaluation.evaluate and seg.serve.export load
+them, so that none of them imports seg.training.train.
 """
 
 import os
@@ -17,11 +17,10 @@ WEIGHTS_FILE = "weights.arrays"  # in a train output: every model variable, by n
 
 
 def for_splits(model_config, info, settings, backbone_weights_file=None, stock=False):
-  """The U-Net (seg.model.unet.create) of a seg.configs.config.ModelConfig for a partition's splits.json
-  info (image_size, num_classes), with exact layers and fixed-order kernels as the
-  pipeline.determinism.Settings say;
-  backbone_weights_file: the encoder's weights file or None; stock: Keras' own layers, for
-  inference only (seg.serve.export)."""
+  """The U-Net (seg.model.unet.create) of a seg.configs.config.ModelConfig for a partition's
+  splits.json info (image_size, num_classes), with exact layers and fixed-order kernels as the
+  pipeline.determinism.Settings say; backbone_weights_file: the encoder's weights file or None;
+  stock: Keras' own layers, for inference only (seg.serve.export)."""
   return unet.create(model_config, info["image_size"], info["num_classes"], settings.seed,
                      backbone_weights_file=backbone_weights_file, exact=settings.exact_layers,
                      fixed_order=settings.fixed_order_kernels, stock=stock)

@@ -49,8 +49,8 @@ def micro_batch(step, index):
 def _current_micro_batch(layer):
   if not _current:
     raise RuntimeError(
-        "%s ran in training mode outside a training step: call the model within "
-        "seg.model.micro_batch_layers.micro_batch(step, index), as seg.training.steps does" % layer.name)
+        "%s ran in training mode outside a training step: call the model within seg.model."
+        "micro_batch_layers.micro_batch(step, index), as seg.training.steps does" % layer.name)
   return _current[-1]
 
 

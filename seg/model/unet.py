@@ -87,15 +87,16 @@ def create(model_config, image_size, num_classes, seed, backbone_weights_file=No
   a fresh seed each run, the seed's Figure 9 experiment) and batchnorm_momentum: if set, for
   every BatchNormalization layer (keras.applications' 0.999 suits fine-tuning; a short run from
   scratch needs faster moving statistics, or validation, which uses them, sees an untrained
-  network). Its backbone_weights only names the encoder's weights (seg.model.factory finds the file).
+  network). Its backbone_weights only names the encoder's weights (seg.model.factory finds the
+  file).
   backbone_weights_file: a weights file for the encoder (ImageNet or other), or None.
   seed: the run's seed, from which every initialiser and dropout seed is derived.
   exact: CPU-independent batch norms (seg.model.exact_layers), as portable determinism needs; False
   gives Keras' batch-norm formula. fixed_order (with exact): every convolution and Dense layer
-  computed by kernels/fixed_order.py (seg.model.exact_layers.FIXED_ORDER_LAYERS). Either way batch
-  norm and dropout are seg.model.micro_batch_layers', as the micro-batch training step (seg.training.steps)
-  needs, unless stock: Keras' own layers only, for a model that loads anywhere and only
-  infers (seg.serve.export); its weights are the same list.
+  computed by kernels/fixed_order.py (seg.model.exact_layers.FIXED_ORDER_LAYERS). Either way
+  batch norm and dropout are seg.model.micro_batch_layers', as the micro-batch training step
+  (seg.training.steps) needs, unless stock: Keras' own layers only, for a model that loads
+  anywhere and only infers (seg.serve.export); its weights are the same list.
   """
   backbone = backbones.BACKBONES[model_config.model_arch]
   classes = _layer_classes(exact, fixed_order, stock)

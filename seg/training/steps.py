@@ -1,6 +1,6 @@
 """The training step: one Adam update on a batch split into micro-batches (TrainStep), and the
-validation step. seg.training.train runs them epoch after epoch; seg.training.step_digests and the benchmarks
-run them alone.
+validation step. seg.training.train runs them epoch after epoch; seg.training.step_digests and the
+benchmarks run them alone.
 """
 
 import keras

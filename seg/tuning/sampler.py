@@ -75,7 +75,8 @@ def propose_in_process(request, python=(sys.executable,)):
                              input=json.dumps(request), capture_output=True, text=True,
                              env=child_process.environment())
   if result.returncode:
-    raise errors.Error("the tune sampler (python -m seg.tuning.sampler) failed:\n" + result.stderr[-4000:])
+    raise errors.Error("the tune sampler (python -m seg.tuning.sampler) failed:\n"
+                       + result.stderr[-4000:])
   return json.loads(result.stdout)
 
 

@@ -1,6 +1,6 @@
 """The tune stage's picture: the best validation IoU so far against the trial number, and the
-validation IoU against each searched hyperparameter. Pillow only, as seg.drawing.canvas: equal trials
-give equal bytes."""
+validation IoU against each searched hyperparameter. Pillow only, as seg.drawing.canvas: equal
+trials give equal bytes."""
 
 import math
 

@@ -1,12 +1,12 @@
 """The tune stage: a hyperparameter search in synchronous rounds whose every trial is a train
 stage in the store.
 
-Each round, seg.tuning.sampler proposes the round's trials from the results of all earlier ones; each
-trial runs //seg:train's main as a child process with the trial's values as flags (and the
-tune's other flags), at most parallel_trials at once; once the whole round has ended, its
-validation IoUs (from the trials' train manifests) are told in trial order. The trials and the
-best one are thus a function of the key alone. A trial trained before, by an earlier search or
-by hand, is a cache hit; a trial whose training diverged is a failed trial (no value).
+Each round, seg.tuning.sampler proposes the round's trials from the results of all earlier ones;
+each trial runs //seg:train's main as a child process with the trial's values as flags (and the
+tune's other flags), at most parallel_trials at once; once the whole round has ended, its validation
+IoUs (from the trials' train manifests) are told in trial order. The trials and the best one are
+thus a function of the key alone. A trial trained before, by an earlier search or by hand, is a
+cache hit; a trial whose training diverged is a failed trial (no value).
 
 The output: best_hyperparameters.json (the seed's format, which //seg:train
 --hyperparam_fn_path reads), trials.json (every trial: round, parameters, validation IoU
