@@ -1,4 +1,5 @@
-"""What every stage's main shares: the --store flags and plain error reports."""
+"""What every stage's main shares: the --store flags, plain error reports, and the outcome as
+a file (--result_json)."""
 
 import errno
 import os
@@ -9,13 +10,16 @@ import traceback
 from absl import app
 from absl import flags
 
+from pipeline import code
 from pipeline import errors
 from pipeline import file_systems
+from pipeline import files
 from pipeline import names
 from pipeline import stage
 from pipeline import stopping
 from pipeline import store as storelib
 from pipeline import user_input
+from pipeline import version
 
 FLAGS = flags.FLAGS
 
@@ -37,6 +41,18 @@ flags.DEFINE_string(
     "A name for this command's run (its last stage's key): lower-case letters, digits and "
     "'-'. `store runs` shows it and the store's commands take it for a key; given to another "
     "run, it moves there. Not part of any key.")
+user_input.define_path(
+    "result_json", None,
+    "Write the command's outcome to this file, as JSON, when it ends however it ends (but for a "
+    "second stop signal, which ends it at once): each stage's key, output digest and folder, "
+    "whether it was a cache hit, its headline metrics, and the exit status and its reason. "
+    "Scripts read this, not the printed lines. A file there before is removed at the start. "
+    "Not part of any key.")
+
+# How the process ends, for --result_json: "reason" (errors.Error.reason, "stopped",
+# "internal") and "error" (its line), set where the end is decided; "workers": the local
+# workers' chief writes the file instead.
+_ending = {}
 
 
 def naming_line(name, stage_name, key, before):
@@ -60,6 +76,12 @@ def open_store():
 
 
 _HELP = ("--help", "-h", "-?", "--helpshort")
+
+
+def version_line():
+  """"reproseg VERSION, code DIGEST (N source files)": what --version prints."""
+  tree, count = code.tree_digest()
+  return "reproseg %s, code %s (%d source files)" % (version.VERSION, tree, count)
 
 
 def help_text(main_module, flag_groups):
@@ -95,6 +117,9 @@ def summary(results, next_target=None, notes=()):
     headline = (r.manifest.get("details") or {}).get("headline")
     if headline:
       lines.append("  %s: %s" % (r.name, headline))
+  measured = _metrics(results[-1])
+  if measured:  # Katib's metrics format, name=value, of the stage the command is for
+    lines.append("  metrics: " + " ".join("%s=%r" % item for item in measured.items()))
   lines.extend(notes)
   if next_target:
     target, *extra = next_target
@@ -102,13 +127,22 @@ def summary(results, next_target=None, notes=()):
   return lines
 
 
-def _without_run_name(arguments):
-  """arguments without --run_name (-run_name, with = or a second argument), and with
-  --run_name= (no name) after a --flagfile, which may hold one: it names this run, not the
-  next."""
-  spelled = ("--run_name", "-run_name")
-  kept = [a for i, a in enumerate(arguments)
+def _metrics(result):
+  """A stage Result's headline metrics ({name: number}, its details["metrics"])."""
+  return (result.manifest.get("details") or {}).get("metrics") or {}
+
+
+def without_flag(arguments, name):
+  """arguments without the flag name and its value: --name=V, --name V, -name=V or -name V."""
+  spelled = ("--" + name, "-" + name)
+  return [a for i, a in enumerate(arguments)
           if a.split("=")[0] not in spelled and (i == 0 or arguments[i - 1] not in spelled)]
+
+
+def _for_next_command(arguments):
+  """arguments without --run_name and --result_json, which belong to this run, and with
+  --run_name= (no name) after a --flagfile, which may hold one."""
+  kept = without_flag(without_flag(arguments, "run_name"), "result_json")
   if any(a.lstrip("-").startswith("flagfile") for a in kept):
     kept.append("--run_name=")
   return kept
@@ -116,9 +150,9 @@ def _without_run_name(arguments):
 
 def next_command(target, argv, extra=()):
   """"next: ./dev bazel run TARGET -- FLAGS": the Bazel target to try next with the flags of
-  argv (argv[0] is the program) but its run name (_without_run_name), and extra ones."""
+  argv (argv[0] is the program) but this run's own (_for_next_command), and extra ones."""
   bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
-  arguments = " ".join([shlex.quote(a) for a in _without_run_name(argv[1:])] + list(extra))
+  arguments = " ".join([shlex.quote(a) for a in _for_next_command(argv[1:])] + list(extra))
   return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
 
 
@@ -152,6 +186,7 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
                                   "--help)" % " ".join(argv[1:])))
     results, named = ended(stages)
     if isinstance(results, int):
+      _ending["workers"] = True
       sys.exit(results)
     for result in results:
       stage.report(result)
@@ -170,25 +205,60 @@ def run_main(main, flag_groups=()):
   if any(arg in _HELP for arg in sys.argv[1:]):
     print(help_text(sys.modules["__main__"], flag_groups))
     sys.exit(0)
+  if "--version" in sys.argv[1:]:
+    print(version_line())
+    sys.exit(0)
   try:
     stopping.watch()
     app.run(main, flags_parser=_parse_flags)
   except stopping.Stopped as stopped:
     sys.stdout.flush()
     sys.stderr.write(stopped.line())
-    sys.exit(stopped.status)
+    _ending.update(reason="stopped", error=stopped.line().strip())
+    sys.exit(_write_result(stopped.status))
+  except SystemExit as e:
+    sys.exit(_write_result(e.code or 0))
 
 
 def _parse_flags(argv):
   try:
-    return FLAGS(argv)
+    parsed = FLAGS(argv)
   except flags.Error as e:
     exit_with(errors.UsageError("%s (--help lists the flags)" % e))
+  if FLAGS.result_json and os.path.lexists(FLAGS.result_json):
+    os.remove(FLAGS.result_json)  # so that a file there says how this run ended
+  return parsed
+
+
+def result_record(status):
+  """--result_json's content for a process ending with exit status status."""
+  reason = _ending.get("reason") or ("done" if status == 0 else "failed")
+  return {"command": os.path.basename(sys.argv[0]).replace("_main.py", ""),
+          "version": version.VERSION,
+          "exit": {"status": status, "reason": reason, "error": _ending.get("error")},
+          "stages": [{"stage": r.name, "key": r.key, "output": r.digest, "path": r.path,
+                      "cache_hit": r.cached, "metrics": _metrics(r)}
+                     for r in stage.finished()]}
+
+
+def _write_result(status):
+  """Writes result_record(status) to --result_json, if given; returns the exit status, that of
+  an errors.Error if the file cannot be written."""
+  if not FLAGS.is_parsed() or not FLAGS.result_json or _ending.get("workers"):
+    return status
+  try:
+    files.write_json(FLAGS.result_json, result_record(status))
+  except OSError as e:
+    error = as_error(e) or errors.Error("%s: %s" % (FLAGS.result_json, e.strerror))
+    print("error: --result_json: %s" % error, file=sys.stderr)
+    return status or error.exit_status
+  return status
 
 
 def exit_with(error):
   """Ends the process with an errors.Error: its `error:` line on stderr, its exit status."""
   print("error: %s" % error, file=sys.stderr)
+  _ending.update(reason=error.reason, error=str(error))
   sys.exit(error.exit_status)
 
 
@@ -230,6 +300,7 @@ def ended(function, *args):
       traceback.print_exc()
       print("error: internal error (a bug: the traceback above says where; please report it "
             "with the command that gave it)", file=sys.stderr)
+      _ending.update(reason="internal", error="%s: %s" % (type(e).__name__, e))
       sys.exit(errors.INTERNAL)
     exit_with(error)
   if stopping.taken():  # Stopped raised where Python drops exceptions (a __del__, a callback)

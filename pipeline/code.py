@@ -86,6 +86,20 @@ def defining_file(function):
   return path
 
 
+def tree_digest():
+  """(sha256 of every reproseg source file's path and bytes, the file count) in source_tree():
+  the code, whatever git says. The files: every *.py of PACKAGES, and the NATIVE_SOURCES of
+  their folders with C++ sources."""
+  root, paths = source_tree(), []
+  for package in PACKAGES:
+    for folder, _, names in os.walk(os.path.join(root, package)):
+      paths += [os.path.join(folder, n) for n in names if n.endswith(".py")]
+      paths += _native_sources(folder)
+  record = {os.path.relpath(p, root).replace(os.sep, "/"): digest.file_digest(p)
+            for p in paths}
+  return digest.record_digest(record), len(record)
+
+
 def file_record(path):
   """{relative path: sha256} of a source file and its import closure."""
   return {p: digest.file_digest(os.path.join(ROOT, p)) for p in _closure([path])}

@@ -13,7 +13,6 @@ import dataclasses
 import datetime
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ LOGS_FOLDER = "tensorboard"
 # The key record's field that holds an unrepeatable run's random nonce, and what its manifest
 # says about it.
 NONCE = "nonce"
+_finished = []  # execute()'s Results, for finished()
 _UNREPEATABLE = ("its build draws randomness not derived from --seed, so its key record holds "
                  "a random nonce")
 
@@ -104,22 +104,11 @@ def _git_commit():
 
 
 def report(result, out=None):
-  """Prints a stage's line (its name, output digest and key: scripts read it), and under it
-  the output's folder."""
+  """Prints a stage's line (its name, output digest and key), and under it the output's folder:
+  for a person; scripts read --result_json (pipeline.cli)."""
   print("%-10s output %s  key %s%s\n%-10s in %s" % (
       result.name, result.digest, result.key, "  (cache hit)" if result.cached else "", "",
       result.path), file=out or sys.stdout, flush=True)
-
-
-# report()'s first line, as scripts read it: name, output digest, key, and the cache-hit mark.
-_REPORT_LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
-
-
-def reported(text):
-  """[(stage name, output digest, key, cache hit?)] of the report() lines in a binary's
-  output, in order."""
-  return [(m.group(1), m.group(2), m.group(3), bool(m.group(4)))
-          for m in map(_REPORT_LINE.match, text.splitlines()) if m]
 
 
 def plan(name, params, inputs, determinism_record, build, repeatable=True):
@@ -155,12 +144,20 @@ def execute(store, planned):
     if manifest is None:
       store.must_write("the %s stage (key %s) is not in the store, and building it"
                        % (planned.name, planned.key[:16]))
-      return _on_miss(store, planned)
-    if store.verify_on_hit:
-      store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
-                   % planned.name)
-    return Result(planned.name, planned.key, manifest["output"],
-                  store.object_path(manifest["output"]), True, manifest)
+      result = _on_miss(store, planned)
+    else:
+      if store.verify_on_hit:
+        store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
+                     % planned.name)
+      result = Result(planned.name, planned.key, manifest["output"],
+                      store.object_path(manifest["output"]), True, manifest)
+  _finished.append(result)
+  return result
+
+
+def finished():
+  """The Results of the stages this process has executed, in the order they ended."""
+  return list(_finished)
 
 
 def run(store, name, params, inputs, determinism_record, build, repeatable=True):

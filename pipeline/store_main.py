@@ -151,7 +151,7 @@ def check(store, args):
   outcome = rebuild.check(store, inventory.find(store, args[0]))
   print("\n".join(rebuild.describe(outcome)))
   if not outcome.identical:
-    sys.exit(1)
+    sys.exit(errors.CHECK_FAILED)
 
 
 def diff(store, args):

@@ -47,7 +47,7 @@ def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, sp
 
 def release(store, data_config, train_config, settings, stop_after_epochs=0, gate=None):
   """Evaluates the model (test split); if evaluate's metrics pass gate (a
-  seg.serve.release_gate.Gate), exports and releases it, else raises errors.Error with the
+  seg.serve.release_gate.Gate), exports and releases it, else raises errors.CheckFailed with the
   numbers."""
   from seg.serve import export as export_lib  # pylint: disable=g-import-not-at-top
   from seg.serve import release as release_lib  # pylint: disable=g-import-not-at-top

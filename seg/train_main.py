@@ -33,7 +33,7 @@ def train():
     status = local_workers.run(local_workers.worker_command(sys.argv), count,
                                env=child_process.environment())
     if status == 0:  # the chief, a worker of a cluster, names no next command
-      print(cli.next_command(NEXT, local_workers.without_workers_flag(sys.argv)))
+      print(cli.next_command(NEXT, cli.without_flag(sys.argv, "workers")))
     return status
   cluster = distribute.cluster_from_flags()
   if not cluster:

@@ -60,7 +60,8 @@ def train_flags(searched):
   trial sets (searched: the names the space sets) or cannot take."""
   given = [name for _, module in launch.FLAG_GROUPS
            for name in (f.name for f in FLAGS.get_key_flags_for_module(module))
-           if FLAGS[name].present and name != "run_name"]  # trials are named by name_trials
+           # Trials are named by name_trials, and hand their results back in files of their own.
+           if FLAGS[name].present and name not in ("run_name", "result_json")]
   clash = [name for name in given if name in searched]
   if clash:
     raise errors.Error("--%s is searched by the search space: drop the flag, or take it out "

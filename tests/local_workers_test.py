@@ -15,6 +15,7 @@ from absl.testing import absltest
 from absl.testing import flagsaver
 
 from pipeline import child_process
+from pipeline import cli
 from pipeline import errors
 from seg.training import local_workers
 from tests import tiny_pipeline as tiny
@@ -140,9 +141,9 @@ class FlagsTest(absltest.TestCase):
       self.assertEqual(flags.FLAGS.workers, "1")
 
   def test_the_next_command_drops_the_workers_flag(self):
-    self.assertEqual(local_workers.without_workers_flag(
-        ["prog", "--workers=2", "--a=1", "--workers", "auto", "--workersx=3"]),
-                     ["prog", "--a=1", "--workersx=3"])
+    self.assertEqual(cli.without_flag(
+        ["prog", "--workers=2", "--a=1", "--workers", "auto", "--workersx=3", "-workers=4"],
+        "workers"), ["prog", "--a=1", "--workersx=3"])
 
   def test_a_worker_imports_from_this_process_module_path(self):
     path = child_process.environment()["PYTHONPATH"].split(os.pathsep)

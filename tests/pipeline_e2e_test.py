@@ -13,6 +13,7 @@ from pipeline import code
 from pipeline import determinism
 from pipeline import errors
 from pipeline import stage
+from pipeline import version
 
 from tests.tiny_pipeline import PIPELINE
 from tests.tiny_pipeline import RUNFILES
@@ -26,10 +27,24 @@ class PipelineTest(absltest.TestCase):
 
   def test_every_stage_then_cache_hits_with_the_same_digests(self):
     store = self.create_tempdir().full_path
-    first = run(PIPELINE, TINY + ["--store=" + store])
+    result_json = os.path.join(self.create_tempdir().full_path, "result.json")
+    first = run(PIPELINE, TINY + ["--store=" + store, "--result_json=" + result_json])
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     stages = stage_lines(first.stdout)
     self.assertEqual([s[0] for s in stages], list(STAGES))
+    # The same outcome as a file, for scripts: every stage, and the headline metrics.
+    with open(result_json) as f:
+      outcome = json.load(f)
+    self.assertEqual(outcome["exit"], {"status": 0, "reason": "done", "error": None})
+    self.assertEqual([(s["stage"], s["output"], s["key"], s["cache_hit"])
+                      for s in outcome["stages"]], stages)
+    measured = outcome["stages"][-1]["metrics"]
+    self.assertEqual(sorted(measured), ["test_ece", "test_mean_iou", "test_pixel_accuracy"])
+    # Katib's format, name=value, on stdout; the epochs' progress on stderr only.
+    self.assertIn("\n  metrics: test_mean_iou=%r " % measured["test_mean_iou"], first.stdout)
+    self.assertIn("Epoch 1/2", first.stderr)
+    self.assertNotIn("Epoch", first.stdout)
+    self.assertNotIn("validation loss", first.stdout)
     self.assertIn("determinism: portable (%s), seed 42, op determinism on"
                   % determinism.PORTABLE_CPU, first.stderr)
     for chatter in ("I0000", "E0000", "cuInit", "oneDNN custom operations"):
@@ -142,12 +157,20 @@ class PipelineTest(absltest.TestCase):
          "epoch 1, step 1: variable Conv1/kernel is not finite")):
       with self.subTest(rate):
         store = self.create_tempdir().full_path
-        result = run("seg/train", TINY + ["--store=" + store, "--learning_rate=" + rate] + extra)
+        result_json = os.path.join(store, "..", os.path.basename(store) + ".json")
+        result = run("seg/train", TINY + ["--store=" + store, "--learning_rate=" + rate,
+                                          "--result_json=" + result_json] + extra)
         self.assertEqual(result.returncode, 1, result.stderr[-3000:])
         lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
         self.assertLen(lines, 1, result.stderr[-3000:])
         self.assertIn("training diverged at " + where, lines[0])
         self.assertIn("learning rate %r is too high" % float(rate), lines[0])
+        with open(result_json) as f:
+          outcome = json.load(f)
+        self.assertEqual(outcome["exit"], {"status": 1, "reason": "diverged",
+                                           "error": lines[0][len("error: "):]})
+        self.assertEqual([s["stage"] for s in outcome["stages"]],
+                         ["synthetic", "download", "partition"])  # train stored nothing
         self.assertIn("lower --learning_rate", lines[0])
         self.assertNotIn("Traceback", result.stderr)
         manifests = []
@@ -185,7 +208,7 @@ class PipelineTest(absltest.TestCase):
     with open(manifest_path, "w") as f:
       json.dump(manifest, f)
     check = run("pipeline/store", ["--store=" + store, "check", key42[:12]])
-    self.assertEqual(check.returncode, 1, check.stdout + check.stderr[-3000:])
+    self.assertEqual(check.returncode, errors.CHECK_FAILED, check.stdout + check.stderr[-3000:])
     self.assertIn("DIFFERENT: train " + key42[:16], check.stdout)
     self.assertIn("weights.arrays", check.stdout)
 
@@ -255,11 +278,12 @@ class PipelineTest(absltest.TestCase):
     determinism = ("determinism flags (pipeline.determinism):", "--seed", "--[no]portable",
                    "--[no]deterministic", "--onednn_max_cpu_isa")
     store = ("store flags (pipeline.cli):", "--store", "--[no]verify_store", "--[no]verify_inputs",
-             "output flags (pipeline.tensorflow_startup):", "--[no]tensorflow_startup_log")
+             "--result_json", "output flags (pipeline.tensorflow_startup):",
+             "--[no]tensorflow_startup_log")
     training = ("training flags (seg.configs.config_flags):", "--batch_size", "--micro_batches",
                 "--epochs", "--learning_rate", "--model_arch", "--hyperparam_fn_path")
     expected = {
-        "data_tools/download": data + determinism + store[:4],
+        "data_tools/download": data + determinism + store[:5],
         "data_tools/partition": data + determinism + store,
         "seg/train": training + data + determinism + store + (
             "distribution flags (seg.training.distribute):", "--distribute",
@@ -275,9 +299,18 @@ class PipelineTest(absltest.TestCase):
       for name in names:
         self.assertIn(name, result.stdout, binary)
       self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out
+      for status, words in errors.STATUSES:  # every exit status, as the README lists them
+        self.assertIn("  %-6s %s" % (status, words.split()[0]), result.stdout, binary)
       if binary != "seg/train":  # only train takes them
         self.assertNotIn("--distribute", result.stdout, binary)
         self.assertNotIn("--workers", result.stdout, binary)
+
+  def test_version_names_the_release_and_the_code(self):
+    result = run("seg/train", ["--version"])
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    digest, count = code.tree_digest()
+    self.assertEqual(result.stdout, "reproseg %s, code %s (%d source files)\n"
+                     % (version.VERSION, digest, count))
 
   def test_helpfull_documents_every_seed_and_switch(self):
     result = run("seg/train", ["--helpfull"])  # absl exits 1 after help

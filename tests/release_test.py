@@ -14,6 +14,7 @@ from PIL import Image
 import yaml
 
 from pipeline import code
+from pipeline import errors
 from pipeline import names
 
 from tests.tiny_pipeline import made_in_new_store
@@ -73,7 +74,7 @@ class ReleaseTest(absltest.TestCase):
     listed = self.store_command("ls")
     result = self.release("--min_pixel_accuracy=%.6f" % (accuracy + 1e-4),
                           "--min_mean_iou=%.6f" % (iou + 1e-4))
-    self.assertEqual(result.returncode, 1, result.stdout[-3000:])
+    self.assertEqual(result.returncode, errors.CHECK_FAILED, result.stdout[-3000:])
     self.assertIn("pixel accuracy %.4f < %g (--min_pixel_accuracy)" % (
         accuracy, float("%.6f" % (accuracy + 1e-4))), result.stderr)
     self.assertIn("mean IoU %.4f < " % iou, result.stderr)

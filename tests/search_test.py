@@ -104,25 +104,32 @@ class SamplerTest(absltest.TestCase):
 
 class TrialTest(absltest.TestCase):
 
-  def run_fake_trial(self, script):
+  def run_fake_trial(self, status, reason=None, error=None, stages=()):
+    """tune.run_trial of a process that exits with status, having written a result record
+    with reason, error and stages to its --result_json if reason is given."""
+    record = {"exit": {"status": status, "reason": reason, "error": error},
+              "stages": list(stages)}
+    script = ("import json, sys\n"
+              "path = [a for a in sys.argv if a.startswith('--result_json=')][0][14:]\n"
+              "if %r:\n  with open(path, 'w') as f: f.write(%r)\n"
+              "print('a stage line on stdout is not read')\n"
+              "sys.exit(%d)\n" % (reason is not None, json.dumps(record), status))
     log = os.path.join(self.create_tempdir().full_path, "trial.log")
-    return tune.run_trial(3, {"learning_rate": 0.5}, [sys.executable, "-c", script], log), log
+    return tune.run_trial(3, {"learning_rate": 0.5}, [sys.executable, "-c", script], log)
 
-  def test_a_trained_trial_gives_its_report_line(self):
-    line = "train      output %s  key %s  (cache hit)" % ("a" * 64, "b" * 64)
-    reported, _ = self.run_fake_trial("print(%r)" % line)
-    self.assertEqual(reported, ("a" * 64, "b" * 64, True))
+  def test_a_trained_trial_hands_back_its_train_stage_in_its_result_file(self):
+    train = {"stage": "train", "output": "a" * 64, "key": "b" * 64, "cache_hit": True}
+    self.assertEqual(self.run_fake_trial(0, "done", None, [train]), ("a" * 64, "b" * 64, True))
 
   def test_a_diverged_trial_is_a_failed_trial(self):
-    reported, _ = self.run_fake_trial(
-        "import sys; print('error: %s at epoch 1', file=sys.stderr); sys.exit(1)"
-        % errors.DIVERGED)
-    self.assertIsNone(reported)
+    self.assertIsNone(self.run_fake_trial(1, "diverged", "training diverged at epoch 1"))
 
   def test_any_other_failure_stops_the_search_naming_the_trial(self):
     with self.assertRaisesRegex(errors.Error, r"trial 3 \(--learning_rate=0.5\) failed with "
-                                r"exit status 1: error: the store is damaged\nits output: "):
-      self.run_fake_trial("import sys; print('error: the store is damaged'); sys.exit(1)")
+                                r"exit status 1: the store is damaged\nits output: "):
+      self.run_fake_trial(1, "refused", "the store is damaged")
+    with self.assertRaisesRegex(errors.Error, r"exit status 0: it wrote no .*trial\.json"):
+      self.run_fake_trial(0)  # its stdout's line is not a result
 
   def test_the_best_trial_is_the_earliest_of_equals_and_the_table_puts_it_first(self):
     rows = [{"trial": 1, "round": 1, "params": {"learning_rate": 0.1}, "value": None},

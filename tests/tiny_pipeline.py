@@ -4,13 +4,13 @@ processes through the real binaries, and its golden digests (tests/golden/)."""
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-from pipeline import stage
 from seg.training import local_workers
 
 # This file sits in <runfiles>/reproseg/tests/, beside the binaries it runs.
@@ -147,9 +147,15 @@ def made_in_new_store(binary):
   return store, stage_lines(result.stdout)[-1][1]
 
 
+# pipeline.stage.report()'s line, as a person reads it on stdout: name, output digest, key, and
+# the cache-hit mark. The tests check the printed lines with it; scripts read --result_json.
+_STAGE_LINE = re.compile(r"^(\w+)\s+output ([0-9a-f]{64})  key ([0-9a-f]{64})(  \(cache hit\))?$")
+
+
 def stage_lines(stdout):
-  """[(stage, output digest, key, cache hit?)] from a stage binary's output."""
-  return stage.reported(stdout)
+  """[(stage, output digest, key, cache hit?)] of the stage lines a binary printed."""
+  return [(m.group(1), m.group(2), m.group(3), bool(m.group(4)))
+          for m in map(_STAGE_LINE.match, stdout.splitlines()) if m]
 
 
 def outputs(stdout):

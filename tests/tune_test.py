@@ -17,9 +17,9 @@ from seg.tuning import tune
 from tests import tiny_pipeline as tiny
 
 
-def trial_lines(stdout):
-  """The lines that say how each trial ended, in the order they ended."""
-  return [line.strip() for line in stdout.splitlines() if re.match(r"  trial \d+: ", line)]
+def trial_lines(stderr):
+  """The progress lines (on stderr) that say how each trial ended, in the order they ended."""
+  return [line.strip() for line in stderr.splitlines() if re.match(r"  trial \d+: ", line)]
 
 
 class TuneTest(absltest.TestCase):
@@ -46,7 +46,7 @@ class TuneTest(absltest.TestCase):
   def test_the_output_and_its_table_name_every_trial(self):
     self.assertEqual([t["trial"] for t in self.trials], [1, 2, 3, 4])
     self.assertEqual([t["round"] for t in self.trials], [1, 1, 2, 2])
-    self.assertLen(trial_lines(self.first.stdout), 4)
+    self.assertLen(trial_lines(self.first.stderr), 4)
     self.assertIn("tune: 4 trials, best first", self.first.stdout)
     self.assertIn("best hyperparameters (best_hyperparameters.json):", self.first.stdout)
     self.assertTrue(os.path.getsize(os.path.join(self.folder, "search.png")))
@@ -54,14 +54,14 @@ class TuneTest(absltest.TestCase):
   def test_a_rerun_is_a_cache_hit_that_runs_no_trial(self):
     again, _ = tiny.tune(self.store)
     self.assertEqual(again.returncode, 0, again.stderr[-4000:])
-    self.assertEqual(trial_lines(again.stdout), [])
+    self.assertEqual(trial_lines(again.stderr), [])
     self.assertIn(("tune", os.path.basename(self.folder)),
                   [(s, d) for s, d, _, hit in tiny.stage_lines(again.stdout) if hit])
 
   def test_more_trials_reuse_the_earlier_ones(self):
     more, folder = tiny.tune(self.store, ["--trials=6"])
     self.assertEqual(more.returncode, 0, more.stderr[-4000:])
-    lines = trial_lines(more.stdout)
+    lines = trial_lines(more.stderr)
     self.assertLen(lines, 6)
     self.assertTrue(all("(cache hit)" in line for line in lines[:4]), lines)
     self.assertFalse(any("(cache hit)" in line for line in lines[4:]), lines)

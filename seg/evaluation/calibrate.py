@@ -65,6 +65,9 @@ def calibrate_stage(store, splits, train, model_config, eval_batch_size, setting
     details = {k: report[k] for k in ("temperature", "nll", "ece", "examples")}
     details["headline"] = "T %.3f, ECE %.4f → %.4f" % (
         report["temperature"], report["ece"]["before"], report["ece"]["after"])
+    details["metrics"] = {"temperature": report["temperature"],
+                          "ece_before": report["ece"]["before"],
+                          "ece_after": report["ece"]["after"]}
     return details
 
   params = {"model": model_config.record(), "eval_batch_size": eval_batch_size,

@@ -94,7 +94,10 @@ def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_si
     logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
                  result["mean_iou"], result["pixel_accuracy"])
     return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
-        split, result["mean_iou"], result["pixel_accuracy"]))
+        split, result["mean_iou"], result["pixel_accuracy"]), metrics={
+            split + "_mean_iou": result["mean_iou"],
+            split + "_pixel_accuracy": result["pixel_accuracy"],
+            split + "_ece": result["ece"]["calibrated"]})
 
   params = {"model": model_config.record(), "eval_batch_size": eval_batch_size, "split": split,
             "gallery_size": gallery_size, "ece_bins": metrics.ECE_BINS}

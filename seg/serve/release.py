@@ -64,14 +64,14 @@ def _decode(data):
 
 def passed(evaluated, gate):
   """(metrics.json's content, [release_gate.Check]) of an evaluate Result (test split) that
-  passes a release_gate.Gate; raises errors.Error naming every bound it missed, with the
+  passes a release_gate.Gate; raises errors.CheckFailed naming every bound it missed, with the
   numbers, if it does not."""
   with open(os.path.join(evaluated.path, "metrics.json")) as f:
     metrics = json.load(f)
   checks = release_gate.checks(gate, metrics)
   failed = [c.line() for c in checks if not c.passed]
   if failed:
-    raise errors.Error("the release gate refused the model (evaluate output %s, test split): "
+    raise errors.CheckFailed("the release gate refused the model (evaluate output %s, test split): "
                        "%s. No release was written" % (evaluated.digest[:16], "; ".join(failed)))
   return metrics, checks
 
@@ -82,7 +82,7 @@ def release_stage(store, lineage, saved_model, gate, settings):
   in export's output (seg.serve.export.SAVED_MODEL); gate: a release_gate.Gate; settings: the
   pipeline.determinism settings.
 
-  Raises errors.Error (passed()) before anything is stored if the metrics fail the gate.
+  Raises errors.CheckFailed (passed()) before anything is stored if the metrics fail the gate.
   """
   exported = lineage["export"]
   metrics, checks = passed(lineage["evaluate"], gate)

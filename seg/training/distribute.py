@@ -175,7 +175,7 @@ class Distribution:
     epochs = set(self.gather(tf.constant([[epoch]], tf.int64)).numpy()[:, 0].tolist())
     if len(epochs) > 1:
       print("distribute: the workers found checkpoints of epochs %s: training from the "
-            "start" % ", ".join(map(str, sorted(epochs))), flush=True)
+            "start" % ", ".join(map(str, sorted(epochs))), file=sys.stderr, flush=True)
       return 0
     return epoch
 
@@ -200,8 +200,8 @@ class Distribution:
         details = plan.build(out, store.run_dir(plan.key))
       note = "trained alongside, weights digest %s" % details["weights_digest"]
     print("%s: %s, key %s; the chief %s stores the output" % (
-        plan.name, self.cluster.describe(), plan.key, self.cluster.workers[0]))
-    print("%s: %s" % (plan.name, note), flush=True)
+        plan.name, self.cluster.describe(), plan.key, self.cluster.workers[0]), file=sys.stderr)
+    print("%s: %s" % (plan.name, note), file=sys.stderr, flush=True)
     return None
 
 
@@ -210,7 +210,7 @@ def start(cluster, timeout=DEFAULT_CLUSTER_TIMEOUT):
   Call it before any other TensorFlow op runs: collective ops are configured when TensorFlow
   starts. Only all-gathers run (copies, whatever the implementation); RING is named so that
   no implementation is picked at run time."""
-  print("distribute: %s" % cluster.describe(), flush=True)
+  print("distribute: %s" % cluster.describe(), file=sys.stderr, flush=True)
   wait_for_cluster(cluster, timeout)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # tf.distribute logs a line per collective at INFO: keep TensorFlow's warnings only.
@@ -239,7 +239,8 @@ def wait_for_cluster(cluster, timeout):
     missing = absent(cluster)
     if missing:
       print("distribute: waiting up to %ds for %s" % (
-          timeout, ", ".join(cluster.task(index) for index in missing)), flush=True)
+          timeout, ", ".join(cluster.task(index) for index in missing)), file=sys.stderr,
+          flush=True)
     while missing and time.monotonic() < deadline:
       time.sleep(0.5)
       missing = absent(cluster)

@@ -25,6 +25,7 @@ import time
 from absl import flags
 
 from pipeline import child_process
+from pipeline import cli
 from pipeline import errors
 from pipeline import stopping
 
@@ -126,20 +127,6 @@ def from_flags(micro_batches, intra_op_threads):
   return count
 
 
-def without_workers_flag(argv):
-  """argv without --workers and its value (--workers=N, or --workers N), for a command that
-  takes no --workers."""
-  kept, skip = [], False
-  for arg in argv:
-    if skip:
-      skip = False
-    elif arg == "--workers":
-      skip = True
-    elif not arg.startswith("--workers="):
-      kept.append(arg)
-  return kept
-
-
 def worker_command(argv):
   """The command that runs this binary as one worker of a local cluster: this Python, the main
   script's absolute path, argv's flags (argv[0] is the program), then
@@ -234,9 +221,11 @@ class _Worker:
 def _start(command, index, addresses, env):
   """Starts worker index (pipeline.child_process.start: a session of its own, the parent-death
   signal) with no stdin; the chief's stdout and stderr are this process's, a non-chief's go to
-  one pipe."""
+  one pipe. Only the chief writes --result_json."""
   environment = dict(os.environ if env is None else env, TF_CONFIG=tf_config(addresses, index))
   piped = subprocess.PIPE if index else None
+  if index:  # the chief's --result_json is the run's
+    command = cli.without_flag(command, "result_json")
   try:
     process = child_process.start(command, env=environment, stdin=subprocess.DEVNULL,
                                   stdout=piped, stderr=subprocess.STDOUT if index else None)

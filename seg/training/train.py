@@ -9,6 +9,7 @@ checkpointed after each epoch in the run folder; a run stopped after epoch k and
 resumes from there and ends with the same bits as one that was never stopped.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -83,7 +84,7 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
                         trial_id=os.path.basename(os.path.normpath(run_dir)))
   validation = None
   for epoch in range(start, config.epochs):
-    print("Epoch %d/%d" % (epoch + 1, config.epochs), flush=True)
+    print("Epoch %d/%d" % (epoch + 1, config.epochs), file=sys.stderr, flush=True)
     epoch_batches = batches.training_batches(splits_dir, settings.seed, epoch, config.batch_size,
                                              steps_per_epoch, augment=config.augment, rows=rows)
     loss, iou = train_epoch(train_step, epoch_batches, steps_per_epoch, info["num_classes"],
@@ -97,7 +98,7 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
     history.append({"epoch": epoch + 1, "loss": loss, "iou": iou,
                     "val_loss": validation["loss"], "val_iou": validation["iou"]})
     print("  validation loss %.4f, IoU %.4f" % (validation["loss"], validation["iou"]),
-          flush=True)
+          file=sys.stderr, flush=True)
     _summarize(summaries, history[-1])
     if writes:
       checkpoints.save(epoch + 1, history)
@@ -119,17 +120,17 @@ def _steps_per_epoch(config, info):
 
 
 def check_finite(named_values, epoch, step, learning_rate):
-  """Raises errors.Error if a value holds NaN or ±Infinity: training diverged.
+  """Raises errors.Diverged if a value holds NaN or ±Infinity: training diverged.
 
   named_values: [(name, number or array)], checked in order; the message names the first
   non-finite one, the epoch and step (both counted from 1) and the learning rate in force.
   """
   for name, value in named_values:
     if not np.isfinite(value).all():
-      raise errors.Error(
-          "%s at epoch %d, step %d: %s is not finite (NaN or infinite), so nothing is stored. "
-          "The learning rate %r is too high for this run: train again with a lower "
-          "--learning_rate" % (errors.DIVERGED, epoch, step, name, learning_rate))
+      raise errors.Diverged(
+          "training diverged at epoch %d, step %d: %s is not finite (NaN or infinite), so "
+          "nothing is stored. The learning rate %r is too high for this run: train again with "
+          "a lower --learning_rate" % (epoch, step, name, learning_rate))
 
 
 def train_epoch(train_step, batches, steps_per_epoch, num_classes, epoch, learning_rate):
@@ -138,17 +139,19 @@ def train_epoch(train_step, batches, steps_per_epoch, num_classes, epoch, learni
   epoch: counted from 1. Raises errors.Error (check_finite) at the first step whose loss is
   NaN or infinite.
   """
-  # A live bar on a terminal; one line per epoch in a log.
-  progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "iou"],
-                                 verbose=1 if sys.stdout.isatty() else 2)
   total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
-  for step, (images, masks) in enumerate(batches, 1):
-    loss, cm = train_step(images, masks)
-    loss = float(loss)
-    check_finite([("the loss", loss)], epoch, step, learning_rate)
-    total += loss
-    matrix += cm.numpy()
-    progress.update(step, [("loss", total / step), ("iou", metrics.iou(matrix)[1])])
+  # Progress on stderr (Keras' bar writes to sys.stdout): a live bar on a terminal, one line
+  # per epoch in a log.
+  with contextlib.redirect_stdout(sys.stderr):
+    progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "iou"],
+                                   verbose=1 if sys.stderr.isatty() else 2)
+    for step, (images, masks) in enumerate(batches, 1):
+      loss, cm = train_step(images, masks)
+      loss = float(loss)
+      check_finite([("the loss", loss)], epoch, step, learning_rate)
+      total += loss
+      matrix += cm.numpy()
+      progress.update(step, [("loss", total / step), ("iou", metrics.iou(matrix)[1])])
   return total / steps_per_epoch, metrics.iou(matrix)[1]
 
 
@@ -258,7 +261,10 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
     details = train_and_validate(config, splits.path, out, run_dir, settings,
                                  backbone_weights_file=weights_file,
                                  stop_after_epochs=stop_after_epochs, distribution=distribution)
-    return dict(details, headline="validation IoU %.4f" % details["validation"]["iou"])
+    validation = details["validation"]
+    return dict(details, headline="validation IoU %.4f" % validation["iou"],
+                metrics={"validation_iou": validation["iou"],
+                         "validation_loss": validation["loss"]})
 
   params = config.record()
   if distribution is None:

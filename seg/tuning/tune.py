@@ -17,6 +17,7 @@ each trial's train key.
 import concurrent.futures
 import dataclasses
 import importlib.metadata
+import json
 import math
 import os
 import subprocess
@@ -67,30 +68,35 @@ def trial_flags(params):
           for name, value in params.items()]
 
 
-def _error_line(log):
-  return next((line for line in reversed(log.splitlines()) if line.startswith("error: ")), "")
+def _outcome(path):
+  """A trial's --result_json (pipeline.cli.result_record), or None if it wrote none."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def run_trial(number, params, command, log_path):
-  """Runs one trial's train stage (command plus its flags); returns its report() line's
-  (output digest, key, cache hit?), or None if its training diverged. Its output goes to
-  log_path. Raises errors.Error if it fails otherwise."""
+  """Runs one trial's train stage: command plus its flags, with --result_json beside log_path
+  (its .json), where the trial hands back its outcome. Returns the train stage's (output
+  digest, key, cache hit?), or None if its training diverged. Its output goes to log_path.
+  Raises errors.Error if it fails otherwise."""
+  result_path = os.path.splitext(log_path)[0] + ".json"
   with open(log_path, "w") as log:
-    status = child_process.run(list(command) + trial_flags(params), stdout=log,
-                               stderr=subprocess.STDOUT, env=child_process.environment()
-                               ).returncode
-  with open(log_path) as log:
-    text = log.read()
-  if status == 0:
-    trained = [line[1:] for line in stage.reported(text) if line[0] == "train"]
-    if trained:
-      return trained[-1]
-  error = _error_line(text)
-  if status == 1 and error.startswith("error: " + errors.DIVERGED):
+    status = child_process.run(
+        list(command) + trial_flags(params) + ["--result_json=" + result_path], stdout=log,
+        stderr=subprocess.STDOUT, env=child_process.environment()).returncode
+  outcome = _outcome(result_path) or {
+      "exit": {"reason": None, "error": "it wrote no " + result_path}, "stages": []}
+  trained = [s for s in outcome["stages"] if s["stage"] == "train"]
+  if status == 0 and trained:
+    return trained[-1]["output"], trained[-1]["key"], trained[-1]["cache_hit"]
+  if status and outcome["exit"]["reason"] == errors.Diverged.reason:
     return None
   raise errors.Error("trial %d (%s) failed with exit status %d: %s\nits output: %s"
                      % (number, " ".join(trial_flags(params)), status,
-                        error or "no error line", log_path))
+                        outcome["exit"]["error"] or "no train stage", log_path))
 
 
 def _record(store, number, round_index, params, reported):
@@ -121,7 +127,7 @@ def _timed(function, *args):
   return function(*args), time.monotonic() - start
 
 
-def run_search(store, space, seed, options, command, parallel_trials, logs_dir, out=sys.stdout):
+def run_search(store, space, seed, options, command, parallel_trials, logs_dir, out=sys.stderr):
   """(rows, keys): the trials of a search in trial order (trials.json's rows), and each one's
   train key (None for a diverged trial). command: the argv that runs //seg:train with the
   tune's flags; each trial's log is logs_dir/trial-NNN.log. Prints each round as it starts and
@@ -232,7 +238,8 @@ def write_outputs(out, rows, keys, base_config, space):
           "best_params": best["params"], "trial_train_keys": keys,
           "failed_trials": sum(r["value"] is None for r in rows),
           "headline": "best validation IoU %.4f (trial %d of %d)" % (
-              best["value"], best["trial"], len(rows))}
+              best["value"], best["trial"], len(rows)),
+          "metrics": {"best_validation_iou": best["value"]}}
 
 
 def tune_stage(store, splits, base_config, space, settings, options, command,
