@@ -1,6 +1,7 @@
 """What every stage's main shares: the --store flags, plain error reports, and the outcome as
 a file (--result_json)."""
 
+import dataclasses
 import errno
 import os
 import shlex
@@ -156,11 +157,19 @@ def next_command(target, argv, extra=()):
   return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+  """What a binary's function returns when it has more to say than its stage Results: notes,
+  lines that close the summary (before the next command)."""
+  results: list
+  notes: tuple = ()
+
+
 def run(function, flag_groups=(), next_target=None, stores_runs=True):
   """app.run(main) for a stage: main takes no positional arguments, calls function(), prints
-  each stage result it returns, and ends as ended() says. A function that has reported its own
-  outcome (a launcher whose workers printed the results) returns instead an exit status, an
-  int: the process ends with it, printing nothing more.
+  each stage result it returns (a list of Results, or an Outcome), then the summary, and ends
+  as ended() says. The local workers' launcher, whose chief prints the results, returns
+  instead an exit status, an int: the process ends with it, printing nothing more.
 
   flag_groups: (title, module) pairs, the modules whose flags this binary reads; --help lists
   their flags by group after the binary's own.
@@ -176,23 +185,27 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
         raise errors.Error("--run_name names the run of a stage, and this command's result "
                            "is not one: drop it")
       names.check_run_name(FLAGS.run_name)
-    results = function()
-    named = None if isinstance(results, int) or not results else name_last(results)
-    return results, named
+    returned = function()
+    if isinstance(returned, int):
+      return returned
+    outcome = returned if isinstance(returned, Outcome) else Outcome(returned)
+    named = name_last(outcome.results) if outcome.results else None
+    return dataclasses.replace(outcome, notes=((named,) if named else ()) + tuple(outcome.notes))
 
   def main(argv):
     if len(argv) > 1:
       exit_with(errors.UsageError("unexpected arguments %s: every input is a --flag (see "
                                   "--help)" % " ".join(argv[1:])))
-    results, named = ended(stages)
-    if isinstance(results, int):
+    outcome = ended(stages)
+    if isinstance(outcome, int):
       _ending["workers"] = True
-      sys.exit(results)
-    for result in results:
+      sys.exit(outcome)
+    for result in outcome.results:
       stage.report(result)
-    if results:
-      print("\n".join(summary(results, next_target() if callable(next_target) else next_target,
-                               [named] if named else [])))
+    if outcome.results:
+      print("\n".join(summary(outcome.results,
+                               next_target() if callable(next_target) else next_target,
+                               outcome.notes)))
 
   run_main(main, flag_groups)
 

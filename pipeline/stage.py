@@ -9,6 +9,7 @@ provenance. A stage whose build is not repeatable (randomness not derived from -
 a random nonce in its key record: it is never a cache hit.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -166,6 +167,16 @@ def run(store, name, params, inputs, determinism_record, build, repeatable=True)
   return execute(store, plan(name, params, inputs, determinism_record, build, repeatable))
 
 
+def build_alongside(store, planned):
+  """Builds a Plan's output as execute() does on a miss, but stores nothing: the staging
+  folder is removed. What a worker other than the chief does (seg.training.distribute), so
+  that its collective ops meet the chief's. Returns the build's details."""
+  if store.verify_inputs:
+    verify_inputs(store, planned.name, planned.inputs)
+  with store.staging(prefix="worker-") as out, _explained(store, planned, out):
+    return planned.build(out, store.run_dir(planned.key))
+
+
 def _on_miss(store, planned):
   """Builds a Plan's output in staging, stores it and writes its manifest (the caller holds
   the key's lock); returns its Result."""
@@ -174,15 +185,10 @@ def _on_miss(store, planned):
   started = datetime.datetime.now(datetime.timezone.utc)
   clock = time.monotonic()
   with store.staging(prefix=planned.name + "-") as out, seeds.recording_seeds() as derived:
-    try:
+    with _explained(store, planned, out):
       details = planned.build(out, store.run_dir(planned.key))
       stopping.check()  # a stop whose exception the build swallowed: publish nothing
       output = store.put_tree(out)
-    except Exception as e:  # pylint: disable=broad-except
-      explained = _explain(store, planned, out, e)
-      if explained is None:
-        raise
-      raise explained from e
   manifest = {
       "stage": planned.name,
       "key": planned.key,
@@ -203,6 +209,18 @@ def _on_miss(store, planned):
     manifest["never_a_cache_hit"] = _UNREPEATABLE
   store.write_manifest(planned.key, manifest)
   return Result(planned.name, planned.key, output, store.object_path(output), False, manifest)
+
+
+@contextlib.contextmanager
+def _explained(store, planned, staged):
+  """Raises, for an exception in the block, the errors.Error that _explain gives, if any."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    explained = _explain(store, planned, staged, e)
+    if explained is None:
+      raise
+    raise explained from e
 
 
 def _explain(store, planned, staged, error):

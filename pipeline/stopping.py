@@ -29,7 +29,6 @@ import threading
 
 from pipeline import child_process
 
-STOP_SIGNALS = child_process.STOP_SIGNALS
 RESPONSE_SECONDS = 5  # from the first signal to exit_now, if the main thread does not respond
 CHILD_GRACE = 2  # seconds exit_now gives children to end after SIGTERM, before SIGKILL
 
@@ -95,8 +94,9 @@ def taken():
 def watch():
   """Starts taking the stop signals (see the module's docstring). Call it from the main thread,
   once, before the work starts."""
-  signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-  waited = [number for number in STOP_SIGNALS if signal.getsignal(number) is not signal.SIG_IGN]
+  signal.pthread_sigmask(signal.SIG_BLOCK, child_process.STOP_SIGNALS)
+  waited = [number for number in child_process.STOP_SIGNALS
+            if signal.getsignal(number) is not signal.SIG_IGN]
   for number in waited:
     signal.signal(number, _raise_stopped)
   if waited:

@@ -12,11 +12,12 @@ from absl import flags
 from data_tools import partition
 from pipeline import cli
 from seg import launch
+from seg.evaluation import figures
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("split", "test", list(partition.SPLITS), "The split to measure.")
-flags.DEFINE_integer("gallery_size", 12, "Pets in gallery.png: the split's first, by pet id.",
-                     lower_bound=1)
+flags.DEFINE_integer("gallery_size", figures.GALLERY_SIZE,
+                     "Pets in gallery.png: the split's first, by pet id.", lower_bound=1)
 
 
 def evaluate():

@@ -7,6 +7,7 @@ from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from pipeline import tensorflow_startup
+from seg import stages
 from seg.configs import config_flags
 
 
@@ -15,19 +16,26 @@ FLAG_GROUPS = (("training", config_flags), ("data", dataset), ("determinism", de
                ("store", cli), ("output", tensorflow_startup))
 
 
+def run_from_flags(before_store=lambda settings: None):
+  """The stages.Run the flags describe (seg.configs.config_flags' --stop_after_epochs
+  included), calling before_store(settings) once the configs are read, before the store is
+  opened. Loads no TensorFlow itself."""
+  settings = determinism.from_flags()
+  data_config = dataset.config_from_flags()
+  train_config = config_flags.from_flags(data_config.dataset)  # refused before a store is made
+  before_store(settings)
+  return stages.Run(cli.open_store(), data_config, train_config, settings,
+                    flags.FLAGS.stop_after_epochs)
+
+
 def run_stages(name, start_distribution=None, **kwargs):
-  """seg.stages.<name>(store, data config, train config, settings, **kwargs) from the flags
-  (seg.configs.config_flags' --stop_after_epochs included).
+  """seg.stages.<name>(run_from_flags(), **kwargs)'s Results, in the order they ran, with the
+  determinism switches applied first, before TensorFlow is imported.
 
   start_distribution: seg.training.distribute.from_flags, for the binaries that train on several
   workers; called once TensorFlow's threads are set, before any TensorFlow op.
   """
-  settings = determinism.from_flags()
-  data_config = dataset.config_from_flags()
-  train_config = config_flags.from_flags(data_config.dataset)
-  determinism.apply(settings)  # before TensorFlow is imported
+  run = run_from_flags(determinism.apply)  # before TensorFlow is imported
   if start_distribution:
     kwargs["distribution"] = start_distribution()
-  from seg import stages  # pylint: disable=g-import-not-at-top
-  return getattr(stages, name)(cli.open_store(), data_config, train_config, settings,
-                               stop_after_epochs=flags.FLAGS.stop_after_epochs, **kwargs)
+  return list(getattr(stages, name)(run, **kwargs).values())

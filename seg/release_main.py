@@ -18,7 +18,6 @@ from absl import flags
 
 from pipeline import cli
 from pipeline import names
-from pipeline import stage
 from seg import launch
 from seg.serve import release_gate
 
@@ -38,8 +37,8 @@ flags.DEFINE_string("release_name", None,
 
 
 def release():
-  """The stages through release, then the release published under its name; prints each
-  stage's line, the gate's checks and where the release is."""
+  """The stages through release, then the release published under its name: a cli.Outcome
+  whose notes say where the release is and how to serve it."""
   gate = release_gate.Gate(FLAGS.min_pixel_accuracy, FLAGS.min_mean_iou,
                            FLAGS.max_calibrated_ece)
   name = FLAGS.release_name or FLAGS.dataset.replace("_", "-")
@@ -47,19 +46,15 @@ def release():
   results = launch.run_stages("release", gate=gate)
   store = cli.open_store()
   version, folder = names.publish(store, name, results[-1].digest)
-  for result in results:
-    stage.report(result)
-  named = cli.name_last(results)
-  print("\n".join(cli.summary(results, notes=[named] if named else [])))
-  print("  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder))
+  notes = ["  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder)]
   newest = max(names.versions(store, name))
   if newest > version:
-    print("  note: %s/%s/%d is newer, and servers load the highest version: this model was "
-          "released before" % (names.RELEASES, name, newest))
-  print("serve it with TensorFlow Serving: docker run --rm -p 8501:8501 -v %s:/models/%s "
-        "-e MODEL_NAME=%s tensorflow/serving" % (shlex.quote(names.folder(store, name)), name,
-                                                name))
-  return 0
+    notes.append("  note: %s/%s/%d is newer, and servers load the highest version: this model "
+                 "was released before" % (names.RELEASES, name, newest))
+  notes.append("serve it with TensorFlow Serving: docker run --rm -p 8501:8501 -v %s:/models/%s "
+               "-e MODEL_NAME=%s tensorflow/serving" % (shlex.quote(names.folder(store, name)),
+                                                       name, name))
+  return cli.Outcome(results, tuple(notes))
 
 
 if __name__ == "__main__":

@@ -1,61 +1,88 @@
 """The seg pipeline, each function running the stages before its own (or taking them from the
-store): data stages → train → calibrate → evaluate (or export) → release. Each returns every
-stage's Result.
+store): data stages → train → calibrate → evaluate (or export) → release, and tune. Each takes
+one Run and returns every stage's Result by stage name, in the order they ran.
 
 TensorFlow code is imported inside, after determinism.apply() has run. stop_after_epochs
 reaches the train stage from any of them (tests stop and resume the whole pipeline).
 """
 
+import dataclasses
+import typing
+
 from data_tools import dataset
 
 
-def train(store, data_config, train_config, settings, stop_after_epochs=0, distribution=None):
-  """distribution: one of several workers (seg.training.distribute); a worker other than the chief
-  stores nothing and returns no results."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What a command's stages run with, resolved from its flags (seg.launch)."""
+  store: typing.Any     # pipeline.store.Store
+  data: typing.Any      # data_tools.dataset.DataConfig
+  train: typing.Any     # seg.configs.config.TrainConfig
+  settings: typing.Any  # pipeline.determinism.Settings
+  stop_after_epochs: int = 0  # train stops after this epoch (0: at the end)
+
+
+def data(run):
+  """{stage name: Result} of the data stages, through partition."""
+  return {r.name: r for r in dataset.prepare(run.store, run.data, run.settings)}
+
+
+def train(run, distribution=None):
+  """distribution: one of several workers (seg.training.distribute); a worker other than the
+  chief stores nothing and returns no results."""
   from seg.training import train as train_lib  # pylint: disable=g-import-not-at-top
-  results = dataset.prepare(store, data_config, settings)
-  trained = train_lib.train_stage(store, results[-1], train_config, settings, stop_after_epochs,
-                                  distribution)
-  return results + [trained] if trained else []
+  results = data(run)
+  trained = train_lib.train_stage(run.store, results["partition"], run.train, run.settings,
+                                  run.stop_after_epochs, distribution)
+  return dict(results, train=trained) if trained else {}
 
 
-def calibrate(store, data_config, train_config, settings, stop_after_epochs=0):
+def calibrate(run):
   from seg.evaluation import calibrate as calibrate_lib  # pylint: disable=g-import-not-at-top
-  results = train(store, data_config, train_config, settings, stop_after_epochs)
-  splits, trained = results[-2:]
-  return results + [calibrate_lib.calibrate_stage(store, splits, trained, train_config.model,
-                                                  train_config.eval_batch_size, settings)]
+  results = train(run)
+  return dict(results, calibrate=calibrate_lib.calibrate_stage(
+      run.store, results["partition"], results["train"], run.train.model,
+      run.train.eval_batch_size, run.settings))
 
 
-def export(store, data_config, train_config, settings, stop_after_epochs=0):
+def _export(run, results):
   from seg.serve import export as export_lib  # pylint: disable=g-import-not-at-top
-  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
-  splits, trained, calibrated = results[-3:]
-  return results + [export_lib.export_stage(store, splits, trained, calibrated,
-                                            train_config.model, settings)]
+  return export_lib.export_stage(run.store, results["partition"], results["train"],
+                                 results["calibrate"], run.train.model, run.settings)
 
 
-def evaluate(store, data_config, train_config, settings, stop_after_epochs=0, split="test",
-             gallery_size=12):
+def export(run):
+  results = calibrate(run)
+  return dict(results, export=_export(run, results))
+
+
+def evaluate(run, **options):
+  """options: evaluate_stage's split and gallery_size, if not its defaults."""
   from seg.evaluation import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  results = calibrate(store, data_config, train_config, settings, stop_after_epochs)
-  splits, trained, calibrated = results[-3:]
-  return results + [evaluate_lib.evaluate_stage(store, splits, trained, calibrated,
-                                                train_config.model, train_config.eval_batch_size,
-                                                settings, split, gallery_size)]
+  results = calibrate(run)
+  return dict(results, evaluate=evaluate_lib.evaluate_stage(
+      run.store, results["partition"], results["train"], results["calibrate"], run.train.model,
+      run.train.eval_batch_size, run.settings, **options))
 
 
-def release(store, data_config, train_config, settings, stop_after_epochs=0, gate=None):
+def release(run, gate):
   """Evaluates the model (test split); if evaluate's metrics pass gate (a
-  seg.serve.release_gate.Gate), exports and releases it, else raises errors.CheckFailed with the
-  numbers."""
+  seg.serve.release_gate.Gate), exports and releases it, else raises errors.CheckFailed with
+  the numbers."""
   from seg.serve import export as export_lib  # pylint: disable=g-import-not-at-top
   from seg.serve import release as release_lib  # pylint: disable=g-import-not-at-top
-  results = evaluate(store, data_config, train_config, settings, stop_after_epochs)
-  release_lib.passed(results[-1], gate)  # a refused model is not exported
-  splits, trained, calibrated = results[-4:-1]
-  results.append(export_lib.export_stage(store, splits, trained, calibrated, train_config.model,
-                                         settings))
-  lineage = {r.name: r for r in results}
-  return results + [release_lib.release_stage(store, lineage, export_lib.SAVED_MODEL, gate,
-                                              settings)]
+  results = evaluate(run)
+  release_lib.passed(results["evaluate"], gate)  # a refused model is not exported
+  results["export"] = _export(run, results)
+  return dict(results, release=release_lib.release_stage(
+      run.store, results, export_lib.SAVED_MODEL, gate, run.settings))
+
+
+def tune(run, space, options, trial_command, parallel_trials, backbone_weights):
+  """The data stages and the tune stage (seg.tuning.tune.tune_stage's arguments) of run's
+  training config as every trial's base."""
+  from seg.tuning import tune as tune_lib  # pylint: disable=g-import-not-at-top
+  results = data(run)
+  return dict(results, tune=tune_lib.tune_stage(
+      run.store, results["partition"], run.train, space, run.settings, options, trial_command,
+      parallel_trials=parallel_trials, backbone_weights=backbone_weights))

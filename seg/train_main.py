@@ -14,9 +14,9 @@ from absl import flags
 from pipeline import child_process
 from pipeline import cli
 from pipeline import determinism
-from pipeline import errors
 from pipeline import stopping
 from seg import launch
+from seg.configs import config
 from seg.configs import config_flags
 from seg.training import distribute
 from seg.training import local_workers
@@ -38,6 +38,8 @@ def train():
   cluster = distribute.cluster_from_flags()
   if not cluster:
     return launch.run_stages("train")
+  config.refuse_several(config_flags.from_flags(flags.FLAGS.dataset),
+                        flags.FLAGS.stop_after_epochs, "workers")
   stopping.subject = "distribute: %s" % cluster.describe()  # the line of a stop names it
   with distribute.lost_peers_named(cluster):
     return launch.run_stages("train", start_distribution=distribute.from_flags)
@@ -51,14 +53,7 @@ def local_worker_count():
   if not local_workers.asked(multi_worker=flags.FLAGS.distribute == "multi_worker"):
     return 1
   train_config = config_flags.from_flags(flags.FLAGS.dataset)
-  if flags.FLAGS.stop_after_epochs:
-    raise errors.Error("--workers=%s with --stop_after_epochs: workers resume from the "
-                       "chief's checkpoints, but do not stop on purpose; train in one process "
-                       "(--workers=1) to stop after an epoch" % flags.FLAGS.workers)
-  if not train_config.model.repeatable:
-    raise errors.Error("--workers=%s with --noseeded_dropout: each worker would draw its own "
-                       "unrepeatable seed, and the workers' keys would differ; run the seed's "
-                       "Figure 9 experiment in one process (--workers=1)" % flags.FLAGS.workers)
+  config.refuse_several(train_config, flags.FLAGS.stop_after_epochs, "workers")
   return local_workers.from_flags(train_config.micro_batches,
                                   determinism.from_flags().intra_op_threads)
 

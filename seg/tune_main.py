@@ -7,8 +7,9 @@ and the best are a function of --seed, the space, the training config and the op
 whatever order trials finish in and however many run at once. Run again, it is a cache hit;
 with more --trials, the earlier trials are cache hits.
 
-Prints each trial as it ends, then the trials as a table, best first, and the best
-hyperparameters; the output also holds trials.json and search.png.
+Prints each trial as it ends (on stderr), then the stage lines, the summary, the trials as a
+table, best first, the best hyperparameters, and the command that trains with them; the
+output also holds trials.json and search.png.
 """
 
 from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
@@ -20,7 +21,6 @@ import sys
 
 from absl import flags
 
-from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
 from pipeline import digest
@@ -28,6 +28,7 @@ from pipeline import errors
 from pipeline import names
 from pipeline import user_input
 from seg import launch
+from seg import stages
 from seg.configs import config
 from seg.configs import config_flags
 from seg.configs import search_space
@@ -57,7 +58,7 @@ flags.DEFINE_integer("parallel_trials", 1,
 def train_flags(searched):
   """The training, data, determinism, store and output flags given to this command, as absl
   writes them: what every trial's //seg:train takes. Raises errors.Error for a flag that a
-  trial sets (searched: the names the space sets) or cannot take."""
+  trial sets (searched: the names the space sets)."""
   given = [name for _, module in launch.FLAG_GROUPS
            for name in (f.name for f in FLAGS.get_key_flags_for_module(module))
            # Trials are named by name_trials, and hand their results back in files of their own.
@@ -66,9 +67,6 @@ def train_flags(searched):
   if clash:
     raise errors.Error("--%s is searched by the search space: drop the flag, or take it out "
                        "of the space" % clash[0])
-  if "stop_after_epochs" in given:
-    raise errors.Error("--stop_after_epochs is for one train run: a tune's trials run to "
-                       "the end")
   return [FLAGS[name].serialize() for name in given]
 
 
@@ -104,21 +102,16 @@ def name_trials(store, tuned):
 
 
 def tune():
-  """The data stages and the tune stage; prints the trial table and the best hyperparameters."""
-  settings = determinism.from_flags()
-  determinism.check_cpu(settings)  # as a trial would, before any trial runs
-  data_config = dataset.config_from_flags()
+  """The data stages and the tune stage; a cli.Outcome whose notes are the trial table and the
+  command that trains with the best hyperparameters."""
+  run = launch.run_from_flags(determinism.check_cpu)  # as a trial would, before any trial runs
   space = search_space.load(
-      FLAGS.search_space or os.path.join(config.CONFIG_DIR, SPACES, data_config.dataset + ".json"),
-      lambda values: config_flags.from_flags(data_config.dataset, values),
+      FLAGS.search_space or os.path.join(config.CONFIG_DIR, SPACES, run.data.dataset + ".json"),
+      lambda values: config_flags.from_flags(run.data.dataset, values),
       shown=None if FLAGS.search_space else "seg/configs/%s/%s.json" % (SPACES,
-                                                                     data_config.dataset))
+                                                                     run.data.dataset))
   flags_given = train_flags(space.names)
-  base = config_flags.from_flags(data_config.dataset)
-  if not base.model.repeatable:
-    raise errors.Error("--noseeded_dropout: every trial would draw fresh dropout seeds, so "
-                       "neither its trials nor its best could be repeated; search with seeded "
-                       "dropout")
+  config.refuse_several(run.train, run.stop_after_epochs, "trials")
   if FLAGS.run_name and len(trial_name(FLAGS.trials)) > names.MAX_LENGTH:
     raise errors.Error("--run_name=%s: its trials are named %s to %s, longer than %d "
                        "characters: give a shorter name" % (
@@ -126,20 +119,17 @@ def tune():
                            names.MAX_LENGTH))
   if FLAGS.parallel_trials < 1:
     raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
-  options = tune_lib.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
-  store = cli.open_store()
-  results = dataset.prepare(store, data_config, settings)
-  tuned = tune_lib.tune_stage(
-      store, results[-1], base, space, settings, options,
-      [sys.executable, tune_lib.TRAIN_MAIN] + flags_given, parallel_trials=FLAGS.parallel_trials,
-      backbone_weights=backbone_weights(base.model, space, data_config.image_size, settings))
-  name_trials(store, tuned)
-  print("\n".join(trial_table.lines(tuned, space)))
+  results = stages.tune(
+      run, space, tune_lib.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials),
+      [sys.executable, tune_lib.TRAIN_MAIN] + flags_given, FLAGS.parallel_trials,
+      backbone_weights(run.train.model, space, run.data.image_size, run.settings))
+  tuned = results["tune"]
+  name_trials(run.store, tuned)
   best = os.path.join(tuned.path, tune_lib.BEST_FILE)
-  print(cli.next_command("//seg:train", ["tune"] + [
-      f for f in flags_given if not f.startswith("--hyperparam_fn_path=")] + [
-          "--hyperparam_fn_path=" + best]))
-  return results + [tuned]
+  return cli.Outcome(list(results.values()), tuple(trial_table.lines(tuned, space)) + (
+      cli.next_command("//seg:train", ["tune"] + [
+          f for f in flags_given if not f.startswith("--hyperparam_fn_path=")] + [
+              "--hyperparam_fn_path=" + best]),))
 
 
 if __name__ == "__main__":

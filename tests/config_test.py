@@ -43,6 +43,15 @@ class ConfigTest(absltest.TestCase):
     self.assertTrue(dataclasses.replace(unseeded, dropout_rate=0.0).repeatable)
     self.assertTrue(dataclasses.replace(unseeded, dropout_blocks=0).repeatable)
 
+  def test_what_several_workers_or_trials_cannot_train_is_refused_in_one_place(self):
+    unseeded = config.TrainConfig(model=config.ModelConfig(seeded_dropout=False))
+    for several, fix in (("workers", "--workers=1"), ("trials", "search with seeded dropout")):
+      config.refuse_several(config.TrainConfig(), 0, several)  # a repeatable run to the end
+      with self.assertRaisesRegex(errors.Error, r"^--stop_after_epochs stops one run"):
+        config.refuse_several(config.TrainConfig(), 1, several)
+      with self.assertRaisesRegex(errors.Error, r"^--noseeded_dropout draws .*" + fix):
+        config.refuse_several(unseeded, 0, several)
+
   def test_precedence_config_then_seed_file_then_flags(self):
     seed_file = self.write({"batch_size": 8, "epochs": 3, "iterations": 7, "learning_rate": 0.1,
                             "model_arch": "VGG19", "steps_per_epoch": 5})

@@ -55,7 +55,8 @@ def _calibration_split(logits):
   n, size = logits.shape[:2]
   labels = np.arange(n * size * size, dtype=np.uint8).reshape(n, size, size) % 3
   return inference.SplitOutputs("calibration", ["pet_%d" % i for i in range(n)],
-                                np.zeros((n, size, size, 3), np.uint8), labels, logits)
+                                np.zeros((n, size, size, 3), np.uint8), labels, logits,
+                                ("pet", "background", "border"))
 
 
 class SplitOutputsCheckTest(absltest.TestCase):

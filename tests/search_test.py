@@ -150,13 +150,14 @@ class TuneFlagsTest(parameterized.TestCase):
   command without the flag runs: tests/tune_test.py)."""
 
   @parameterized.named_parameters(
-      ("unseeded_dropout", ["--noseeded_dropout"], "neither its trials nor its best could be "
+      ("unseeded_dropout", ["--noseeded_dropout"], "neither the trials nor the best could be "
        "repeated"),
       ("a_searched_flag", ["--learning_rate=0.1"], "--learning_rate is searched by the search "
        "space"),
       ("no_parallel_trial", ["--parallel_trials=0"], "--parallel_trials=0: give at least 1"),
       ("no_trial", ["--trials=0"], "--trials=0: give at least 1"),
-      ("resuming", ["--stop_after_epochs=1"], "--stop_after_epochs is for one train run"))
+      ("resuming", ["--stop_after_epochs=1"], "--stop_after_epochs stops one run on purpose: a "
+       "tune's trials run to the end"))
   def test_refused(self, flags, expected):
     store = os.path.join(self.create_tempdir().full_path, "store")
     result, _ = tiny.tune(store, flags)

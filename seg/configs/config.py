@@ -141,6 +141,33 @@ class TrainConfig:
     return dict(record.pop("model"), **record)
 
 
+# What keeps a run from being trained as one of several at once (refuse_several), by the flag
+# that asks for it, and why, by what the several are.
+_ONE_RUN_ONLY = {
+    "stop_after_epochs": ("--stop_after_epochs stops one run on purpose", {
+        "workers": "workers resume from the chief's checkpoints but do not stop on purpose; "
+                   "train in one process (--workers=1, no TF_CONFIG) to stop after an epoch",
+        "trials": "a tune's trials run to the end"}),
+    "noseeded_dropout": ("--noseeded_dropout draws fresh dropout seeds each run (the seed's "
+                         "Figure 9)", {
+        "workers": "each worker would draw its own, and the workers' keys would differ; run "
+                   "it in one process (--workers=1, no TF_CONFIG)",
+        "trials": "neither the trials nor the best could be repeated; search with seeded "
+                  "dropout"}),
+}
+
+
+def refuse_several(train_config, stop_after_epochs, several):
+  """Raises errors.Error if a run of train_config (stopping after stop_after_epochs epochs, if
+  not 0) cannot be trained as several: "workers" (processes training one run together) or
+  "trials" (a search's train runs)."""
+  for flag, asked in (("stop_after_epochs", stop_after_epochs),
+                      ("noseeded_dropout", not train_config.model.repeatable)):
+    if asked:
+      what, why = _ONE_RUN_ONLY[flag]
+      raise errors.Error("%s: %s" % (what, why[several]))
+
+
 # The flat names of the two configs' values: files and flags name them so, without sections.
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "model")

@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_tools import partition
 from data_tools import split_reader
 from pipeline import files
 from pipeline import stage
@@ -23,8 +22,6 @@ from seg.model import factory
 from seg.model import metrics
 from seg.model import temperature
 
-GALLERY_SIZE = 12
-
 
 def measure(outputs, temperature, batch_size):
   """(metrics.json's content, int64 confusion matrix [true, predicted]) for
@@ -33,9 +30,9 @@ def measure(outputs, temperature, batch_size):
   Raises errors.Error if a logit is not finite (the train output diverged).
   """
   outputs.check_finite("evaluate")
-  matrix = inference.confusion(outputs.masks, outputs.predictions(), len(partition.CLASS_NAMES))
+  matrix = inference.confusion(outputs.masks, outputs.predictions(), len(outputs.class_names))
   batches = outputs.batches(batch_size)
-  result = metrics.segmentation(matrix, partition.CLASS_NAMES)
+  result = metrics.segmentation(matrix, outputs.class_names)
   result.update({
       "examples": len(outputs.pet_ids), "temperature": temperature,
       "nll": {"uncalibrated": metrics.nll(batches, 1.0),
@@ -49,12 +46,12 @@ def pictures_of(outputs, matrix, split, result, gallery_size):
   """{file name: PIL image} of the gallery and the confusion matrix."""
   return {
       "gallery.png": figures.gallery(
-          outputs, gallery_size, partition.CLASS_NAMES,
+          outputs, gallery_size, outputs.class_names,
           "%s split: the first %d pets by id; mean IoU %.4f over all %d"
           % (split, min(gallery_size, len(outputs.pet_ids)), result["mean_iou"],
              result["examples"])),
       "confusion.png": figures.confusion_matrix(
-          matrix, partition.CLASS_NAMES, "%s split: pixel accuracy %.4f" %
+          matrix, outputs.class_names, "%s split: pixel accuracy %.4f" %
           (split, result["pixel_accuracy"]))}
 
 
@@ -73,7 +70,7 @@ def log_to_tensorboard(run_dir, split, result, images):
 
 
 def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_size, settings,
-                   split="test", gallery_size=GALLERY_SIZE):
+                   split="test", gallery_size=figures.GALLERY_SIZE):
   """The evaluate stage on partition, train and calibrate Results: the model of a
   seg.configs.config.ModelConfig run over a split in batches of eval_batch_size examples."""
 
@@ -85,7 +82,7 @@ def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_si
     result, matrix = measure(outputs, scale, eval_batch_size)
     files.write_json(os.path.join(out, "metrics.json"), result)
     files.write_json(os.path.join(out, "confusion.json"),
-                     {"classes": list(partition.CLASS_NAMES), "rows": "true",
+                     {"classes": list(outputs.class_names), "rows": "true",
                       "columns": "predicted", "pixels": matrix.tolist()})
     images = pictures_of(outputs, matrix, split, result, gallery_size)
     for name, image in images.items():

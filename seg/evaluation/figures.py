@@ -8,6 +8,7 @@ from seg.drawing import canvas
 
 ERROR = np.array([230, 30, 30], np.uint8)
 CELL = 128  # gallery cell size in pixels
+GALLERY_SIZE = 12  # pets in the gallery by default: the split's first, by pet id
 _TEXT = {"fill": canvas.DARK, "font": canvas.FONT}  # dark text
 
 

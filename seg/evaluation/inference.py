@@ -17,6 +17,7 @@ class SplitOutputs:
   images: np.ndarray  # uint8 [n, size, size, 3]
   masks: np.ndarray   # uint8 [n, size, size], class ids
   logits: np.ndarray  # float32 [n, size, size, classes]
+  class_names: tuple  # by class id, as the partition output's splits.json names them
 
   def batches(self, batch_size):
     """[(logits, masks)] in batches, as the calibration metrics take them."""
@@ -52,7 +53,8 @@ def run_on_split(model, splits_dir, split, batch_size):
     raise errors.Error("the %s split has no examples: a dataset this small leaves it empty; "
                        "use more pets (--synthetic_images)" % split)
   return SplitOutputs(split, pet_ids, np.concatenate(images), np.concatenate(masks),
-                      np.concatenate(logits))
+                      np.concatenate(logits),
+                      tuple(split_reader.split_info(splits_dir)["class_names"]))
 
 
 def confusion(masks, predictions, num_classes):

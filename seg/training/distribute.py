@@ -180,10 +180,12 @@ class Distribution:
     return epoch
 
   def run_stage(self, store, name, params, inputs, determinism_record, build):
-    """pipeline.stage.run on the chief; on the other workers, build into a scratch folder
-    that is then deleted, and None. Every worker first checks the others' key: that of
-    stage.plan, which the chief then executes. Only a repeatable stage can run so: the
-    nonce of one that is not would differ from worker to worker."""
+    """pipeline.stage.run on the chief; on the other workers, stage.build_alongside (a
+    staging folder, removed: a worker killed meanwhile leaves nothing once the store is
+    reopened), and None. The run folder is the chief's, whose checkpoints every worker resumes
+    from; only the chief writes there (seg.training.train). Every worker first checks the
+    others' key: that of stage.plan, which the chief then executes. Only a repeatable stage can
+    run so: the nonce of one that is not would differ from worker to worker."""
     plan = stage.plan(name, params, inputs, determinism_record, build)
     cached = store.lookup(plan.key) is not None
     check_agreement(self.gather, self.cluster, plan.key, cached)
@@ -191,13 +193,7 @@ class Distribution:
       return stage.execute(store, plan)
     note = "the output was in the store"
     if not cached:
-      if store.verify_inputs:  # as stage.execute does on the chief
-        stage.verify_inputs(store, plan.name, plan.inputs)
-      # A staging folder: a worker killed meanwhile leaves nothing once the store is reopened.
-      # The run folder is the chief's, whose checkpoints every worker resumes from; only the
-      # chief writes there (seg.training.train).
-      with store.staging(prefix="worker-") as out:
-        details = plan.build(out, store.run_dir(plan.key))
+      details = stage.build_alongside(store, plan)
       note = "trained alongside, weights digest %s" % details["weights_digest"]
     print("%s: %s, key %s; the chief %s stores the output" % (
         plan.name, self.cluster.describe(), plan.key, self.cluster.workers[0]), file=sys.stderr)

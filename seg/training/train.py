@@ -21,7 +21,6 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from data_tools import partition
 from data_tools import split_reader
 from pipeline import arrays
 from pipeline import digest
@@ -167,7 +166,7 @@ def validate(validation_step, splits_dir, batch_size, info):
     matrix += cm.numpy()
   per_class, mean = metrics.iou(matrix)
   return {"loss": total / max(1, count * image_size * image_size), "iou": mean,
-          "iou_per_class": dict(zip(partition.CLASS_NAMES, per_class)), "examples": count}
+          "iou_per_class": dict(zip(info["class_names"], per_class)), "examples": count}
 
 
 def hyperparameters(config, seed):
@@ -244,18 +243,13 @@ def train_stage(store, splits, config, settings, stop_after_epochs=0, distributi
   """The train stage on a partition Result.
 
   As one of several workers (distribution), the chief runs it through the store and returns
-  its Result; the other workers train alongside, store nothing and return None.
+  its Result; the other workers train alongside, store nothing and return None. What several
+  workers cannot train, //seg:train refuses first (seg.configs.config.refuse_several).
   """
   image_size = int(splits.manifest["key_record"]["params"]["image_size"])
   weights_file = factory.backbone_weights_file(config.model, image_size)
   inputs = {"splits": splits,
             "backbone_weights": digest.file_digest(weights_file) if weights_file else None}
-  if distribution and stop_after_epochs:
-    raise errors.Error("--stop_after_epochs needs one process (--distribute or --workers "
-                       "resume from the chief's checkpoints, but do not stop on purpose)")
-  if distribution and not config.model.repeatable:
-    raise errors.Error("--noseeded_dropout needs one process: each worker would draw its own "
-                       "unrepeatable seed, and the workers' keys would differ")
 
   def build(out, run_dir):
     details = train_and_validate(config, splits.path, out, run_dir, settings,
