@@ -7,11 +7,11 @@ import os
 import shlex
 import sys
 import traceback
+import typing
 
 from absl import app
 from absl import flags
 
-from pipeline import code
 from pipeline import errors
 from pipeline import file_systems
 from pipeline import files
@@ -45,15 +45,21 @@ flags.DEFINE_string(
 user_input.define_path(
     "result_json", None,
     "Write the command's outcome to this file, as JSON, when it ends however it ends (but for a "
-    "second stop signal, which ends it at once): each stage's key, output digest and folder, "
+    "second stop signal, which ends it at once, or SIGKILL; of local workers, their chief "
+    "writes it): each stage's key, output digest and folder, "
     "whether it was a cache hit, its headline metrics, and the exit status and its reason. "
     "Scripts read this, not the printed lines. A file there before is removed at the start. "
     "Not part of any key.")
 
 # How the process ends, for --result_json: "reason" (errors.Error.reason, "stopped",
-# "internal") and "error" (its line), set where the end is decided; "workers": the local
-# workers' chief writes the file instead.
+# "internal") and "error" (its line), set where the end is decided; "path": the file, once
+# known; "workers": the local workers' chief writes it instead (leave_result_to_workers).
 _ending = {}
+
+
+def leave_result_to_workers():
+  """Leaves --result_json to the chief of the local workers this process starts."""
+  _ending["workers"] = True
 
 
 def naming_line(name, stage_name, key, before):
@@ -81,7 +87,7 @@ _HELP = ("--help", "-h", "-?", "--helpshort")
 
 def version_line():
   """"reproseg VERSION, code DIGEST (N source files)": what --version prints."""
-  tree, count = code.tree_digest()
+  tree, count = version.code_digest()
   return "reproseg %s, code %s (%d source files)" % (version.VERSION, tree, count)
 
 
@@ -109,7 +115,7 @@ def summary(results, next_target=None, notes=()):
   (a stage's details["headline"]), the notes (lines), and the command to try next with the
   same flags. Indented, so that no line but a stage's digest line starts with the stage's
   name."""
-  lines = ["", "  %-10s %-13s %s" % ("stage", "result", "output folder")]
+  lines = ["", "  %-10s %-13s %s" % ("stage", "result", "output folder")] if results else []
   for r in results:
     took = ("cache hit" if r.cached else
             "made in " + _duration(r.manifest["provenance"]["wall_seconds"]))
@@ -118,7 +124,7 @@ def summary(results, next_target=None, notes=()):
     headline = (r.manifest.get("details") or {}).get("headline")
     if headline:
       lines.append("  %s: %s" % (r.name, headline))
-  measured = _metrics(results[-1])
+  measured = _metrics(results[-1]) if results else {}
   if measured:  # Katib's metrics format, name=value, of the stage the command is for
     lines.append("  metrics: " + " ".join("%s=%r" % item for item in measured.items()))
   lines.extend(notes)
@@ -160,9 +166,11 @@ def next_command(target, argv, extra=()):
 @dataclasses.dataclass(frozen=True)
 class Outcome:
   """What a binary's function returns when it has more to say than its stage Results: notes,
-  lines that close the summary (before the next command)."""
+  lines that close the summary (before the next command), and an errors.Error to end with once
+  they are printed (predict's count of photos it could not segment), or None."""
   results: list
   notes: tuple = ()
+  error: typing.Optional[errors.Error] = None
 
 
 def run(function, flag_groups=(), next_target=None, stores_runs=True):
@@ -198,14 +206,15 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
                                   "--help)" % " ".join(argv[1:])))
     outcome = ended(stages)
     if isinstance(outcome, int):
-      _ending["workers"] = True
       sys.exit(outcome)
     for result in outcome.results:
       stage.report(result)
-    if outcome.results:
+    if outcome.results or outcome.notes:
       print("\n".join(summary(outcome.results,
                                next_target() if callable(next_target) else next_target,
                                outcome.notes)))
+    if outcome.error:
+      exit_with(outcome.error)
 
   run_main(main, flag_groups)
 
@@ -237,10 +246,21 @@ def _parse_flags(argv):
   try:
     parsed = FLAGS(argv)
   except flags.Error as e:
+    _ending["path"] = _result_path_in(argv)  # a usage record, if the path can be read
     exit_with(errors.UsageError("%s (--help lists the flags)" % e))
+  _ending["path"] = FLAGS.result_json
   if FLAGS.result_json and os.path.lexists(FLAGS.result_json):
     os.remove(FLAGS.result_json)  # so that a file there says how this run ended
   return parsed
+
+
+def _result_path_in(argv):
+  """The last --result_json=PATH of a command line that did not parse, expanded, or None."""
+  given = [a.split("=", 1)[1] for a in argv if a.startswith("--result_json=")]
+  try:
+    return user_input.expand_path(given[-1], "--result_json") if given else None
+  except errors.Error:
+    return None
 
 
 def result_record(status):
@@ -257,10 +277,11 @@ def result_record(status):
 def _write_result(status):
   """Writes result_record(status) to --result_json, if given; returns the exit status, that of
   an errors.Error if the file cannot be written."""
-  if not FLAGS.is_parsed() or not FLAGS.result_json or _ending.get("workers"):
+  path = _ending.get("path")
+  if not path or _ending.get("workers"):
     return status
   try:
-    files.write_json(FLAGS.result_json, result_record(status))
+    files.write_json(path, result_record(status))
   except OSError as e:
     error = as_error(e) or errors.Error("%s: %s" % (FLAGS.result_json, e.strerror))
     print("error: --result_json: %s" % error, file=sys.stderr)
@@ -271,6 +292,12 @@ def _write_result(status):
 def exit_with(error):
   """Ends the process with an errors.Error: its `error:` line on stderr, its exit status."""
   print("error: %s" % error, file=sys.stderr)
+  exit_as(error)
+
+
+def exit_as(error):
+  """Ends the process with an errors.Error's exit status and reason, printing nothing: for a
+  command whose output has said it (store verify's damaged outputs, store check's files)."""
   _ending.update(reason=error.reason, error=str(error))
   sys.exit(error.exit_status)
 

@@ -3,8 +3,10 @@ and every reproseg module that module imports.
 
 The closure is found by reading import statements (no code runs; an import inside a function
 counts), so a change to training code gives train a new key but leaves the keys of download
-and partition alone. Each stage's build function therefore lives in a module that imports
-only what that stage needs.
+and partition alone. A stage's build module therefore imports only modules whose code its
+stage runs, but for what every stage shares (pipeline/stage.py and its imports are in every
+key); the deps each folder's BUILD.bazel declares bound what its modules may import, and the
+build checks them (tools/import_boundaries.bzl).
 
 Compiled code counts too: in a folder with C++ sources beside a module, those sources, its
 .bzl files (the compiler flags, kernels/flags.bzl) and its BUILD.bazel (which flags each file
@@ -35,7 +37,7 @@ def _module_file(name):
   return None
 
 
-def _native_sources(folder):
+def native_sources(folder):
   """The NATIVE_SOURCES of a folder that holds C++ sources (*.cc), else none."""
   names = os.listdir(folder)
   if not any(name.endswith(".cc") for name in names):
@@ -57,7 +59,7 @@ def _closure(paths):
       if found and found not in seen:
         todo.append(found)
   folders = {os.path.dirname(p) for p in seen}
-  seen.update(source for folder in folders for source in _native_sources(folder))
+  seen.update(source for folder in folders for source in native_sources(folder))
   return sorted(os.path.relpath(p, ROOT).replace(os.sep, "/") for p in seen)
 
 
@@ -84,20 +86,6 @@ def defining_file(function):
     raise ValueError("%s is defined in %s, outside reproseg's packages" % (
         function.__qualname__, path))
   return path
-
-
-def tree_digest():
-  """(sha256 of every reproseg source file's path and bytes, the file count) in source_tree():
-  the code, whatever git says. The files: every *.py of PACKAGES, and the NATIVE_SOURCES of
-  their folders with C++ sources."""
-  root, paths = source_tree(), []
-  for package in PACKAGES:
-    for folder, _, names in os.walk(os.path.join(root, package)):
-      paths += [os.path.join(folder, n) for n in names if n.endswith(".py")]
-      paths += _native_sources(folder)
-  record = {os.path.relpath(p, root).replace(os.sep, "/"): digest.file_digest(p)
-            for p in paths}
-  return digest.record_digest(record), len(record)
 
 
 def file_record(path):

@@ -20,7 +20,7 @@ Looks after reproseg's content-addressed store:
                          (exit status 0 once none is left)
   check PREFIX           rebuild that output from its stored inputs in a scratch store, with
                          the recorded command and switches, and compare the bits: exit status
-                         0 if identical, 1 with the files (and variables) that differ
+                         0 if identical, 6 with the files (and variables) that differ
   diff PREFIX PREFIX     two outputs side by side: what differs in their keys (parameters,
                          inputs, code files, runtime), their metrics, and their files; for
                          arrays files (weights), each variable: equal or the largest |A - B|
@@ -33,7 +33,6 @@ Looks after reproseg's content-addressed store:
 from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
 
 import os
-import sys
 
 from absl import flags
 
@@ -137,10 +136,11 @@ def verify(store, args):
     else:
       left.append(digest)
   if left:  # exit status errors.DAMAGED while a damaged or missing output is left
-    print("%d damaged%s" % (len(left), "" if FLAGS.remove_damaged else
-                            ": `verify --remove_damaged` removes them, and their stages run "
-                            "again when next needed"))
-    sys.exit(errors.DAMAGED)
+    line = "%d damaged%s" % (len(left), "" if FLAGS.remove_damaged else
+                             ": `verify --remove_damaged` removes them, and their stages run "
+                             "again when next needed")
+    print(line)
+    cli.exit_as(errors.DamagedError(line))
   print("every output checked is intact" if not damaged else
         "every damaged output was removed")
 
@@ -151,7 +151,7 @@ def check(store, args):
   outcome = rebuild.check(store, inventory.find(store, args[0]))
   print("\n".join(rebuild.describe(outcome)))
   if not outcome.identical:
-    sys.exit(errors.CHECK_FAILED)
+    cli.exit_as(errors.CheckFailed("the rebuild gave other bits (listed above)"))
 
 
 def diff(store, args):

@@ -16,26 +16,30 @@ FLAG_GROUPS = (("training", config_flags), ("data", dataset), ("determinism", de
                ("store", cli), ("output", tensorflow_startup))
 
 
-def run_from_flags(before_store=lambda settings: None):
-  """The stages.Run the flags describe (seg.configs.config_flags' --stop_after_epochs
-  included), calling before_store(settings) once the configs are read, before the store is
-  opened. Loads no TensorFlow itself."""
+def configs_from_flags():
+  """(pipeline.determinism.Settings, data_tools.dataset.DataConfig, TrainConfig) from the flags,
+  each value checked. Loads no TensorFlow and makes no store."""
   settings = determinism.from_flags()
   data_config = dataset.config_from_flags()
-  train_config = config_flags.from_flags(data_config.dataset)  # refused before a store is made
-  before_store(settings)
+  return settings, data_config, config_flags.from_flags(data_config.dataset)
+
+
+def open_run(settings, data_config, train_config):
+  """The stages.Run of the configs, on the store of the flags (made if missing), with
+  --stop_after_epochs."""
   return stages.Run(cli.open_store(), data_config, train_config, settings,
                     flags.FLAGS.stop_after_epochs)
 
 
 def run_stages(name, start_distribution=None, **kwargs):
-  """seg.stages.<name>(run_from_flags(), **kwargs)'s Results, in the order they ran, with the
+  """seg.stages.<name>(Run of the flags, **kwargs)'s Results, in the order they ran, with the
   determinism switches applied first, before TensorFlow is imported.
 
   start_distribution: seg.training.distribute.from_flags, for the binaries that train on several
   workers; called once TensorFlow's threads are set, before any TensorFlow op.
   """
-  run = run_from_flags(determinism.apply)  # before TensorFlow is imported
+  configs = configs_from_flags()
+  determinism.apply(configs[0])  # before TensorFlow is imported
   if start_distribution:
     kwargs["distribution"] = start_distribution()
-  return list(getattr(stages, name)(run, **kwargs).values())
+  return list(getattr(stages, name)(open_run(*configs), **kwargs).values())

@@ -31,7 +31,6 @@ from absl import flags
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
-from pipeline import stage
 from pipeline import user_input
 from seg import launch
 from seg.serve import photos
@@ -64,6 +63,8 @@ flags.DEFINE_bool(
 
 
 def predict():
+  """The export stage and those before it (unless --model), then masks for the photos: a
+  cli.Outcome whose notes list what was not segmented, and whose error counts the failures."""
   inputs = photos.find_inputs(FLAGS.image, FLAGS.images)  # input errors before training
   results = []
   if FLAGS.model:
@@ -71,22 +72,21 @@ def predict():
     model = FLAGS.model
   else:
     results = launch.run_stages("export")
-    for result in results:
-      stage.report(result)
     store = cli.open_store()
     if results[-1].cached and store.verify_inputs:  # read as a stage reads its inputs
       store.verify(results[-1].digest, use="predict (as its model)")
     model = results[-1].path
   report = prediction.predict(prediction.load(model), inputs, FLAGS.output_dir, sys.stderr,
                               FLAGS.max_image_pixels, FLAGS.probabilities)
-  print("\n".join(prediction.summary(report, inputs, FLAGS.output_dir)))
+  error = None
   if report.failed:
-    raise errors.Error("%d of %d files could not be segmented (%s)" % (
+    error = errors.Error("%d of %d files could not be segmented (%s)" % (
         len(report.failed), inputs.count(),
         report.failed[0] if len(report.failed) == 1 else "listed above"))
-  if not report.written:
-    raise errors.Error("none of the %d files is an image (listed above)" % inputs.count())
-  return []
+  elif not report.written:
+    error = errors.Error("none of the %d files is an image (listed above)" % inputs.count())
+  return cli.Outcome(results, tuple(prediction.summary(report, inputs, FLAGS.output_dir)),
+                     error)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ metrics against the bounds below, and, if all hold, stores the release (export's
 a second signature that takes image files, and assets.extra/release.json: thresholds, metrics,
 what it was made from) and publishes it as releases/<--release_name>/<version> in the store: the
 folder layout TensorFlow Serving and KServe load. A model that fails the gate exits with status
-1 and the numbers that failed; it is not exported, released or published (the stages up to
+6 and the numbers that failed; it is not exported, released or published (the stages up to
 evaluate are stored as always).
 """
 

@@ -30,6 +30,7 @@ def train():
   launcher of --workers local workers: then the exit status of the workers (an int)."""
   count = local_worker_count()
   if count > 1:
+    cli.leave_result_to_workers()
     status = local_workers.run(local_workers.worker_command(sys.argv), count,
                                env=child_process.environment())
     if status == 0:  # the chief, a worker of a cluster, names no next command

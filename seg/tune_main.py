@@ -104,14 +104,15 @@ def name_trials(store, tuned):
 def tune():
   """The data stages and the tune stage; a cli.Outcome whose notes are the trial table and the
   command that trains with the best hyperparameters."""
-  run = launch.run_from_flags(determinism.check_cpu)  # as a trial would, before any trial runs
+  settings, data_config, base = launch.configs_from_flags()
+  determinism.check_cpu(settings)  # as a trial would, before any trial runs
   space = search_space.load(
-      FLAGS.search_space or os.path.join(config.CONFIG_DIR, SPACES, run.data.dataset + ".json"),
-      lambda values: config_flags.from_flags(run.data.dataset, values),
+      FLAGS.search_space or os.path.join(config.CONFIG_DIR, SPACES, data_config.dataset + ".json"),
+      lambda values: config_flags.from_flags(data_config.dataset, values),
       shown=None if FLAGS.search_space else "seg/configs/%s/%s.json" % (SPACES,
-                                                                     run.data.dataset))
+                                                                     data_config.dataset))
   flags_given = train_flags(space.names)
-  config.refuse_several(run.train, run.stop_after_epochs, "trials")
+  config.refuse_several(base, FLAGS.stop_after_epochs, "trials")
   if FLAGS.run_name and len(trial_name(FLAGS.trials)) > names.MAX_LENGTH:
     raise errors.Error("--run_name=%s: its trials are named %s to %s, longer than %d "
                        "characters: give a shorter name" % (
@@ -119,10 +120,11 @@ def tune():
                            names.MAX_LENGTH))
   if FLAGS.parallel_trials < 1:
     raise errors.Error("--parallel_trials=%d: give at least 1" % FLAGS.parallel_trials)
-  results = stages.tune(
-      run, space, tune_lib.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials),
-      [sys.executable, tune_lib.TRAIN_MAIN] + flags_given, FLAGS.parallel_trials,
-      backbone_weights(run.train.model, space, run.data.image_size, run.settings))
+  options = tune_lib.Options(FLAGS.trials, FLAGS.round_size, FLAGS.startup_trials)
+  weights = backbone_weights(base.model, space, data_config.image_size, settings)
+  run = launch.open_run(settings, data_config, base)  # the store, once the inputs are checked
+  results = stages.tune(run, space, options, [sys.executable, tune_lib.TRAIN_MAIN] + flags_given,
+                        FLAGS.parallel_trials, weights)
   tuned = results["tune"]
   name_trials(run.store, tuned)
   best = os.path.join(tuned.path, tune_lib.BEST_FILE)

@@ -305,12 +305,25 @@ class PipelineTest(absltest.TestCase):
         self.assertNotIn("--distribute", result.stdout, binary)
         self.assertNotIn("--workers", result.stdout, binary)
 
+  def test_a_result_file_says_how_a_command_that_does_not_parse_ended(self):
+    folder = self.create_tempdir().full_path
+    result_json = os.path.join(folder, "result.json")
+    with open(result_json, "w") as f:
+      f.write('{"exit": {"reason": "done"}}')  # an earlier run's: replaced, never left standing
+    result = run("seg/train", ["--result_json=" + result_json, "--epochs=many"])
+    self.assertEqual(result.returncode, errors.USAGE, result.stderr[-2000:])
+    with open(result_json) as f:
+      outcome = json.load(f)
+    self.assertEqual((outcome["exit"]["status"], outcome["exit"]["reason"], outcome["stages"]),
+                     (errors.USAGE, "usage", []))
+    self.assertIn("--epochs", outcome["exit"]["error"])
+
   def test_version_names_the_release_and_the_code(self):
     result = run("seg/train", ["--version"])
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-    digest, count = code.tree_digest()
+    tree, count = version.code_digest()
     self.assertEqual(result.stdout, "reproseg %s, code %s (%d source files)\n"
-                     % (version.VERSION, digest, count))
+                     % (version.VERSION, tree, count))
 
   def test_helpfull_documents_every_seed_and_switch(self):
     result = run("seg/train", ["--helpfull"])  # absl exits 1 after help

@@ -386,8 +386,10 @@ class StageCodeTest(absltest.TestCase):
   TRAINING = {"train", "tune"}
   EVALUATION = {"calibrate", "evaluate"}
   # Edited file: the stages whose code record must change. A folder's name says which: model/
-  # is in every model stage's, training/ in train's (and so tune's), evaluation/ in calibrate's
-  # and evaluate's, serve/ in export's and release's, tuning/ in tune's; the rest are in none.
+  # is in the model stages', training/ in train's (and so tune's), evaluation/ in calibrate's
+  # and evaluate's, serve/ in export's and release's, tuning/ in tune's, drawing/ in those that
+  # draw; configs/ is in none but tune's (hyperparam_file.py), data_tools/split_reader.py in
+  # every model stage's.
   EDITS = {
       "data_tools/synthetic.py": {"synthetic"},
       "data_tools/download.py": {"download"},

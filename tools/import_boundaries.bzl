@@ -22,7 +22,8 @@ def _checked(name, srcs, deps):
         name = check,
         srcs = srcs + deps,
         outs = [check + ".txt"],
-        cmd = "$(execpath //tools:import_boundaries) --target=//%s:%s --checked=%s --allowed=%s --out=$@ $(SRCS)" % (
+        cmd = ("$(execpath //tools:import_boundaries) --target=//%s:%s --checked=%s " +
+               "--allowed=%s --out=$@ $(SRCS)") % (
             native.package_name(),
             name,
             ",".join([native.package_name() + "/" + s for s in srcs]),
@@ -32,15 +33,20 @@ def _checked(name, srcs, deps):
     )
     return ":" + check
 
-def py_library(name, srcs = [], deps = [], data = [], **kwargs):
-    """native.py_library plus the check of srcs' imports against deps, in its data, so that
+def _with_check(rule, name, srcs, deps, data, kwargs):
+    """rule(name, srcs, deps, data, ...), with the check of srcs' imports in its data, so that
     every binary and test using it runs the check."""
-    native.py_library(name = name, srcs = srcs, deps = deps, data = data + [_checked(name, srcs, deps)], **kwargs)
+    check = _checked(name, srcs, deps)
+    rule(name = name, srcs = srcs, deps = deps, data = data + [check], **kwargs)
+
+def py_library(name, srcs = [], deps = [], data = [], **kwargs):
+    """native.py_library, its imports checked against its deps."""
+    _with_check(native.py_library, name, srcs, deps, data, kwargs)
 
 def py_binary(name, srcs = [], deps = [], data = [], **kwargs):
-    """native.py_binary plus the check of srcs' imports against deps, as py_library."""
-    native.py_binary(name = name, srcs = srcs, deps = deps, data = data + [_checked(name, srcs, deps)], **kwargs)
+    """native.py_binary, its imports checked against its deps."""
+    _with_check(native.py_binary, name, srcs, deps, data, kwargs)
 
 def py_test(name, srcs = [], deps = [], data = [], **kwargs):
-    """native.py_test plus the check of srcs' imports against deps, as py_library."""
-    native.py_test(name = name, srcs = srcs, deps = deps, data = data + [_checked(name, srcs, deps)], **kwargs)
+    """native.py_test, its imports checked against its deps."""
+    _with_check(native.py_test, name, srcs, deps, data, kwargs)

@@ -4,7 +4,8 @@ Bazel's py_library does not read imports, so the build runs this for every libra
 tools/import_boundaries.bzl: a reproseg module may import the modules of its own Bazel package
 and of the packages its library's deps name, and nothing else of reproseg's. The stage keys
 follow imports (pipeline/code.py), so the deps a BUILD file declares bound the keys of the
-stages whose code is in its folder.
+stages whose code is in its folder (tune's key also holds the train stage's code, which
+//seg/tuning reads as files: its data, not its deps).
 
 usage: import_boundaries.py --target=//seg/serve:serve --checked=seg/serve/export.py,...
                             --allowed=seg/model,pipeline --out=STAMP FILE...

@@ -23,9 +23,9 @@ from seg.model import metrics
 from seg.model import temperature
 
 
-def measure(outputs, temperature, batch_size):
+def measure(outputs, scale, batch_size):
   """(metrics.json's content, int64 confusion matrix [true, predicted]) for
-  inference.SplitOutputs and a calibration temperature.
+  inference.SplitOutputs and a calibration temperature, scale.
 
   Raises errors.Error if a logit is not finite (the train output diverged).
   """
@@ -34,11 +34,11 @@ def measure(outputs, temperature, batch_size):
   batches = outputs.batches(batch_size)
   result = metrics.segmentation(matrix, outputs.class_names)
   result.update({
-      "examples": len(outputs.pet_ids), "temperature": temperature,
+      "examples": len(outputs.pet_ids), "temperature": scale,
       "nll": {"uncalibrated": metrics.nll(batches, 1.0),
-              "calibrated": metrics.nll(batches, temperature)},
+              "calibrated": metrics.nll(batches, scale)},
       "ece": {"uncalibrated": metrics.reliability(batches, 1.0)["ece"],
-              "calibrated": metrics.reliability(batches, temperature)["ece"]}})
+              "calibrated": metrics.reliability(batches, scale)["ece"]}})
   return result, matrix
 
 

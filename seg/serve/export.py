@@ -41,10 +41,10 @@ KERAS_FILE = "model.keras"
 class Segmenter(tf.Module):
   """images (uint8, any size) → class ids and calibrated probabilities at that size."""
 
-  def __init__(self, model, temperature, image_size):
+  def __init__(self, model, scale, image_size):
     super().__init__()
     self.model = model
-    self._temperature = float(temperature)
+    self._temperature = float(scale)
     self._image_size = int(image_size)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
@@ -93,20 +93,22 @@ def write_keras(model, path, scratch_path):
 
 
 # --- The models ---------------------------------------------------------------------------------
-def stock_keras_model(model, model_config, info, settings, temperature):
+def stock_keras_model(model, model_config, info, settings, scale):
   """The U-Net in Keras' own layers with model's weights, ending in calibrated softmax."""
   stock = factory.for_splits(model_config, info, settings, stock=True)
   stock.set_weights(model.get_weights())
-  scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(stock.output)
+  scaled = keras.layers.Rescaling(1.0 / scale, name="temperature")(stock.output)
   probabilities = keras.layers.Softmax(name="probabilities")(scaled)
   return keras.Model(stock.input, probabilities, name=stock.name + "_calibrated")
 
 
-def export(model, model_config, info, settings, temperature, out_dir):
-  segmenter = Segmenter(model, temperature, info["image_size"])
+def export(model, model_config, info, settings, scale, out_dir):
+  """Writes the SavedModel and the .keras file of model into out_dir; scale: the calibrate
+  stage's temperature T, which divides the logits."""
+  segmenter = Segmenter(model, scale, info["image_size"])
   saved_model_files.write(segmenter, os.path.join(out_dir, SAVED_MODEL),
                           {"serving_default": segmenter.serve})
-  write_keras(stock_keras_model(model, model_config, info, settings, temperature),
+  write_keras(stock_keras_model(model, model_config, info, settings, scale),
               os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
 
 

@@ -132,7 +132,7 @@ def check_finite(named_values, epoch, step, learning_rate):
           "a lower --learning_rate" % (epoch, step, name, learning_rate))
 
 
-def train_epoch(train_step, batches, steps_per_epoch, num_classes, epoch, learning_rate):
+def train_epoch(train_step, epoch_batches, steps_per_epoch, num_classes, epoch, learning_rate):
   """Runs one epoch's update steps with a progress bar; returns its (mean loss, mean IoU).
 
   epoch: counted from 1. Raises errors.Error (check_finite) at the first step whose loss is
@@ -144,7 +144,7 @@ def train_epoch(train_step, batches, steps_per_epoch, num_classes, epoch, learni
   with contextlib.redirect_stdout(sys.stderr):
     progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "iou"],
                                    verbose=1 if sys.stderr.isatty() else 2)
-    for step, (images, masks) in enumerate(batches, 1):
+    for step, (images, masks) in enumerate(epoch_batches, 1):
       loss, cm = train_step(images, masks)
       loss = float(loss)
       check_finite([("the loss", loss)], epoch, step, learning_rate)
@@ -158,9 +158,9 @@ def validate(validation_step, splits_dir, batch_size, info):
   """The validation pass: mean pixel loss, mean and per-class IoU of the whole validation
   split."""
   num_classes, image_size = info["num_classes"], info["image_size"]
-  batches, count = split_reader.ordered_batches(splits_dir, "validation", batch_size)
+  ordered, count = split_reader.ordered_batches(splits_dir, "validation", batch_size)
   total, matrix = 0.0, np.zeros((num_classes, num_classes), np.int64)
-  for images, masks in batches:
+  for images, masks in ordered:
     loss_sum, cm = validation_step(images, masks)
     total += float(loss_sum)
     matrix += cm.numpy()
