@@ -27,7 +27,7 @@ done
 
 # The test targets whose code imports no TensorFlow.
 TESTS=(//tests:archive_test //tests:arrays_test //tests:download_test //tests:import_boundaries_test
-       //tests:inventory_test
+       //tests:inventory_test //tests:result_file_test
        //tests:petset_test //tests:store_test //tests:synthetic_test)
 # Debian splits these out of Bazel's own install base (where upstream and nixpkgs' bazel_7
 # carry them: rules_java_builtin, and @platforms / internal_platforms_do_not_use). Their
