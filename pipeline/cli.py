@@ -248,9 +248,15 @@ def _parse_flags(argv):
   except flags.Error as e:
     _ending["path"] = _result_path_in(argv)  # a usage record, if the path can be read
     exit_with(errors.UsageError("%s (--help lists the flags)" % e))
-  _ending["path"] = FLAGS.result_json
-  if FLAGS.result_json and os.path.lexists(FLAGS.result_json):
-    os.remove(FLAGS.result_json)  # so that a file there says how this run ended
+  path = FLAGS.result_json
+  if path and os.path.isdir(path):
+    exit_with(errors.UsageError("--result_json=%s is a folder: give the path of a file" % path))
+  try:
+    if path and os.path.lexists(path):
+      os.remove(path)  # so that a file there says how this run ended
+  except OSError as e:
+    exit_with(as_error(e) or errors.Error("--result_json=%s: %s" % (path, e.strerror)))
+  _ending["path"] = path
   return parsed
 
 
@@ -283,7 +289,7 @@ def _write_result(status):
   try:
     files.write_json(path, result_record(status))
   except OSError as e:
-    error = as_error(e) or errors.Error("%s: %s" % (FLAGS.result_json, e.strerror))
+    error = as_error(e) or errors.Error("%s: %s" % (path, e.strerror))
     print("error: --result_json: %s" % error, file=sys.stderr)
     return status or error.exit_status
   return status

@@ -49,6 +49,16 @@ class ResultFileTest(parameterized.TestCase):
     self.assertEqual(outcome["exit"], {"status": status, "reason": end, "error": error})
     self.assertEqual(outcome["stages"], [])
 
+  def test_a_folder_for_the_result_file_is_refused_before_any_work(self):
+    folder = self.create_tempdir().full_path
+    done = subprocess.run([sys.executable, "-c", MAIN, "done", "--result_json=" + folder],
+                          capture_output=True, text=True, check=False, cwd=RUNFILES,
+                          env=dict(os.environ, PYTHONPATH=RUNFILES))
+    self.assertEqual(done.returncode, errors.USAGE, done.stderr[-2000:])
+    self.assertEqual(done.stderr, "error: --result_json=%s is a folder: give the path of a "
+                                  "file\n" % folder)
+    self.assertEqual(os.listdir(folder), [])
+
 
 if __name__ == "__main__":
   absltest.main()
