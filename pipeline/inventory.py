@@ -46,9 +46,12 @@ def entries(store, stage_name=None):
   listed = [Entry(m["stage"], key, m["output"], m["provenance"].get("started_utc", ""),
                   store.object_path(m["output"]), m)
             for key, m in manifests(store).items() if stage_name in (None, m["stage"])]
-  # Newest first by publication: the manifest's write time (start times have whole seconds).
-  return sorted(listed, key=lambda e: os.stat(store.manifest_path(e.key)).st_mtime_ns,
-                reverse=True)
+  return sorted(listed, key=lambda e: _published_ns(store, e.key), reverse=True)
+
+
+def _published_ns(store, key):
+  """When a run was published: its manifest's write time (start times have whole seconds)."""
+  return os.stat(store.manifest_path(key)).st_mtime_ns
 
 
 _GONE = ("no longer in %s (removed by `store gc` or `store verify --remove_damaged`): run it "
@@ -59,10 +62,19 @@ def _release(store, ref):
   """The newest manifest whose output a release ("releases/<name>[/<version>]") is: one output
   has several manifests when keys changed and the bits did not."""
   output = names.resolve(store, ref)
-  made = [m for m in manifests(store).values() if m["output"] == output]
-  if not made:
+  made = newest_by_output(store, manifests(store)).get(output)
+  if made is None:
     raise errors.Error(("%s is the output %s, " + _GONE) % (ref, output, store.root))
-  return max(made, key=lambda m: m["provenance"]["started_utc"])
+  return made
+
+
+def newest_by_output(store, found):
+  """{output digest: the newest published of found's manifests ({key: manifest}) with that
+  output}: one output has several manifests when keys changed and the bits did not."""
+  newest = {}
+  for key in sorted(found, key=lambda key: _published_ns(store, key)):
+    newest[found[key]["output"]] = found[key]
+  return newest
 
 
 def _named_run(store, name, key):
@@ -104,13 +116,12 @@ def input_digests(manifest):
   return [d for d in manifest["key_record"]["inputs"].values() if isinstance(d, str)]
 
 
-def lineage(store, manifest):
+def lineage(store, manifest, found=None):
   """[manifest, its inputs' manifests, ...] back to the source archives, breadth first, each
   output once: an output that several later stages share (partition under train, calibrate
-  and evaluate) is listed where it is first reached."""
-  by_output = {}
-  for m in manifests(store).values():
-    by_output.setdefault(m["output"], m)
+  and evaluate) is listed where it is first reached. An output made under several keys is
+  its newest manifest's (newest_by_output). found: manifests(store), if already read."""
+  by_output = newest_by_output(store, found or manifests(store))
   chain, todo, seen = [], [manifest], {manifest["output"]}
   while todo:
     current = todo.pop(0)

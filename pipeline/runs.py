@@ -1,13 +1,18 @@
 """`store runs`: one stage's stored runs side by side, as DVC's `exp show` and MLflow's run
-comparison list them: the parameters that differ between the runs, and their metrics.
+comparison list them: the parameters that differ between the runs, and their metrics, joined
+with those of the runs each was made from.
 
 A run's parameters are its key record's params, its runtime (the seed and determinism
 switches, the package lock), its input digests and the digest of its code record; its metrics
-are the numbers of its manifest's details. Only the parameters whose values are not the same
-in every run listed are columns.
+are the numbers of its manifest's details. The runs in its lineage (pipeline.inventory) add
+their params, code digest and metrics under their stage's name: an evaluate row has
+`train.params.learning_rate` and `train.validation.iou` beside its own `mean_iou`. Only the
+parameters whose values are not the same in every run listed are columns.
 """
 
+import csv
 import dataclasses
+import io
 import json
 import re
 
@@ -25,7 +30,9 @@ HEADLINE_METRICS = {
     "calibrate": ("temperature", "ece.after", "nll.after"),
     "evaluate": ("mean_iou", "pixel_accuracy", "ece.calibrated"),
     "tune": ("best_validation_iou", "best_trial", "failed_trials"),
+    "release": ("evaluate.mean_iou", "evaluate.pixel_accuracy", "evaluate.ece.calibrated"),
 }
+FORMATS = ("table", "csv", "md", "json")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -36,9 +43,10 @@ class Table:
   stage: str
   parameters: tuple  # the parameter names that differ, sorted
   metrics: tuple  # the metric names shown
-  # dicts: key, run_names (pipeline.names; [] if none), output, started_utc,
-  # parameters {name: value}, metrics {name: value}; a parameter or metric a run does not have
-  # is left out of its dicts (a value may be None: JSON null).
+  # dicts: key, run_names (pipeline.names; [] if none), output, started_utc, lineage
+  # {stage: key} of the runs it was made from, parameters {name: value}, metrics
+  # {name: value}; a parameter or metric a run does not have is left out of its dicts (a
+  # value may be None: JSON null).
   rows: tuple
 
   def to_json(self):
@@ -61,6 +69,25 @@ def _numbers(details):
           if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
+def _joined(chain):
+  """(parameters, metrics, lineage) of a run and the runs it was made from, chain being its
+  inventory.lineage: its own under their names, each upstream run's params, code digest and
+  metrics under "<stage>.", the nearest run of a stage only."""
+  own = chain[0]
+  params, metrics = _parameters(own), _numbers(own.get("details"))
+  made_from = {}
+  for upstream in chain[1:]:
+    if upstream["stage"] in made_from or upstream["stage"] == own["stage"]:
+      continue
+    made_from[upstream["stage"]] = upstream["key"]
+    record = upstream["key_record"]
+    named = {"params": record["params"], "code": digest.record_digest(record["code"])}
+    params.update(compare.flatten({upstream["stage"]: named}))
+    metrics.update({upstream["stage"] + "." + n: v
+                    for n, v in _numbers(upstream.get("details")).items()})
+  return params, metrics, made_from
+
+
 def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
   """The Table of a stage's runs, newest first, or sorted by the metric sort_by.
 
@@ -71,23 +98,25 @@ def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
   entries = inventory.entries(store, stage_name)
   if not entries:
     raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage_name))
-  params = [_parameters(e.manifest) for e in entries]
-  numbers = [_numbers(e.manifest.get("details")) for e in entries]
+  found = inventory.manifests(store)
+  params, numbers, made_from = zip(*[_joined(inventory.lineage(store, e.manifest, found))
+                                     for e in entries])
   every_parameter = sorted({n for p in params for n in p})
   differing = tuple(n for n in every_parameter
                     if len({json.dumps(p.get(n)) if n in p else "absent" for p in params}) > 1)
-  found = sorted({n for run in numbers for n in run})
-  shown = tuple(metrics or HEADLINE_METRICS.get(stage_name) or found)
-  unknown = [n for n in metrics or () if n not in found]
+  own = sorted({n for e in entries for n in _numbers(e.manifest.get("details"))})
+  every_metric = sorted({n for run in numbers for n in run})
+  shown = tuple(metrics or HEADLINE_METRICS.get(stage_name) or own)
+  unknown = [n for n in metrics or () if n not in every_metric]
   if unknown:
     raise errors.Error("no %s run has the metric %s; they have %s" % (
-        stage_name, ", ".join(unknown), ", ".join(found)))
+        stage_name, ", ".join(unknown), ", ".join(every_metric)))
   named = names.names_by_key(store)
   rows = [{"key": e.key, "run_names": named.get(e.key, []), "output": e.output,
-           "started_utc": e.started_utc,
+           "started_utc": e.started_utc, "lineage": lineage,
            "parameters": {n: p[n] for n in differing if n in p},
            "metrics": {n: run[n] for n in shown if n in run}}
-          for e, p, run in zip(entries, params, numbers)]
+          for e, p, run, lineage in zip(entries, params, numbers, made_from)]
   if sort_by:
     rows = _sorted(rows, sort_by, shown, ascending)
   return Table(stage_name, differing, shown, tuple(rows))
@@ -117,13 +146,44 @@ def _metric_cell(values, name):
   return "%.4g" % values[name] if name in values else "-"
 
 
-def lines(runs):
-  """The table as text: a header, then one line per run (aligned); a name column if a run
-  has a name."""
+def _cells(runs):
+  """The table as rows of strings, the header first; a name column if a run has a name."""
   named = any(r["run_names"] for r in runs.rows)
   header = (["key"] + ["name"] * named + ["started (UTC)"] + list(runs.parameters) +
             list(runs.metrics))
   body = [[r["key"][:16]] + [", ".join(r["run_names"]) or "-"] * named + [r["started_utc"]] +
           [_parameter_cell(r["parameters"], n) for n in runs.parameters] +
           [_metric_cell(r["metrics"], n) for n in runs.metrics] for r in runs.rows]
-  return text_table.aligned([header] + body)
+  return [header] + body
+
+
+def lines(runs):
+  """The table as aligned text lines, for a terminal."""
+  return text_table.aligned(_cells(runs))
+
+
+def markdown(runs):
+  """The table as Markdown (GitHub's pipe tables): the text table's cells, `|` escaped."""
+  rows = [[cell.replace("|", "\\|") for cell in row] for row in _cells(runs)]
+  return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] +
+                    ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def _csv_value(value):
+  """A value in full: a string as it is, anything else (numbers, lists, null) as JSON."""
+  return value if isinstance(value, str) else json.dumps(value)
+
+
+def to_csv(runs):
+  """The table as CSV, for a spreadsheet or pandas: full keys, digests and numbers; run names
+  joined by ";"; a parameter or metric a run does not have is an empty cell."""
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(["key", "run_names", "started_utc", "output"] + list(runs.parameters) +
+                  list(runs.metrics))
+  for r in runs.rows:
+    values = {**r["parameters"], **r["metrics"]}
+    writer.writerow([r["key"], ";".join(r["run_names"]), r["started_utc"], r["output"]] +
+                    [_csv_value(values[n]) if n in values else ""
+                     for n in runs.parameters + runs.metrics])
+  return out.getvalue().rstrip("\n")

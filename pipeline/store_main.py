@@ -6,8 +6,10 @@ Looks after reproseg's content-addressed store:
                          then the releases (releases/<name>/<version>) and run names
   runs [--stage=NAME]    one stage's runs (train by default) as a table, as DVC's `exp show`:
                          their names, the parameters that differ between them and their
-                         metrics (--metrics=A,B to choose); newest first, or --sort_by=METRIC
-                         (largest first; --ascending); --json
+                         metrics, joined with the runs each was made from (an evaluate row
+                         shows train.params.learning_rate); --metrics=A,B to choose; newest
+                         first, or --sort_by=METRIC (largest first; --ascending);
+                         --format=table|csv|md|json
   name PREFIX NAME       give a run a name (lower-case letters, digits, '-'), as --run_name
                          does when a stage runs; a name on another run moves to this one
   show PREFIX            one output (by a unique prefix of its key or output digest, a run's
@@ -48,12 +50,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("stage", None, "ls: only this stage's outputs (synthetic, download, ...); "
                     "runs: this stage's runs (default: train).")
 flags.DEFINE_list("metrics", None, "runs: the metrics to show, by dotted name in the manifest's "
-                  "details (validation.iou, mean_iou, ...). Default: the stage's headline "
-                  "metrics (pipeline/runs.py), or all of them.")
+                  "details (validation.iou, mean_iou, ...), an upstream run's under its "
+                  "stage's name (train.validation.iou). Default: the stage's headline "
+                  "metrics (pipeline/runs.py), or all of its own.")
 flags.DEFINE_string("sort_by", None, "runs: sort by this metric, largest first. Default: newest "
                     "first.")
 flags.DEFINE_bool("ascending", False, "runs: with --sort_by, smallest first (a loss).")
-flags.DEFINE_bool("json", False, "runs: print the table as JSON.")
+flags.DEFINE_enum("format", "table", runs_lib.FORMATS, "runs: how to print the runs: an "
+                  "aligned table for a terminal, CSV (full digests and numbers), a Markdown "
+                  "table, or JSON (with each run's lineage).")
+flags.DEFINE_bool("json", False, "runs: the same as --format=json.")
 flags.DEFINE_bool("dry_run", True, "gc: only list what would be removed.")
 flags.DEFINE_bool("keep_runs", False, "gc: keep the checkpoints of finished runs (their "
                   "TensorBoard logs are always kept).")
@@ -97,10 +103,16 @@ def runs(store, args):
     raise errors.Error("runs takes no arguments: choose the stage with --stage")
   if FLAGS.ascending and not FLAGS.sort_by:
     raise errors.Error("--ascending orders by a metric: give it with --sort_by")
+  if FLAGS.json and FLAGS["format"].present and FLAGS["format"].value != "json":
+    raise errors.UsageError("--json is --format=json: give either --json or --format=%s"
+                            % FLAGS["format"].value)
   found = runs_lib.table(store, FLAGS.stage or "train", FLAGS.metrics, FLAGS.sort_by,
                          FLAGS.ascending)
-  if FLAGS.json:
-    print(found.to_json())
+  printed = {"json": found.to_json, "csv": lambda: runs_lib.to_csv(found),
+             "md": lambda: runs_lib.markdown(found)}
+  chosen = "json" if FLAGS.json else FLAGS["format"].value
+  if chosen in printed:
+    print(printed[chosen]())
     return
   print("\n".join(runs_lib.lines(found)))
   print("%d %s run%s in %s; %s" % (

@@ -1,6 +1,8 @@
 """`store runs` (pipeline/runs.py): a stage's runs as one table, the parameters that differ
 and the metrics, sorted and as JSON; through the store binary too."""
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -33,12 +35,12 @@ class StoreWithRuns(absltest.TestCase):
     self.add_run("survey", {}, {"seed": 42}, {"count": 3, "mean": 0.5, "flag": True,
                                               "note": "text"})
 
-  def add_run(self, name, params, determinism_record, details):
+  def add_run(self, name, params, determinism_record, details, inputs=None):
     def build(out, unused_run_dir):
       with open(os.path.join(out, "result.json"), "w") as f:
         json.dump(details, f)
       return details
-    return stage.run(self.store, name, params, {}, determinism_record, build).key
+    return stage.run(self.store, name, params, inputs or {}, determinism_record, build).key
 
   def store_main(self, *args, status=0):
     """The store binary's stdout and stderr, once it exited with status."""
@@ -112,6 +114,74 @@ class RunsTest(StoreWithRuns):
     self.assertEqual([r["key"] for r in listed["runs"]], self.keys[::-1])
     self.assertEqual(listed["parameters"], ["params.learning_rate", "runtime.determinism.seed"])
     self.assertEqual([r["run_names"] for r in listed["runs"]], [[], [], []])
+
+
+class JoinTest(StoreWithRuns):
+  """Rows joined with the runs they were made from: each train run of setUp evaluated, and the
+  best released."""
+
+  def setUp(self):
+    super().setUp()
+    self.outputs = {key: inventory.find(self.store, key)["output"] for key in self.keys}
+    self.evaluations = [
+        self.add_run("evaluate", {"split": "test"}, {"seed": seed},
+                     {"mean_iou": iou, "pixel_accuracy": 0.9 + iou / 10,
+                      "ece": {"calibrated": 0.01}}, inputs={"train": self.outputs[key]})
+        for key, seed, iou in zip(self.keys, (42, 42, 7), (0.45, 0.65, 0.55))]
+    evaluated = inventory.find(self.store, self.evaluations[1])["output"]
+    self.release = self.add_run("release", {"min_pixel_accuracy": 0.92}, {"seed": 42},
+                                {"checks": ["pixel accuracy 0.9650 >= 0.92"]},
+                                inputs={"evaluate": evaluated})
+
+  def test_an_evaluate_row_shows_its_train_runs_parameters_beside_its_metrics(self):
+    table = runs.table(self.store, "evaluate")
+    self.assertIn("train.params.learning_rate", table.parameters)
+    self.assertIn("inputs.train", table.parameters)
+    self.assertNotIn("train.params.epochs", table.parameters)  # the same in every row
+    self.assertEqual(table.metrics, ("mean_iou", "pixel_accuracy", "ece.calibrated"))
+    joined = {r["key"]: (r["parameters"]["train.params.learning_rate"],
+                         r["metrics"]["mean_iou"], r["lineage"]) for r in table.rows}
+    for evaluation, train, rate, iou in zip(self.evaluations, self.keys, (0.1, 0.01, 0.01),
+                                            (0.45, 0.65, 0.55)):
+      self.assertEqual(joined[evaluation], (rate, iou, {"train": train}))
+    upstream = runs.table(self.store, "evaluate", metrics=["mean_iou", "train.validation.iou"])
+    self.assertEqual({r["metrics"]["mean_iou"]: r["metrics"]["train.validation.iou"]
+                      for r in upstream.rows}, {0.45: 0.5, 0.65: 0.7, 0.55: 0.6})
+
+  def test_a_release_row_shows_the_metrics_of_its_evaluation_and_both_lineages(self):
+    row, = runs.table(self.store, "release").rows
+    self.assertEqual(row["metrics"], {"evaluate.mean_iou": 0.65,
+                                      "evaluate.pixel_accuracy": 0.9 + 0.65 / 10,
+                                      "evaluate.ece.calibrated": 0.01})
+    self.assertEqual(row["lineage"], {"evaluate": self.evaluations[1], "train": self.keys[1]})
+
+  def test_csv_and_markdown_hold_the_tables_values(self):
+    table = runs.table(self.store, "evaluate", sort_by="mean_iou")
+    rows = list(csv.DictReader(io.StringIO(runs.to_csv(table))))
+    self.assertEqual([(r["train.params.learning_rate"], r["mean_iou"]) for r in rows],
+                     [("0.01", "0.65"), ("0.01", "0.55"), ("0.1", "0.45")])
+    self.assertEqual(rows[0]["key"], self.evaluations[1])  # in full
+    self.assertEqual(rows[0]["inputs.train"], self.outputs[self.keys[1]])
+    lines = runs.markdown(table).splitlines()
+    self.assertEqual(len(lines), 2 + 3)
+    self.assertEqual(lines[1], "|" + "---|" * len(lines[0].split(" | ")))
+    header = [cell.strip() for cell in lines[0].strip("| ").split(" | ")]
+    first = [cell.strip() for cell in lines[2].strip("| ").split(" | ")]
+    self.assertEqual(dict(zip(header, first))["train.params.learning_rate"], "0.01")
+    self.assertEqual(dict(zip(header, first))["mean_iou"], "0.65")
+    self.add_run("probe", {"text": "a|b"}, {}, {})
+    self.add_run("probe", {"text": "c"}, {}, {})
+    self.assertIn('"a\\|b"', runs.markdown(runs.table(self.store, "probe")))
+
+  def test_the_store_binary_prints_each_format_and_refuses_two(self):
+    markdown = self.store_main("runs", "--stage=evaluate", "--format=md")
+    self.assertTrue(markdown.startswith("| key | started (UTC) | "), markdown)
+    self.assertIn("train.params.learning_rate", markdown.splitlines()[0])
+    listed = json.loads(self.store_main("runs", "--stage=evaluate", "--format=json"))
+    self.assertEqual(listed, json.loads(self.store_main("runs", "--stage=evaluate", "--json")))
+    self.assertEqual(sorted(r["lineage"]["train"] for r in listed["runs"]), sorted(self.keys))
+    self.assertIn("give either --json or --format=csv",
+                  self.store_main("runs", "--json", "--format=csv", status=2))
 
 
 class RunNamesTest(StoreWithRuns):
