@@ -15,6 +15,7 @@ from absl import flags
 from pipeline import errors
 from pipeline import file_systems
 from pipeline import files
+from pipeline import logs
 from pipeline import names
 from pipeline import stage
 from pipeline import stopping
@@ -198,6 +199,8 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
       return returned
     outcome = returned if isinstance(returned, Outcome) else Outcome(returned)
     named = name_last(outcome.results) if outcome.results else None
+    if outcome.results and stores_runs:
+      logs.refresh(open_store())
     return dataclasses.replace(outcome, notes=((named,) if named else ()) + tuple(outcome.notes))
 
   def main(argv):

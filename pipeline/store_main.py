@@ -42,6 +42,7 @@ from pipeline import cli
 from pipeline import compare
 from pipeline import errors
 from pipeline import inventory
+from pipeline import logs
 from pipeline import names
 from pipeline import rebuild
 from pipeline import runs as runs_lib
@@ -128,6 +129,7 @@ def name(store, args):
   manifest = inventory.find(store, args[0])
   print(cli.naming_line(args[1], manifest["stage"], manifest["key"],
                         names.name_run(store, args[1], manifest["key"])))
+  logs.refresh(store)
 
 
 def show(store, args):

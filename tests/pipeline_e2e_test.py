@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 from absl.testing import absltest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
 from pipeline import code
 from pipeline import determinism
@@ -91,6 +93,16 @@ class PipelineTest(absltest.TestCase):
     for needed in (b"_hparams_/session_start_info", b"learning_rate", b"dropout_rate",
                    b"seed", stages[3][2].encode()):  # the group: this run's key
       self.assertIn(needed, logs)
+    # Evaluate's test metrics are in a folder below it, where HParams finds a run's metrics.
+    evaluated = event_accumulator.EventAccumulator(
+        os.path.join(logs_folder, "evaluate-test"), size_guidance={event_accumulator.TENSORS: 0})
+    evaluated.Reload()
+    logged = tensor_util.make_ndarray(evaluated.Tensors("mean_iou")[0].tensor_proto)
+    self.assertAlmostEqual(float(logged), measured["mean_iou"], places=6)
+    # <store>/tensorboard/ names each run's logs: by stage and key, as no run was named.
+    self.assertEqual(os.path.realpath(os.path.join(store, "tensorboard",
+                                                   "train-" + stages[3][2][:16])),
+                     os.path.realpath(logs_folder))
 
   def test_an_unknown_split_is_one_line_and_stores_nothing(self):
     store = self.create_tempdir().full_path
@@ -299,7 +311,7 @@ class PipelineTest(absltest.TestCase):
       for name in names:
         self.assertIn(name, result.stdout, binary)
       self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out
-      for status, words in errors.STATUSES:  # every exit status, as the README lists them
+      for status, words in errors.STATUSES:  # every exit status, as docs/failures.md lists them
         self.assertIn("  %-6s %s" % (status, words.split()[0]), result.stdout, binary)
       if binary != "seg/train":  # only train takes them
         self.assertNotIn("--distribute", result.stdout, binary)

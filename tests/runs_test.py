@@ -14,6 +14,7 @@ from pipeline import cli
 from pipeline import code
 from pipeline import errors
 from pipeline import inventory
+from pipeline import logs
 from pipeline import names
 from pipeline import runs
 from pipeline import stage
@@ -182,6 +183,49 @@ class JoinTest(StoreWithRuns):
     self.assertEqual(sorted(r["lineage"]["train"] for r in listed["runs"]), sorted(self.keys))
     self.assertIn("give either --json or --format=csv",
                   self.store_main("runs", "--json", "--format=csv", status=2))
+
+
+class TensorBoardLinksTest(StoreWithRuns):
+  """<store>/tensorboard/ (pipeline/logs.py): a link per run with logs, by its names, else by
+  stage and key; kept up to date by `store name`."""
+
+  def add_logged_run(self, name, params):
+    def build(out, run_dir):
+      os.makedirs(os.path.join(run_dir, stage.LOGS_FOLDER))
+      with open(os.path.join(out, "result.json"), "w") as f:
+        json.dump(params, f)
+      return {}
+    return stage.run(self.store, name, params, {}, {}, build).key
+
+  def links(self):
+    folder = os.path.join(self.store.root, logs.FOLDER)
+    return {name: os.path.realpath(os.path.join(folder, name)) for name in os.listdir(folder)}
+
+  def test_links_name_the_runs_with_logs_and_follow_their_names(self):
+    first, second = self.add_logged_run("train", {"a": 1}), self.add_logged_run("evaluate", {})
+    logs.refresh(self.store)
+    folder_of = lambda key: os.path.join(self.store.run_dir(key), stage.LOGS_FOLDER)
+    self.assertEqual(self.links(), {"train-" + first[:16]: folder_of(first),
+                                    "evaluate-" + second[:16]: folder_of(second)})
+    self.store_main("name", first[:8], "baseline")
+    self.assertEqual(self.links(), {"baseline": folder_of(first),
+                                    "evaluate-" + second[:16]: folder_of(second)})
+    self.store_main("name", second[:8], "baseline")  # the name moves: so does its link
+    self.assertEqual(self.links(), {"train-" + first[:16]: folder_of(first),
+                                    "baseline": folder_of(second)})
+    with open(os.path.join(self.store.root, logs.FOLDER, "notes.txt"), "w") as f:
+      f.write("a file of the user's is left alone")
+    logs.refresh(self.store)
+    self.assertIn("notes.txt", self.links())
+
+  def test_a_store_this_process_cannot_write_is_left_as_it_is(self):
+    self.add_logged_run("train", {"a": 1})
+    self.store.writable = False  # as Store finds a read-only mount (tests as root cannot chmod)
+    logs.refresh(self.store)
+    self.assertFalse(os.path.exists(os.path.join(self.store.root, logs.FOLDER)))
+    self.store.writable = True
+    logs.refresh(self.store)
+    self.assertLen(self.links(), 1)
 
 
 class RunNamesTest(StoreWithRuns):

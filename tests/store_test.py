@@ -444,6 +444,7 @@ class StageCodeTest(absltest.TestCase):
       "pipeline/imports.py": set(STAGES),  # how a key's code is found
       "seg/tuning/tune.py": {"tune"},
       "seg/tuning/sampler.py": {"tune"},
+      "seg/tuning/journal.py": {"tune"},  # the study as an Optuna journal
       "pipeline/numpy_baseline.py": {"tune"},  # the sampler's NumPy
       "seg/tuning/search_pictures.py": {"tune"},
       "seg/tuning/__init__.py": {"tune"},
@@ -451,6 +452,8 @@ class StageCodeTest(absltest.TestCase):
       "seg/configs/__init__.py": {"tune"},
       "seg/configs/search_space.py": set(),  # reads and checks the space: tune records its values
       "seg/tuning/trial_table.py": set(),  # shows a tune output; builds nothing
+      "pipeline/logs.py": set(),  # TensorBoard's links: a view of the store
+      "pipeline/runs.py": set(),  # `store runs`
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing
       "seg/stages.py": set(),
       "seg/__init__.py": set(),

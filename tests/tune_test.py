@@ -1,6 +1,6 @@
 """//seg:tune end to end on the tiny configuration (tests/tiny_pipeline.py's TUNE): a 4-trial
 search gives the golden digests twice, in fresh stores, with trials one at a time and two at
-once; a rerun is a cache hit; more trials reuse the earlier ones; training with the best file is
+once; Optuna's load_study opens its journal; a rerun is a cache hit; more trials reuse the earlier ones; training with the best file is
 the best trial; the runs table lists the trials, named after the search's --run_name."""
 
 import json
@@ -13,6 +13,7 @@ from absl.testing import absltest
 
 from pipeline import code
 from pipeline import store as storelib
+from seg.tuning import journal
 from seg.tuning import tune
 from tests import tiny_pipeline as tiny
 
@@ -50,6 +51,21 @@ class TuneTest(absltest.TestCase):
     self.assertIn("tune: 4 trials, best first", self.first.stdout)
     self.assertIn("best hyperparameters (best_hyperparameters.json):", self.first.stdout)
     self.assertTrue(os.path.getsize(os.path.join(self.folder, "search.png")))
+
+  def test_optunas_own_tools_open_the_journal_and_find_the_same_best_trial(self):
+    import optuna  # pylint: disable=g-import-not-at-top
+    from optuna.storages import journal as optuna_journal  # pylint: disable=g-import-not-at-top
+    path = os.path.join(self.folder, journal.FILE)
+    before = (os.path.getsize(path), os.path.getmtime(path))
+    study = optuna.load_study(study_name=journal.STUDY_NAME, storage=optuna_journal.JournalStorage(
+        optuna_journal.JournalFileBackend(path)))
+    self.assertEqual([t.params for t in study.trials], [t["params"] for t in self.trials])
+    self.assertEqual([t.value for t in study.trials], [t["value"] for t in self.trials])
+    best = tune.best_trial(self.trials)
+    self.assertEqual((study.best_trial.number + 1, study.best_value, study.best_params),
+                     (best["trial"], best["value"], best["params"]))
+    self.assertEqual(study.best_trial.user_attrs["train_output"], best["train_output"])
+    self.assertEqual((os.path.getsize(path), os.path.getmtime(path)), before)  # only read
 
   def test_a_rerun_is_a_cache_hit_that_runs_no_trial(self):
     again, _ = tiny.tune(self.store)

@@ -55,17 +55,26 @@ def pictures_of(outputs, matrix, split, result, gallery_size):
           (split, result["pixel_accuracy"]))}
 
 
-def log_to_tensorboard(run_dir, split, result, images):
+def log_to_tensorboard(run_dir, train_run_dir, split, result, images):
+  """Writes the metrics and pictures to the evaluate run's TensorBoard logs, and the metrics
+  also to the train run's, under evaluate-<split>/: TensorBoard's HParams dashboard then shows
+  them in the train run's row, as it takes a run's metrics from the folders below it."""
+  scalars = (("mean_iou", result["mean_iou"]), ("pixel_accuracy", result["pixel_accuracy"]),
+             ("ece_calibrated", result["ece"]["calibrated"]),
+             ("ece_uncalibrated", result["ece"]["uncalibrated"]))
   writer = tf.summary.create_file_writer(os.path.join(run_dir, stage.LOGS_FOLDER))
   with writer.as_default(step=0):
-    for name, value in (("mean_iou", result["mean_iou"]),
-                        ("pixel_accuracy", result["pixel_accuracy"]),
-                        ("ece_calibrated", result["ece"]["calibrated"]),
-                        ("ece_uncalibrated", result["ece"]["uncalibrated"])):
+    for name, value in scalars:
       tf.summary.scalar("%s/%s" % (split, name), value)
     for name, image in images.items():
       tf.summary.image("%s/%s" % (split, name[:-len(".png")]),
                        np.asarray(image)[None])
+  writer.close()
+  writer = tf.summary.create_file_writer(
+      os.path.join(train_run_dir, stage.LOGS_FOLDER, "evaluate-" + split))
+  with writer.as_default(step=0):
+    for name, value in scalars:
+      tf.summary.scalar(name, value)
   writer.close()
 
 
@@ -87,7 +96,7 @@ def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_si
     images = pictures_of(outputs, matrix, split, result, gallery_size)
     for name, image in images.items():
       canvas.save(image, os.path.join(out, name))
-    log_to_tensorboard(run_dir, split, result, images)
+    log_to_tensorboard(run_dir, store.run_dir(train.key), split, result, images)
     logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
                  result["mean_iou"], result["pixel_accuracy"])
     return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (

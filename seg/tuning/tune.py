@@ -10,8 +10,9 @@ cache hit; a trial whose training diverged is a failed trial (no value).
 
 The output: best_hyperparameters.json (the seed's format, which //seg:train
 --hyperparam_fn_path reads), trials.json (every trial: round, parameters, validation IoU
-and loss, train output) and search.png (seg.tuning.search_pictures); the manifest's details name
-each trial's train key.
+and loss, train output), search.png (seg.tuning.search_pictures) and study.journal (the same
+trials as an Optuna journal, seg.tuning.journal); the manifest's details name each trial's
+train key.
 """
 
 import concurrent.futures
@@ -30,6 +31,7 @@ from pipeline import errors
 from pipeline import files
 from pipeline import stage
 from seg.configs import hyperparam_file
+from seg.tuning import journal
 from seg.tuning import sampler
 from seg.tuning import search_pictures
 
@@ -223,7 +225,8 @@ def key_params(base_config, space, options):
 
 
 def write_outputs(out, rows, keys, base_config, space):
-  """best_hyperparameters.json, trials.json and search.png; returns the manifest's details.
+  """best_hyperparameters.json, trials.json, search.png and study.journal; returns the
+  manifest's details.
   Raises errors.Error if no trial has a value (every one diverged)."""
   best = best_trial(rows)
   if best is None:
@@ -234,6 +237,7 @@ def write_outputs(out, rows, keys, base_config, space):
                    best_hyperparameters(base_config, best["params"]))
   files.write_json(os.path.join(out, TRIALS_FILE), rows)
   search_pictures.save_search(rows, best, space, os.path.join(out, PICTURE_FILE))
+  journal.write(os.path.join(out, journal.FILE), rows, sampler.distributions(space.record()))
   return {"best_trial": best["trial"], "best_validation_iou": best["value"],
           "best_params": best["params"], "trial_train_keys": keys,
           "failed_trials": sum(r["value"] is None for r in rows),
