@@ -5,7 +5,7 @@ oneDNN's, the locale) and three negative controls that must; and training steps 
 shapes compared with tests/golden/step_digests.json. (Other CPU models: cross_cpu_test.)
 
 A failure here means a result's bits changed. If the change is deliberate, regenerate the
-golden digests (README: Golden digests) and record why in CHANGELOG.md.
+golden digests (docs/determinism.md, "Golden digests") and record why in CHANGELOG.md.
 """
 
 import glob

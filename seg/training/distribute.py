@@ -123,7 +123,7 @@ def cluster_from_flags():
     return None
   if not os.environ.get("TF_CONFIG"):
     raise errors.Error("--distribute=multi_worker needs the cluster in the TF_CONFIG "
-                       "environment variable (README.md, \"Several workers\")")
+                       "environment variable (docs/workers-and-clusters.md)")
   return cluster_from_tf_config(os.environ["TF_CONFIG"])
 
 
