@@ -18,8 +18,10 @@ from data_tools import download
 from data_tools import fetch
 from data_tools import partition
 from data_tools import synthetic
+from pipeline import digest
 from pipeline import errors
 from pipeline import seeds
+from pipeline import stage
 from pipeline import user_input
 
 FLAGS = flags.FLAGS
@@ -102,11 +104,15 @@ def _find_in_source(folder, name):
 
 def archives(store, config, settings):
   """(the synthetic stage's Result or None, [(name, path, sha256, pinned?)] of the two
-  archives the petset is made from)."""
+  archives the petset is made from). In a dry run, a synthetic stage that would compute is a
+  pipeline.stage.Planned, and stands for each archive's sha256; a --source archive is hashed
+  where it is, not imported into the store."""
   if config.dataset == "synthetic":
     made = synthetic.run_stage(store, seeds.derive_seed(settings.seed, "synthetic"),
                                config.synthetic_images, config.synthetic_image_size,
                                config.synthetic_quirks)
+    if isinstance(made, stage.Planned):
+      return made, [(p.name, None, made, False) for p in download.PINNED]
     digests = store.file_digests(made.digest)
     return made, [(p.name, os.path.join(made.path, p.name), digests[p.name], False)
                   for p in download.PINNED]
@@ -123,7 +129,11 @@ def archives(store, config, settings):
               "--allow_unpinned_archives; its digest is then recorded in the manifest."
               % (source_path, sha256, size, pinned.sha256, pinned.size, pinned.name))
 
-      path, _, sha256 = fetch.import_file(store, source_path, check)
+      if store.planning:
+        path, sha256 = source_path, digest.file_digest(source_path)
+        check(os.path.getsize(path), sha256)
+      else:
+        path, _, sha256 = fetch.import_file(store, source_path, check)
     else:
       path, sha256 = store.blob_path(pinned.sha256), pinned.sha256
     found.append((pinned.name, path, sha256, sha256 == pinned.sha256))

@@ -9,16 +9,19 @@ from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-impo
 from data_tools import dataset
 from pipeline import cli
 from pipeline import determinism
+from pipeline import planning
 from pipeline import tensorflow_startup
 
 
 def partition():
+  planning.check_flags()
   settings = determinism.from_flags()
-  return dataset.prepare(cli.open_store(), dataset.config_from_flags(), settings)
+  store = planning.open_store()
+  return planning.finish(store, dataset.prepare(store, dataset.config_from_flags(), settings))
 
 
 # The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli),
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli), ("dry run", planning),
                ("output", tensorflow_startup))
 
 

@@ -78,9 +78,10 @@ def name_last(results):
                      names.name_run(open_store(), FLAGS.run_name, last.key))
 
 
-def open_store():
+def open_store(planning=False):
+  """The store of the flags; planning: opened for a dry run (pipeline.planning)."""
   return storelib.Store(FLAGS.store, verify_on_hit=FLAGS.verify_store,
-                        verify_inputs=FLAGS.verify_inputs)
+                        verify_inputs=FLAGS.verify_inputs, planning=planning)
 
 
 _HELP = ("--help", "-h", "-?", "--helpshort")
@@ -112,20 +113,27 @@ def _duration(seconds):
 
 
 def summary(results, next_target=None, notes=()):
-  """Lines closing a run: each stage's cache hit or time and folder, the headline metrics
+  """Lines closing a run: each stage's cache hit or time and folder (in a dry run, "would
+  compute" and why, pipeline.planning), the headline metrics
   (a stage's details["headline"]), the notes (lines), and the command to try next with the
   same flags. Indented, so that no line but a stage's digest line starts with the stage's
   name."""
-  lines = ["", "  %-10s %-13s %s" % ("stage", "result", "output folder")] if results else []
+  planned = any(isinstance(r, stage.Planned) for r in results)  # a dry run's
+  row = "  %-10s %-14s %s" if planned else "  %-10s %-13s %s"
+  lines = ["", row % ("stage", "result", "output folder" + (
+      ", or why it would compute" if planned else ""))] if results else []
   for r in results:
+    if isinstance(r, stage.Planned):
+      lines.append(row % (r.name, "would compute", r.reason or "not stored"))
+      continue
     took = ("cache hit" if r.cached else
             "made in " + _duration(r.manifest["provenance"]["wall_seconds"]))
-    lines.append("  %-10s %-13s %s" % (r.name, took, r.path))
+    lines.append(row % (r.name, took, r.path))
   for r in results:
     headline = (r.manifest.get("details") or {}).get("headline")
     if headline:
       lines.append("  %s: %s" % (r.name, headline))
-  measured = _metrics(results[-1]) if results else {}
+  measured = _metrics(results[-1]) if results else {}  # none of a Planned stage
   if measured:  # Katib's metrics format, name=value, of the stage the command is for
     lines.append("  metrics: " + " ".join("%s=%r" % item for item in measured.items()))
   lines.extend(notes)
@@ -136,7 +144,8 @@ def summary(results, next_target=None, notes=()):
 
 
 def _metrics(result):
-  """A stage Result's headline metrics ({name: number}, its details["metrics"])."""
+  """A stage Result's headline metrics ({name: number}, its details["metrics"]); a Planned
+  stage's manifest has no details."""
   return (result.manifest.get("details") or {}).get("metrics") or {}
 
 
@@ -168,10 +177,12 @@ def next_command(target, argv, extra=()):
 class Outcome:
   """What a binary's function returns when it has more to say than its stage Results: notes,
   lines that close the summary (before the next command), and an errors.Error to end with once
-  they are printed (predict's count of photos it could not segment), or None."""
+  they are printed (predict's count of photos it could not segment), or None. dry_run: the
+  results of a dry run (pipeline.planning): nothing is named, linked or suggested next."""
   results: list
   notes: tuple = ()
   error: typing.Optional[errors.Error] = None
+  dry_run: bool = False
 
 
 def run(function, flag_groups=(), next_target=None, stores_runs=True):
@@ -198,6 +209,8 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
     if isinstance(returned, int):
       return returned
     outcome = returned if isinstance(returned, Outcome) else Outcome(returned)
+    if outcome.dry_run:
+      return outcome
     named = name_last(outcome.results) if outcome.results else None
     if outcome.results and stores_runs:
       logs.refresh(open_store())
@@ -213,9 +226,9 @@ def run(function, flag_groups=(), next_target=None, stores_runs=True):
     for result in outcome.results:
       stage.report(result)
     if outcome.results or outcome.notes:
-      print("\n".join(summary(outcome.results,
-                               next_target() if callable(next_target) else next_target,
-                               outcome.notes)))
+      suggested = None if outcome.dry_run else (
+          next_target() if callable(next_target) else next_target)
+      print("\n".join(summary(outcome.results, suggested, outcome.notes)))
     if outcome.error:
       exit_with(outcome.error)
 
@@ -279,7 +292,8 @@ def result_record(status):
           "version": version.VERSION,
           "exit": {"status": status, "reason": reason, "error": _ending.get("error")},
           "stages": [{"stage": r.name, "key": r.key, "output": r.digest, "path": r.path,
-                      "cache_hit": r.cached, "metrics": _metrics(r)}
+                      "cache_hit": r.cached, "metrics": _metrics(r),
+                      "would_compute": isinstance(r, stage.Planned)}
                      for r in stage.finished()]}
 
 

@@ -1,6 +1,7 @@
 """Runs a stage through the store: plan it (compute its key), then execute the plan: return
 the stored output on a hit, else build the output in staging, publish it under its digest and
-record the manifest.
+record the manifest. In a store opened for a dry run (pipeline.planning), a miss is a Planned
+stage instead, and nothing is built.
 
 A stage's key is the sha256 of a canonical record of everything that can change its output:
 stage name, source code digests, parameters (the flags that matter), input digests, runtime.
@@ -39,6 +40,27 @@ class Result:
   manifest: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class Planned:
+  """A stage that a dry run finds not stored: it would compute. key and record are None while
+  an input it reads would compute too (waiting_for: that input's stage), as the input's digest
+  is part of the key. reason: why it would compute, in words (pipeline.planning)."""
+  name: str
+  params: dict
+  key: typing.Optional[str]
+  record: typing.Optional[dict]
+  waiting_for: typing.Optional[str] = None
+  reason: typing.Optional[str] = None
+  cached = False  # what a Result has, for code that reads either
+  digest = None
+  path = None
+
+  @property
+  def manifest(self):
+    """What a later stage may read of it before building: its key record, or its params."""
+    return {"stage": self.name, "key_record": self.record or {"params": self.params}}
+
+
 # A run folder's subfolder for TensorBoard logs: builds write their logs there, and `store gc`
 # keeps it when it removes a finished run's checkpoints.
 LOGS_FOLDER = "tensorboard"
@@ -46,7 +68,7 @@ LOGS_FOLDER = "tensorboard"
 # says about it.
 NONCE = "nonce"
 _finished = []  # execute()'s Results, for finished()
-_UNREPEATABLE = ("its build draws randomness not derived from --seed, so its key record holds "
+UNREPEATABLE = ("its build draws randomness not derived from --seed, so its key record holds "
                  "a random nonce")
 
 
@@ -106,7 +128,13 @@ def _git_commit():
 
 def report(result, out=None):
   """Prints a stage's line (its name, output digest and key), and under it the output's folder:
-  for a person; scripts read --result_json (pipeline.cli)."""
+  for a person; scripts read --result_json (pipeline.cli). A Planned stage's line says it
+  would compute, with its key if known."""
+  if isinstance(result, Planned):
+    print("%-10s would compute, key %s" % (result.name, result.key or "unknown until %s is made"
+                                           % result.waiting_for), file=out or sys.stdout,
+          flush=True)
+    return
   print("%-10s output %s  key %s%s\n%-10s in %s" % (
       result.name, result.digest, result.key, "  (cache hit)" if result.cached else "", "",
       result.path), file=out or sys.stdout, flush=True)
@@ -150,20 +178,43 @@ def execute(store, planned):
       if store.verify_on_hit:
         store.verify(manifest["output"], use="a cache hit of the %s stage (--verify_store)"
                      % planned.name)
-      result = Result(planned.name, planned.key, manifest["output"],
-                      store.object_path(manifest["output"]), True, manifest)
+      result = _hit(store, planned, manifest)
   _finished.append(result)
   return result
 
 
+def _hit(store, planned, manifest):
+  return Result(planned.name, planned.key, manifest["output"],
+                store.object_path(manifest["output"]), True, manifest)
+
+
+def dry_run(store, name, params, inputs, determinism_record, build, repeatable=True):
+  """What run() would do, doing none of it: the stored Result on a hit, else a Planned. Takes
+  no lock and writes nothing; run() calls it for a store opened for planning."""
+  waiting = next((value.name for _, value in sorted(inputs.items())
+                  if isinstance(value, Planned)), None)
+  if waiting:
+    found = Planned(name, params, None, None, waiting)
+  else:
+    planned = plan(name, params, inputs, determinism_record, build, repeatable)
+    manifest = store.lookup(planned.key) if planned.repeatable else None
+    found = (_hit(store, planned, manifest) if manifest else
+             Planned(name, params, planned.key, planned.record))
+  _finished.append(found)
+  return found
+
+
 def finished():
-  """The Results of the stages this process has executed, in the order they ended."""
+  """The Results of the stages this process has executed (Planned ones in a dry run), in the
+  order they ended."""
   return list(_finished)
 
 
 def run(store, name, params, inputs, determinism_record, build, repeatable=True):
   """Returns the stage's Result, building it on a miss: execute(store, plan(...)); see plan
-  for the arguments and execute for the errors."""
+  for the arguments and execute for the errors. In a store opened for planning, dry_run()."""
+  if store.planning:
+    return dry_run(store, name, params, inputs, determinism_record, build, repeatable)
   return execute(store, plan(name, params, inputs, determinism_record, build, repeatable))
 
 
@@ -206,7 +257,7 @@ def _on_miss(store, planned):
       },
   }
   if not planned.repeatable:
-    manifest["never_a_cache_hit"] = _UNREPEATABLE
+    manifest["never_a_cache_hit"] = UNREPEATABLE
   store.write_manifest(planned.key, manifest)
   return Result(planned.name, planned.key, output, store.object_path(output), False, manifest)
 

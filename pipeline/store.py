@@ -89,14 +89,17 @@ class Store:
   waits), and no key's lock; writing raises errors.NotWritableError (must_write).
   """
 
-  def __init__(self, root=None, verify_on_hit=False, verify_inputs=True):
+  def __init__(self, root=None, verify_on_hit=False, verify_inputs=True, planning=False):
     """verify_on_hit: re-hash a stored output whenever a stage takes it from the store.
     verify_inputs: re-hash the stored outputs a stage reads before it builds from them.
+    planning: opened for a dry run (pipeline.planning): nothing is made or removed, a missing
+    store is an empty one, and stages are looked up, never built (pipeline.stage.run).
     Raises errors.NotWritableError if root is missing and cannot be made."""
     self.root = os.path.abspath(root or default_root())
     self.verify_on_hit = verify_on_hit
     self.verify_inputs = verify_inputs
-    self.writable = self._make_folders()
+    self.planning = planning
+    self.writable = not planning and self._make_folders()
     if self.writable:
       for path in self.remove_stale_staging():
         logging.info("store: removed %s, left by a process that died", path)

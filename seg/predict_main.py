@@ -31,6 +31,7 @@ from absl import flags
 from pipeline import cli
 from pipeline import determinism
 from pipeline import errors
+from pipeline import planning
 from pipeline import user_input
 from seg import launch
 from seg.serve import photos
@@ -65,6 +66,10 @@ flags.DEFINE_bool(
 def predict():
   """The export stage and those before it (unless --model), then masks for the photos: a
   cli.Outcome whose notes list what was not segmented, and whose error counts the failures."""
+  if planning.dry_run():
+    raise errors.Error("--dry_run plans the stage commands, and predict writes masks, not a "
+                       "stage's output: `//seg:export -- --dry_run` with the same flags plans "
+                       "its model")
   inputs = photos.find_inputs(FLAGS.image, FLAGS.images)  # input errors before training
   results = []
   if FLAGS.model:

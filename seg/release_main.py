@@ -18,6 +18,7 @@ from absl import flags
 
 from pipeline import cli
 from pipeline import names
+from pipeline import planning
 from seg import launch
 from seg.serve import release_gate
 
@@ -44,6 +45,8 @@ def release():
   name = FLAGS.release_name or FLAGS.dataset.replace("_", "-")
   names.check_name(name)
   results = launch.run_stages("release", gate=gate)
+  if planning.dry_run():
+    return results  # the plan's cli.Outcome: nothing is published
   store = cli.open_store()
   version, folder = names.publish(store, name, results[-1].digest)
   notes = ["  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder)]

@@ -2,7 +2,8 @@
 store): data stages → train → calibrate → evaluate (or export) → release, and tune. Each takes
 one Run and returns every stage's Result by stage name, in the order they ran.
 
-TensorFlow code is imported inside, after determinism.apply() has run. stop_after_epochs
+The stage modules import no TensorFlow: each stage's build imports it when it builds, after
+determinism.apply() has run, and a dry run (pipeline.planning) builds nothing. stop_after_epochs
 reaches the train stage from any of them (tests stop and resume the whole pipeline).
 """
 
@@ -10,6 +11,13 @@ import dataclasses
 import typing
 
 from data_tools import dataset
+from pipeline import stage
+from seg.evaluation import calibrate_stage
+from seg.evaluation import evaluate_stage
+from seg.serve import export_stage
+from seg.serve import release_stage
+from seg.training import train_stage
+from seg.tuning import tune as tune_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,25 +38,22 @@ def data(run):
 def train(run, distribution=None):
   """distribution: one of several workers (seg.training.distribute); a worker other than the
   chief stores nothing and returns no results."""
-  from seg.training import train as train_lib  # pylint: disable=g-import-not-at-top
   results = data(run)
-  trained = train_lib.train_stage(run.store, results["partition"], run.train, run.settings,
+  trained = train_stage.train_stage(run.store, results["partition"], run.train, run.settings,
                                   run.stop_after_epochs, distribution)
   return dict(results, train=trained) if trained else {}
 
 
 def calibrate(run):
-  from seg.evaluation import calibrate as calibrate_lib  # pylint: disable=g-import-not-at-top
   results = train(run)
-  return dict(results, calibrate=calibrate_lib.calibrate_stage(
+  return dict(results, calibrate=calibrate_stage.calibrate_stage(
       run.store, results["partition"], results["train"], run.train.model,
       run.train.eval_batch_size, run.settings))
 
 
 def _export(run, results):
-  from seg.serve import export as export_lib  # pylint: disable=g-import-not-at-top
-  return export_lib.export_stage(run.store, results["partition"], results["train"],
-                                 results["calibrate"], run.train.model, run.settings)
+  return export_stage.export_stage(run.store, results["partition"], results["train"],
+                                   results["calibrate"], run.train.model, run.settings)
 
 
 def export(run):
@@ -58,9 +63,8 @@ def export(run):
 
 def evaluate(run, **options):
   """options: evaluate_stage's split and gallery_size, if not its defaults."""
-  from seg.evaluation import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   results = calibrate(run)
-  return dict(results, evaluate=evaluate_lib.evaluate_stage(
+  return dict(results, evaluate=evaluate_stage.evaluate_stage(
       run.store, results["partition"], results["train"], results["calibrate"], run.train.model,
       run.train.eval_batch_size, run.settings, **options))
 
@@ -69,19 +73,17 @@ def release(run, gate):
   """Evaluates the model (test split); if evaluate's metrics pass gate (a
   seg.serve.release_gate.Gate), exports and releases it, else raises errors.CheckFailed with
   the numbers."""
-  from seg.serve import export as export_lib  # pylint: disable=g-import-not-at-top
-  from seg.serve import release as release_lib  # pylint: disable=g-import-not-at-top
   results = evaluate(run)
-  release_lib.passed(results["evaluate"], gate)  # a refused model is not exported
+  if not isinstance(results["evaluate"], stage.Planned):  # a dry run checks a stored one
+    release_stage.passed(results["evaluate"], gate)  # a refused model is not exported
   results["export"] = _export(run, results)
-  return dict(results, release=release_lib.release_stage(
-      run.store, results, export_lib.SAVED_MODEL, gate, run.settings))
+  return dict(results, release=release_stage.release_stage(
+      run.store, results, export_stage.SAVED_MODEL, gate, run.settings))
 
 
 def tune(run, space, options, trial_command, parallel_trials, backbone_weights):
   """The data stages and the tune stage (seg.tuning.tune.tune_stage's arguments) of run's
   training config as every trial's base."""
-  from seg.tuning import tune as tune_lib  # pylint: disable=g-import-not-at-top
   results = data(run)
   return dict(results, tune=tune_lib.tune_stage(
       run.store, results["partition"], run.train, space, run.settings, options, trial_command,

@@ -14,6 +14,7 @@ from absl import flags
 from pipeline import child_process
 from pipeline import cli
 from pipeline import determinism
+from pipeline import planning
 from pipeline import stopping
 from seg import launch
 from seg.configs import config
@@ -27,7 +28,10 @@ NEXT = "//seg:evaluate"  # the command a user would run after training
 def train():
   """The train stage and those before it, as one process, as a worker of TF_CONFIG's cluster
   that stops at SIGINT/SIGTERM and names the workers that never came or went away, or as the
-  launcher of --workers local workers: then the exit status of the workers (an int)."""
+  launcher of --workers local workers: then the exit status of the workers (an int). A dry
+  run plans as one process: workers train its bits under its key."""
+  if planning.dry_run():
+    return launch.run_stages("train")
   count = local_worker_count()
   if count > 1:
     cli.leave_result_to_workers()

@@ -26,12 +26,14 @@ from pipeline import determinism
 from pipeline import digest
 from pipeline import errors
 from pipeline import names
+from pipeline import planning
 from pipeline import user_input
 from seg import launch
 from seg import stages
 from seg.configs import config
 from seg.configs import config_flags
 from seg.configs import search_space
+from seg.model import backbones
 from seg.tuning import trial_table
 from seg.tuning import tune as tune_lib
 
@@ -73,17 +75,17 @@ def train_flags(searched):
 def backbone_weights(model_config, space, image_size, settings):
   """{arch: digest of its encoder weights file} for each encoder a trial may use (the space's
   model_arch choices, else the config's), or None for backbone_weights none. ImageNet weights
-  are fetched as a trial fetches them, TensorFlow started first (determinism.apply)."""
+  are fetched as a trial fetches them, TensorFlow started first (determinism.apply); a dry run
+  fetches nothing and starts no TensorFlow (seg.model.backbones.weights_file)."""
   if model_config.backbone_weights == "none":
     return None
   archs = next((p.choices for p in space.parameters if p.name == "model_arch"),
                (model_config.model_arch,))
-  if model_config.backbone_weights != "imagenet":
-    return dict.fromkeys(archs, digest.file_digest(model_config.backbone_weights))
-  determinism.apply(settings)
-  from seg.model import factory  # pylint: disable=g-import-not-at-top
-  return {arch: digest.file_digest(factory.backbone_weights_file(
-      dataclasses.replace(model_config, model_arch=arch), image_size)) for arch in archs}
+  if model_config.backbone_weights == "imagenet" and not planning.dry_run():
+    determinism.apply(settings)
+  return {arch: digest.file_digest(backbones.weights_file(
+      dataclasses.replace(model_config, model_arch=arch), image_size,
+      fetch=not planning.dry_run())) for arch in archs}
 
 
 def trial_name(trial):
@@ -125,6 +127,8 @@ def tune():
   run = launch.open_run(settings, data_config, base)  # the store, once the inputs are checked
   results = stages.tune(run, space, options, [sys.executable, tune_lib.TRAIN_MAIN] + flags_given,
                         FLAGS.parallel_trials, weights)
+  if planning.dry_run():
+    return planning.outcome(run.store, list(results.values()))  # no trial runs
   tuned = results["tune"]
   name_trials(run.store, tuned)
   best = os.path.join(tuned.path, tune_lib.BEST_FILE)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from pipeline import digest
 from pipeline import errors
 from seg.evaluation import calibrate
+from seg.evaluation import calibrate_stage
 from seg.evaluation import evaluate
 from seg.evaluation import inference
 from seg.training import train
@@ -65,7 +66,7 @@ class SplitOutputsCheckTest(absltest.TestCase):
     logits = np.zeros((2, 4, 4, 3), np.float32)
     logits[0, 0, 0, 1], logits[1, 2, 3, 0] = np.inf, np.nan
     outputs = _calibration_split(logits)
-    for stage, measure in (("calibrate", lambda: calibrate.calibrate(outputs, 8)),
+    for stage, measure in (("calibrate", lambda: calibrate.calibrate(outputs, 8, calibrate_stage.SEARCH)),
                            ("evaluate", lambda: evaluate.measure(outputs, 1.0, 8))):
       with self.subTest(stage), self.assertRaisesRegex(
           errors.Error, r"^%s: 2 of the model's 96 logits on the calibration split are NaN or "
@@ -76,7 +77,7 @@ class SplitOutputsCheckTest(absltest.TestCase):
   def test_finite_logits_give_strict_json_metrics(self):  # the control
     logits = np.random.default_rng(0).normal(0.0, 3.0, (2, 4, 4, 3)).astype(np.float32)
     outputs = _calibration_split(logits)
-    report = calibrate.calibrate(outputs, 8)
+    report = calibrate.calibrate(outputs, 8, calibrate_stage.SEARCH)
     result, _ = evaluate.measure(outputs, report["temperature"], 8)
     for value in (report, result):
       digest.readable_json(value)  # raises on NaN or Infinity

@@ -104,6 +104,49 @@ class PipelineTest(absltest.TestCase):
                                                    "train-" + stages[3][2][:16])),
                      os.path.realpath(logs_folder))
 
+  def test_a_dry_run_names_cache_hits_and_what_a_changed_flag_would_compute(self):
+    store = self.create_tempdir().full_path
+    self.assertEqual(run(PIPELINE, TINY + ["--store=" + store]).returncode, 0)
+    before = sorted((path, os.lstat(path).st_mtime_ns) for path in
+                    glob.glob(os.path.join(store, "**"), recursive=True))
+    # In a process where importing TensorFlow or Keras fails: a dry run starts neither.
+    without_tensorflow = [sys.executable, "-c", "import runpy, sys\n"
+                          "sys.modules['tensorflow'] = sys.modules['keras'] = None\n"
+                          "sys.argv = sys.argv[1:]\n"
+                          "runpy.run_path(sys.argv[0], run_name='__main__')"]
+    result_json = os.path.join(self.create_tempdir().full_path, "result.json")
+    stored = run(PIPELINE, TINY + ["--store=" + store, "--dry_run", "--result_json=" + result_json],
+                 python=without_tensorflow)
+    self.assertEqual(stored.returncode, 0, stored.stderr[-3000:])
+    self.assertTrue(all(hit for _, _, _, hit in stage_lines(stored.stdout)), stored.stdout)
+    self.assertNotEqual(run(PIPELINE, TINY + ["--store=" + store], python=without_tensorflow)
+                        .returncode, 0)  # the control: a run that is not dry needs TensorFlow
+    self.assertIn("dry run: 6 cache hits, 0 would compute; nothing was computed or written",
+                  stored.stdout)
+    with open(result_json) as f:
+      self.assertFalse(any(s["would_compute"] for s in json.load(f)["stages"]))
+    changed = run(PIPELINE, TINY + ["--store=" + store, "--dry_run", "--learning_rate=0.002",
+                                    "--result_json=" + result_json], python=without_tensorflow)
+    self.assertEqual(changed.returncode, 0, changed.stderr[-3000:])
+    lines = changed.stdout.splitlines()
+    self.assertEqual([l.split()[:3] for l in lines if l.startswith(STAGES[3:])],
+                     [[name, "would", "compute,"] for name in STAGES[3:]])
+    self.assertRegex(changed.stdout, r"\n  train +would compute  params\.learning_rate 0\.001 → "
+                                     r"0\.002 since the stored run [0-9a-f]{16}\n")
+    self.assertIn("\n  calibrate  would compute  its key is known once train is made\n",
+                  changed.stdout)
+    self.assertNotIn("next:", changed.stdout)
+    with open(result_json) as f:
+      self.assertEqual([(s["stage"], s["would_compute"]) for s in json.load(f)["stages"]],
+                       [(name, name in STAGES[3:]) for name in STAGES])
+    self.assertEqual(sorted((path, os.lstat(path).st_mtime_ns) for path in
+                            glob.glob(os.path.join(store, "**"), recursive=True)), before)
+    # A dry run stores nothing to name, and predict is not a stage.
+    self.assertIn("drop one of --run_name and --dry_run", run(
+        PIPELINE, TINY + ["--store=" + store, "--dry_run", "--run_name=x"]).stderr)
+    self.assertIn("--dry_run plans the stage commands", run(
+        "seg/predict", TINY + ["--store=" + store, "--dry_run", "--image=x.jpg"]).stderr)
+
   def test_an_unknown_split_is_one_line_and_stores_nothing(self):
     store = self.create_tempdir().full_path
     result = run(PIPELINE, TINY + ["--store=" + store, "--split=bogus"])

@@ -13,6 +13,7 @@ from absl.testing import absltest
 from pipeline import code
 from pipeline import digest
 from pipeline import errors
+from pipeline import planning
 from pipeline import seeds
 from pipeline import stage
 from pipeline import store as storelib
@@ -369,6 +370,72 @@ class StageTest(absltest.TestCase):
     self.assertEqual((first.cached, second.cached, self.calls), (False, False, 2))
 
 
+class DryRunTest(absltest.TestCase):
+  """A store opened for planning (pipeline/planning.py, --dry_run): stages are looked up, never
+  built, and nothing is written; each stage that would compute says why."""
+
+  def setUp(self):
+    super().setUp()
+    self.root = self.create_tempdir().full_path
+    self.calls = 0
+
+  def build(self, out, unused_run_dir):
+    self.calls += 1
+    write(out, {"result": b"42"})
+    return {"answer": 42}
+
+  def chain(self, store, rate=0.1, repeatable=True):
+    """Two stages, the second reading the first: their Results or Planned."""
+    first = stage.run(store, "first", {"rate": rate}, {}, {}, self.build)
+    return first, stage.run(store, "second", {}, {"first": first}, {}, self.build,
+                            repeatable=repeatable)
+
+  def tree(self):
+    """Every path under the store with its size and modification time."""
+    found = []
+    for folder, _, names in os.walk(self.root):
+      for name in [""] + names:
+        path = os.path.join(folder, name)
+        found.append((path, os.lstat(path).st_size, os.lstat(path).st_mtime_ns))
+    return sorted(found)
+
+  def test_a_stored_chain_is_all_cache_hits_and_nothing_is_written(self):
+    made = self.chain(storelib.Store(self.root))
+    before, calls = self.tree(), self.calls
+    planned = self.chain(storelib.Store(self.root, planning=True))
+    self.assertEqual([(r.key, r.digest, r.cached) for r in planned],
+                     [(r.key, r.digest, True) for r in made])
+    self.assertEqual((self.tree(), self.calls), (before, calls))
+
+  def test_a_changed_parameter_is_named_and_the_stage_after_waits_for_it(self):
+    made = self.chain(storelib.Store(self.root))
+    before = self.tree()
+    store = storelib.Store(self.root, planning=True)
+    first, second = self.chain(store, rate=0.2)
+    self.assertIsInstance(first, stage.Planned)
+    self.assertNotEqual(first.key, made[0].key)
+    self.assertEqual((second.key, second.waiting_for), (None, "first"))
+    outcome = planning.outcome(store, [first, second])
+    self.assertEqual(outcome.results[0].reason,
+                     "params.rate 0.1 → 0.2 since the stored run %s" % made[0].key[:16])
+    self.assertEqual(outcome.results[1].reason, "its key is known once first is made")
+    self.assertEqual(outcome.notes[-1], "dry run: 0 cache hits, 2 would compute; nothing was "
+                                        "computed or written")
+    self.assertEqual((self.tree(), self.calls), (before, 2))  # only the real run built
+
+  def test_an_unrepeatable_stage_is_never_a_hit_and_a_missing_store_is_not_made(self):
+    self.chain(storelib.Store(self.root), repeatable=False)
+    store = storelib.Store(self.root, planning=True)
+    second = planning.outcome(store, list(self.chain(store, repeatable=False))).results[1]
+    self.assertIsInstance(second, stage.Planned)
+    self.assertIn("never a cache hit", second.reason)
+    missing = os.path.join(self.root, "not-yet")
+    store = storelib.Store(missing, planning=True)
+    first = planning.outcome(store, [self.chain(store)[0]]).results[0]
+    self.assertEqual(first.reason, "no first run is stored")
+    self.assertFalse(os.path.exists(missing))
+
+
 class StageCodeTest(absltest.TestCase):
   """Each stage's key sees an edit to its build module or a module that imports, and no
   other: checked on a scratch copy of the tree."""
@@ -376,11 +443,13 @@ class StageCodeTest(absltest.TestCase):
   # Stage: the modules whose code records its key holds, the one that defines its build
   # function first (tune's key also holds the train stage's, which every trial's key holds).
   STAGES = {"synthetic": ["data_tools/synthetic.py"], "download": ["data_tools/download.py"],
-            "partition": ["data_tools/partition.py"], "train": ["seg/training/train.py"],
-            "calibrate": ["seg/evaluation/calibrate.py"],
-            "evaluate": ["seg/evaluation/evaluate.py"], "export": ["seg/serve/export.py"],
-            "tune": ["seg/tuning/tune.py", "seg/training/train.py"],
-            "release": ["seg/serve/release.py"]}
+            "partition": ["data_tools/partition.py"],
+            "train": ["seg/training/train_stage.py"],
+            "calibrate": ["seg/evaluation/calibrate_stage.py"],
+            "evaluate": ["seg/evaluation/evaluate_stage.py"],
+            "export": ["seg/serve/export_stage.py"],
+            "tune": ["seg/tuning/tune.py", "seg/training/train_stage.py"],
+            "release": ["seg/serve/release_stage.py"]}
   AFTER_TRAIN = {"calibrate", "evaluate", "export"}
   MODEL = {"train", "tune"} | AFTER_TRAIN
   TRAINING = {"train", "tune"}
@@ -398,7 +467,8 @@ class StageCodeTest(absltest.TestCase):
       "data_tools/partition.py": {"partition"} | MODEL,
       "data_tools/split_reader.py": MODEL,
       # The stages after train load the model through seg/model/factory.py, not training/.
-      "seg/training/train.py": TRAINING,
+      "seg/training/train_stage.py": TRAINING,
+      "seg/training/train.py": TRAINING,  # imported by train_stage.py's build
       "seg/training/steps.py": TRAINING,
       "seg/training/batches.py": TRAINING,
       "seg/training/__init__.py": TRAINING,
@@ -409,6 +479,7 @@ class StageCodeTest(absltest.TestCase):
       "seg/model/micro_batch_layers.py": MODEL,
       "seg/model/__init__.py": MODEL,
       "seg/model/metrics.py": TRAINING | EVALUATION,  # IoU, calibration metrics; not export's
+      "seg/model/calibration_error.py": TRAINING | EVALUATION,  # the ECE's bins, in metrics'
       "seg/model/temperature.py": AFTER_TRAIN,  # calibrate writes it; evaluate and export read it
       "kernels/fixed_order.py": MODEL,  # imported where a fixed-order layer runs
       "kernels/conv_kernels.h": MODEL,  # compiled code beside it
@@ -416,14 +487,18 @@ class StageCodeTest(absltest.TestCase):
       "kernels/flags.bzl": MODEL,  # the compiler flags
       "kernels/BUILD.bazel": MODEL,  # which flags each file gets
       "seg/evaluation/inference.py": EVALUATION,
+      "seg/evaluation/calibrate_stage.py": {"calibrate"},
       "seg/evaluation/calibrate.py": {"calibrate"},
+      "seg/evaluation/evaluate_stage.py": {"evaluate"},
       "seg/evaluation/evaluate.py": {"evaluate"},
       "seg/evaluation/figures.py": EVALUATION,
       "seg/evaluation/__init__.py": EVALUATION,
       "seg/drawing/canvas.py": EVALUATION | {"tune"},
       "seg/drawing/__init__.py": EVALUATION | {"tune"},
+      "seg/serve/export_stage.py": {"export"},  # export.py reads its output's layout there
       "seg/serve/export.py": {"export"},
       "seg/serve/saved_model_files.py": {"export", "release"},
+      "seg/serve/release_stage.py": {"release"},
       "seg/serve/release.py": {"release"},
       "seg/serve/release_gate.py": {"release"},  # its check lines are in the release's record
       "seg/serve/__init__.py": {"export", "release"},
@@ -454,6 +529,7 @@ class StageCodeTest(absltest.TestCase):
       "seg/tuning/trial_table.py": set(),  # shows a tune output; builds nothing
       "pipeline/logs.py": set(),  # TensorBoard's links: a view of the store
       "pipeline/runs.py": set(),  # `store runs`
+      "pipeline/planning.py": set(),  # --dry_run looks keys up; it builds nothing
       "data_tools/dataset.py": set(),  # chains the stages, builds nothing
       "seg/stages.py": set(),
       "seg/__init__.py": set(),

@@ -1,4 +1,5 @@
-"""The evaluate stage: the trained, calibrated model measured on a split (test by default).
+"""The evaluate stage's build (seg.evaluation.evaluate_stage runs it through the store): the
+trained, calibrated model measured on a split (test by default).
 
 Output: metrics.json (mean IoU, IoU and Dice/F1 per class, pixel accuracy, NLL and ECE with
 and without calibration), confusion.json and confusion.png, and gallery.png (the split's first
@@ -78,34 +79,29 @@ def log_to_tensorboard(run_dir, train_run_dir, split, result, images):
   writer.close()
 
 
-def evaluate_stage(store, splits, train, calibrated, model_config, eval_batch_size, settings,
-                   split="test", gallery_size=figures.GALLERY_SIZE):
-  """The evaluate stage on partition, train and calibrate Results: the model of a
-  seg.configs.config.ModelConfig run over a split in batches of eval_batch_size examples."""
-
-  def build(out, run_dir):
-    info = split_reader.split_info(splits.path)
-    model = factory.load(train.path, model_config, info, settings)
-    outputs = inference.run_on_split(model, splits.path, split, eval_batch_size)
-    scale = temperature.load(calibrated.path)
-    result, matrix = measure(outputs, scale, eval_batch_size)
-    files.write_json(os.path.join(out, "metrics.json"), result)
-    files.write_json(os.path.join(out, "confusion.json"),
-                     {"classes": list(outputs.class_names), "rows": "true",
-                      "columns": "predicted", "pixels": matrix.tolist()})
-    images = pictures_of(outputs, matrix, split, result, gallery_size)
-    for name, image in images.items():
-      canvas.save(image, os.path.join(out, name))
-    log_to_tensorboard(run_dir, store.run_dir(train.key), split, result, images)
-    logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
-                 result["mean_iou"], result["pixel_accuracy"])
-    return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
-        split, result["mean_iou"], result["pixel_accuracy"]), metrics={
-            split + "_mean_iou": result["mean_iou"],
-            split + "_pixel_accuracy": result["pixel_accuracy"],
-            split + "_ece": result["ece"]["calibrated"]})
-
-  params = {"model": model_config.record(), "eval_batch_size": eval_batch_size, "split": split,
-            "gallery_size": gallery_size, "ece_bins": metrics.ECE_BINS}
-  inputs = {"splits": splits, "train": train, "calibrate": calibrated}
-  return stage.run(store, "evaluate", params, inputs, settings.record(), build)
+def build(out_dir, run_dir, train_run_dir, splits, train, calibrated, model_config, batch_size,
+          settings, split, gallery_size):
+  """Writes the evaluate stage's output to out_dir, for partition, train and calibrate Results:
+  the model of a seg.configs.config.ModelConfig run over a split in batches of batch_size
+  examples; logs to TensorBoard in run_dir and train_run_dir (log_to_tensorboard); returns the
+  manifest's details."""
+  info = split_reader.split_info(splits.path)
+  model = factory.load(train.path, model_config, info, settings)
+  outputs = inference.run_on_split(model, splits.path, split, batch_size)
+  scale = temperature.load(calibrated.path)
+  result, matrix = measure(outputs, scale, batch_size)
+  files.write_json(os.path.join(out_dir, "metrics.json"), result)
+  files.write_json(os.path.join(out_dir, "confusion.json"),
+                   {"classes": list(outputs.class_names), "rows": "true",
+                    "columns": "predicted", "pixels": matrix.tolist()})
+  images = pictures_of(outputs, matrix, split, result, gallery_size)
+  for name, image in images.items():
+    canvas.save(image, os.path.join(out_dir, name))
+  log_to_tensorboard(run_dir, train_run_dir, split, result, images)
+  logging.info("evaluate: %s split, mean IoU %.4f, pixel accuracy %.4f", split,
+               result["mean_iou"], result["pixel_accuracy"])
+  return dict(result, headline="%s mean IoU %.4f, pixel accuracy %.4f" % (
+      split, result["mean_iou"], result["pixel_accuracy"]), metrics={
+          split + "_mean_iou": result["mean_iou"],
+          split + "_pixel_accuracy": result["pixel_accuracy"],
+          split + "_ece": result["ece"]["calibrated"]})

@@ -2,11 +2,12 @@
 seg.configs.config accepts as --model_arch, and where seg.model.factory fetches ImageNet weights
 all come from BACKBONES.
 
-Adding an encoder is one entry (README, "Adding a backbone"). The module imports no
-TensorFlow: the flags list its names before TensorFlow may load.
+Adding an encoder is one entry (docs/layout.md, "Adding a backbone"). The module imports no
+TensorFlow: the flags list its names, and a dry run plans with them, before TensorFlow may load.
 """
 
 import dataclasses
+import os
 import typing
 
 from pipeline import errors
@@ -79,3 +80,41 @@ BACKBONES = {
         imagenet_folder="vgg19",
         imagenet_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
 }
+
+
+def _keras_models_folder():
+  """Where keras.utils.get_file keeps files of cache_subdir "models": $KERAS_HOME/models, else
+  ~/.keras/models (keras/src/utils/file_utils.py; it falls back to /tmp/.keras where ~/.keras
+  cannot be written)."""
+  return os.path.join(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"), "models")
+
+
+def weights_file(model_config, image_size, fetch=True):
+  """The encoder's weights file for model_config.backbone_weights, or None for 'none'.
+
+  'imagenet' is keras.applications' file (BACKBONES), fetched once into ~/.keras/models; with
+  fetch=False (a dry run), it must be there already. Raises errors.Error if there are no
+  ImageNet weights for image_size, or the file is missing and not fetched, or the fetch fails.
+  """
+  if model_config.backbone_weights == "none":
+    return None
+  if model_config.backbone_weights != "imagenet":
+    return model_config.backbone_weights
+  name, url = BACKBONES[model_config.model_arch].imagenet_weights(image_size)
+  if not fetch:
+    path = os.path.join(_keras_models_folder(), name)
+    if not os.path.exists(path):
+      raise errors.Error("a dry run fetches nothing, and the ImageNet weights %s (whose digest "
+                         "is in the key) are not in %s: run the command once without "
+                         "--dry_run, or pass --backbone_weights=PATH"
+                         % (name, _keras_models_folder()))
+    return path
+  import keras  # pylint: disable=g-import-not-at-top
+  try:
+    return keras.utils.get_file(name, url, cache_subdir="models")
+  except Exception as e:  # get_file raises several types for a failed download
+    raise errors.Error(
+        "could not fetch the ImageNet weights %s (%s). Offline, copy that file into "
+        "~/.keras/models/, pass --backbone_weights=PATH, or train the encoder from scratch "
+        "with --backbone_weights=none --nofreeze_backbone (the synthetic dataset's default)"
+        % (name, e)) from e

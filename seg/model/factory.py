@@ -1,16 +1,13 @@
-"""The one model factory of the stages: the U-Net of a ModelConfig for a partition's splits, its
-encoder's weights file, and a train output's weights saved and loaded. seg.training.train makes and
+"""The one model factory of the stages: the U-Net of a ModelConfig for a partition's splits, and a
+train output's weights saved and loaded (the encoder's weights file: seg.model.backbones). seg.training.train makes and
 saves models with it; seg.evaluation.calibrate, seg.evaluation.evaluate and seg.serve.export load
 them, so that none of them imports seg.training.train.
 """
 
 import os
 
-import keras
-
 from pipeline import arrays
 from pipeline import errors
-from seg.model import backbones
 from seg.model import unet
 
 WEIGHTS_FILE = "weights.arrays"  # in a train output: every model variable, by name
@@ -65,24 +62,3 @@ def load(train_dir, model_config, info, settings):
          "%s (trained with other model flags than these: pass the ones it was trained with)"
          % path)
   return model
-
-
-def backbone_weights_file(model_config, image_size):
-  """The encoder's weights file for model_config.backbone_weights, or None for 'none'.
-
-  'imagenet' is keras.applications' file (seg.model.backbones), fetched once into ~/.keras/models.
-  Raises errors.Error if there are no ImageNet weights for image_size, or the fetch fails.
-  """
-  if model_config.backbone_weights == "none":
-    return None
-  if model_config.backbone_weights != "imagenet":
-    return model_config.backbone_weights
-  name, url = backbones.BACKBONES[model_config.model_arch].imagenet_weights(image_size)
-  try:
-    return keras.utils.get_file(name, url, cache_subdir="models")
-  except Exception as e:  # get_file raises several types for a failed download
-    raise errors.Error(
-        "could not fetch the ImageNet weights %s (%s). Offline, copy that file into "
-        "~/.keras/models/, pass --backbone_weights=PATH, or train the encoder from scratch "
-        "with --backbone_weights=none --nofreeze_backbone (the synthetic dataset's default)"
-        % (name, e)) from e

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-ECE_BINS = 15
+from seg.model import calibration_error
 
 
 # --- From a confusion matrix [true, predicted] ---------------------------------------------------
@@ -56,10 +56,11 @@ def _batch_bins(logits, labels, temperature):
   confidence = tf.reshape(tf.reduce_max(probabilities, -1), [-1])
   correct = tf.reshape(tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type=tf.int32),
                                         tf.cast(labels, tf.int32)), tf.int64), [-1])
-  bins = tf.minimum(tf.cast(confidence * ECE_BINS, tf.int32), ECE_BINS - 1)
-  return (tf.math.unsorted_segment_sum(tf.ones_like(correct), bins, ECE_BINS),
-          tf.math.unsorted_segment_sum(confidence, bins, ECE_BINS),
-          tf.math.unsorted_segment_sum(correct, bins, ECE_BINS))
+  count = calibration_error.BINS
+  bins = tf.minimum(tf.cast(confidence * count, tf.int32), count - 1)
+  return (tf.math.unsorted_segment_sum(tf.ones_like(correct), bins, count),
+          tf.math.unsorted_segment_sum(confidence, bins, count),
+          tf.math.unsorted_segment_sum(correct, bins, count))
 
 
 def nll(batches, temperature):
@@ -74,9 +75,9 @@ def nll(batches, temperature):
 def reliability(batches, temperature):
   """{"count", "confidence", "accuracy": per-bin lists, "ece"} over [(logits, labels)]: 15
   equal-width bins of the top-class probability, per pixel."""
-  count = np.zeros(ECE_BINS, np.int64)
-  confidence = np.zeros(ECE_BINS, np.float64)
-  correct = np.zeros(ECE_BINS, np.int64)
+  count = np.zeros(calibration_error.BINS, np.int64)
+  confidence = np.zeros(calibration_error.BINS, np.float64)
+  correct = np.zeros(calibration_error.BINS, np.int64)
   for logits, labels in batches:
     c, p, k = _batch_bins(logits, labels, tf.constant(temperature, tf.float64))
     count += c.numpy()

@@ -1,5 +1,6 @@
-"""The export stage: the trained, calibrated model in files that stock TensorFlow and Keras
-load with no reproseg code, with reproducible bytes.
+"""The export stage's build (seg.serve.export_stage runs it through the store): the trained,
+calibrated model in files that stock TensorFlow and Keras load with no reproseg code, with
+reproducible bytes.
 
 - saved_model/: a SavedModel whose serving signature takes a uint8 image batch of any size
   ([n, h, w, 3]) and returns "class_ids" (int32 [n, h, w]) and "probabilities" (float32
@@ -28,13 +29,10 @@ import keras
 import tensorflow as tf
 
 from data_tools import split_reader
-from pipeline import stage
 from seg.model import factory
 from seg.model import temperature
+from seg.serve import export_stage
 from seg.serve import saved_model_files
-
-SAVED_MODEL = "saved_model"
-KERAS_FILE = "model.keras"
 
 
 # --- The serving function -----------------------------------------------------------------------
@@ -106,10 +104,11 @@ def export(model, model_config, info, settings, scale, out_dir):
   """Writes the SavedModel and the .keras file of model into out_dir; scale: the calibrate
   stage's temperature T, which divides the logits."""
   segmenter = Segmenter(model, scale, info["image_size"])
-  saved_model_files.write(segmenter, os.path.join(out_dir, SAVED_MODEL),
+  saved_model_files.write(segmenter, os.path.join(out_dir, export_stage.SAVED_MODEL),
                           {"serving_default": segmenter.serve})
   write_keras(stock_keras_model(model, model_config, info, settings, scale),
-              os.path.join(out_dir, KERAS_FILE), os.path.join(out_dir, "unfixed.keras"))
+              os.path.join(out_dir, export_stage.KERAS_FILE),
+              os.path.join(out_dir, "unfixed.keras"))
 
 
 def serving_settings(settings):
@@ -121,18 +120,13 @@ def serving_settings(settings):
   return dataclasses.replace(settings, portable=False, fixed_order_kernels=False)
 
 
-def export_stage(store, splits, train, calibrated, model_config, settings):
-  """The export stage on partition, train and calibrate Results; model_config: the
-  seg.configs.config.ModelConfig the train stage ran with."""
-
-  def build(out, unused_run_dir):
-    info = split_reader.split_info(splits.path)
-    model = factory.load(train.path, model_config, info, serving_settings(settings))
-    fitted = temperature.load(calibrated.path)
-    export(model, model_config, info, settings, fitted, out)
-    return {"temperature": fitted, "image_size": info["image_size"],
-            "classes": info["class_names"]}
-
-  inputs = {"splits": splits, "train": train, "calibrate": calibrated}
-  return stage.run(store, "export", {"model": model_config.record()}, inputs, settings.record(),
-                   build)
+def build(out_dir, splits, train, calibrated, model_config, settings):
+  """Writes the export stage's output to out_dir, for partition, train and calibrate Results;
+  model_config: the seg.configs.config.ModelConfig the train stage ran with. Returns the
+  manifest's details."""
+  info = split_reader.split_info(splits.path)
+  model = factory.load(train.path, model_config, info, serving_settings(settings))
+  fitted = temperature.load(calibrated.path)
+  export(model, model_config, info, settings, fitted, out_dir)
+  return {"temperature": fitted, "image_size": info["image_size"],
+          "classes": info["class_names"]}

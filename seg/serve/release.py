@@ -1,6 +1,7 @@
-"""The release stage: a model that passed the release gate (seg.serve.release_gate), as the files a
-model server loads from a numeric version folder (pipeline.names publishes them as
-releases/<name>/<version>), with its record.
+"""The release stage's build (seg.serve.release_stage runs it through the store): a model that
+passed the release gate (seg.serve.release_gate), as the files a model server loads from a
+numeric version folder (pipeline.names publishes them as releases/<name>/<version>), with its
+record.
 
 Output:
 - saved_model.pb, variables/, fingerprint.pb: export's SavedModel with two signatures, each
@@ -14,18 +15,13 @@ Output:
   output digest of every stage the release was made from.
 """
 
-import json
 import os
 
 import tensorflow as tf
 
-from pipeline import errors
 from pipeline import files
-from pipeline import stage
-from seg.serve import release_gate
+from seg.serve import release_stage
 from seg.serve import saved_model_files
-
-RECORD = os.path.join("assets.extra", "release.json")
 
 
 class Served(tf.Module):
@@ -62,42 +58,11 @@ def _decode(data):
   return tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
-def passed(evaluated, gate):
-  """(metrics.json's content, [release_gate.Check]) of an evaluate Result (test split) that
-  passes a release_gate.Gate; raises errors.CheckFailed naming every bound it missed, with the
-  numbers, if it does not."""
-  with open(os.path.join(evaluated.path, "metrics.json")) as f:
-    metrics = json.load(f)
-  checks = release_gate.checks(gate, metrics)
-  failed = [c.line() for c in checks if not c.passed]
-  if failed:
-    raise errors.CheckFailed("the release gate refused the model (evaluate output %s, test split): "
-                       "%s. No release was written" % (evaluated.digest[:16], "; ".join(failed)))
-  return metrics, checks
-
-
-def release_stage(store, lineage, saved_model, gate, settings):
-  """The release stage. lineage: {stage name: Result} of the stages it is made from, with
-  "evaluate" (the test split's) and "export" among them; saved_model: the SavedModel's folder
-  in export's output (seg.serve.export.SAVED_MODEL); gate: a release_gate.Gate; settings: the
-  pipeline.determinism settings.
-
-  Raises errors.CheckFailed (passed()) before anything is stored if the metrics fail the gate.
-  """
-  exported = lineage["export"]
-  metrics, checks = passed(lineage["evaluate"], gate)
-
-  def build(out, unused_run_dir):
-    served = Served(tf.saved_model.load(os.path.join(exported.path, saved_model)))
-    saved_model_files.write(served, out, {"serving_default": served.serve,
-                                          "encoded": served.serve_encoded})
-    os.makedirs(os.path.dirname(os.path.join(out, RECORD)))
-    files.write_json(os.path.join(out, RECORD), {
-        "thresholds": gate.record(), "checks": [c.line() for c in checks], "metrics": metrics,
-        "made_from": {name: r.digest for name, r in lineage.items()}})
-    return {"checks": [c.line() for c in checks],
-            "headline": "gate passed: " + ("; ".join(c.line() for c in checks) or
-                                           "no bound was set")}
-
-  params = {"gate": gate.record(), "saved_model": saved_model}
-  return stage.run(store, "release", params, lineage, settings.record(), build)
+def write(out_dir, saved_model_dir, record):
+  """Writes the release of export's SavedModel (its folder: saved_model_dir) to out_dir, with
+  record (JSON-able) as seg.serve.release_stage.RECORD."""
+  served = Served(tf.saved_model.load(saved_model_dir))
+  saved_model_files.write(served, out_dir, {"serving_default": served.serve,
+                                            "encoded": served.serve_encoded})
+  os.makedirs(os.path.dirname(os.path.join(out_dir, release_stage.RECORD)))
+  files.write_json(os.path.join(out_dir, release_stage.RECORD), record)

@@ -1,7 +1,7 @@
-"""The train stage: training and validation of the U-Net. train_and_validate builds the model
-and its update step, runs train_epoch and validate per epoch with Checkpoints, and ends in
-write_outputs; train_stage runs it through the store. With a seg.training.distribute.Distribution it
-trains as one of several workers.
+"""Training and validation of the U-Net, the train stage's build (seg.training.train_stage runs it
+through the store). train_and_validate builds the model and its update step, runs train_epoch
+and validate per epoch with Checkpoints, and ends in write_outputs. With a
+seg.training.distribute.Distribution it trains as one of several workers.
 
 Every epoch is a pure function of (seed, epoch) and the state after the previous epoch, and
 that state (model and optimizer variables, the step count that keys dropout included) is
@@ -23,7 +23,6 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from data_tools import split_reader
 from pipeline import arrays
-from pipeline import digest
 from pipeline import errors
 from pipeline import files
 from pipeline import stage
@@ -48,7 +47,7 @@ def train_and_validate(config, splits_dir, out_dir, run_dir, settings,
   run_dir keeps checkpoints/ (resumable state) and the TensorBoard logs
   (stage.LOGS_FOLDER); neither is a result.
   settings: the pipeline.determinism.Settings in force (its seed, and exact_layers).
-  backbone_weights_file: the encoder's weights file (seg.model.factory.backbone_weights_file), or
+  backbone_weights_file: the encoder's weights file (seg.model.backbones.weights_file), or
   None.
   distribution: a seg.training.distribute.Distribution to train as one of several workers (each
   computes its share of every batch's micro-batches, and resumes from the chief's checkpoints
@@ -236,32 +235,3 @@ def write_outputs(out_dir, model, history, validation, training_steps):
   logging.info("train: validation IoU %.4f, weights digest %s", validation["iou"],
                fingerprint["digest"])
   return result
-
-
-# --- The stage -------------------------------------------------------------------------------
-def train_stage(store, splits, config, settings, stop_after_epochs=0, distribution=None):
-  """The train stage on a partition Result.
-
-  As one of several workers (distribution), the chief runs it through the store and returns
-  its Result; the other workers train alongside, store nothing and return None. What several
-  workers cannot train, //seg:train refuses first (seg.configs.config.refuse_several).
-  """
-  image_size = int(splits.manifest["key_record"]["params"]["image_size"])
-  weights_file = factory.backbone_weights_file(config.model, image_size)
-  inputs = {"splits": splits,
-            "backbone_weights": digest.file_digest(weights_file) if weights_file else None}
-
-  def build(out, run_dir):
-    details = train_and_validate(config, splits.path, out, run_dir, settings,
-                                 backbone_weights_file=weights_file,
-                                 stop_after_epochs=stop_after_epochs, distribution=distribution)
-    validation = details["validation"]
-    return dict(details, headline="validation IoU %.4f" % validation["iou"],
-                metrics={"validation_iou": validation["iou"],
-                         "validation_loss": validation["loss"]})
-
-  params = config.record()
-  if distribution is None:
-    return stage.run(store, "train", params, inputs, settings.record(), build,
-                     repeatable=config.model.repeatable)
-  return distribution.run_stage(store, "train", params, inputs, settings.record(), build)

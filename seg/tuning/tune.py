@@ -36,8 +36,8 @@ from seg.tuning import sampler
 from seg.tuning import search_pictures
 
 TRAIN_MAIN = os.path.join(code.ROOT, "seg", "train_main.py")  # what every trial runs
-# The train stage's build module: its code record is in every trial's key, and so in tune's.
-TRAIN_STAGE = os.path.join(code.ROOT, "seg", "training", "train.py")
+# The train stage's module: its code record is in every trial's key, and so in tune's.
+TRAIN_STAGE = os.path.join(code.ROOT, "seg", "training", "train_stage.py")
 BEST_FILE = "best_hyperparameters.json"
 TRIALS_FILE = "trials.json"
 PICTURE_FILE = "search.png"
