@@ -1,6 +1,5 @@
 """The errors a binary reports as one `error:` line, without a traceback, and the exit status of
-each kind (STATUSES; docs/failures.md explains each). Scripts may rely on
-them.
+each kind (STATUSES; docs/failures.md explains each). Scripts may rely on them.
 """
 
 REFUSED = 1
