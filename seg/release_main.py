@@ -21,6 +21,7 @@ from pipeline import names
 from pipeline import planning
 from seg import launch
 from seg.serve import release_gate
+from seg.serve import serving_image
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("min_pixel_accuracy", release_gate.Gate.min_pixel_accuracy,
@@ -55,8 +56,8 @@ def release():
     notes.append("  note: %s/%s/%d is newer, and servers load the highest version: this model "
                  "was released before" % (names.RELEASES, name, newest))
   notes.append("serve it with TensorFlow Serving: docker run --rm -p 8501:8501 -v %s:/models/%s "
-               "-e MODEL_NAME=%s tensorflow/serving" % (shlex.quote(names.folder(store, name)),
-                                                       name, name))
+               "-e MODEL_NAME=%s %s" % (shlex.quote(names.folder(store, name)), name, name,
+                                        serving_image.IMAGE))
   return cli.Outcome(results, tuple(notes))
 
 
