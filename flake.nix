@@ -138,6 +138,159 @@
         exec ${pkgs.bazel_7}/bin/bazel --bazelrc=${./tools/bazel/bazel7.bazelrc} "$@"
       '';
 
+      # reproseg's version, read from pipeline/version.py (its one place): the image's tag.
+      version =
+        let
+          lines = builtins.filter builtins.isString (
+            builtins.split "\n" (builtins.readFile ./pipeline/version.py)
+          );
+          found = builtins.concatMap (
+            line:
+            let
+              matched = builtins.match "VERSION = \"([^\"]+)\"" line;
+            in
+            if matched == null then [ ] else matched
+          ) lines;
+        in
+        if builtins.length found != 1 then
+          throw "pipeline/version.py: expected one line VERSION = \"...\", found ${toString (builtins.length found)}"
+        else if builtins.match "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}" (builtins.head found) == null then
+          throw "pipeline/version.py: VERSION ${builtins.head found} is not a valid image tag"
+        else
+          builtins.head found;
+
+      # What the stage binaries run and their keys read, and nothing else: every *.py of the
+      # packages (pipeline/code.py's closures, pipeline/version.py's digest), the C++ sources,
+      # .bzl files and BUILD.bazel of a folder with *.cc files (code.native_sources: the
+      # fixed-order kernels' code and flags are in the model stages' keys), the configs' JSON,
+      # and requirements.lock (its digest is in every key's runtime record, pipeline/runtime.py).
+      # Equal files give equal code records, so a packaged run computes the keys a Bazel run
+      # computes with the same interpreter and packages.
+      appPackages = [
+        "pipeline"
+        "data_tools"
+        "seg"
+        "kernels"
+      ];
+      hasSuffix =
+        suffix: string:
+        let
+          size = builtins.stringLength string;
+          suffixSize = builtins.stringLength suffix;
+        in
+        size >= suffixSize && builtins.substring (size - suffixSize) suffixSize string == suffix;
+      hasCcFiles =
+        folder: builtins.any (hasSuffix ".cc") (builtins.attrNames (builtins.readDir folder));
+      source = builtins.path {
+        name = "reproseg-source";
+        path = ./.;
+        filter =
+          path: type:
+          let
+            relative = builtins.substring (builtins.stringLength (toString ./.) + 1) (
+              builtins.stringLength path
+            ) path;
+            top = builtins.head (builtins.split "/" relative);
+            name = baseNameOf path;
+            inPackage = builtins.elem top appPackages;
+          in
+          if type == "directory" then
+            inPackage && name != "__pycache__"
+          else
+            type == "regular"
+            && (
+              relative == "requirements.lock"
+              || inPackage
+                && (
+                  hasSuffix ".py" name
+                  || top == "seg" && hasSuffix ".json" name
+                  || hasCcFiles (dirOf path)
+                    && builtins.any (suffix: hasSuffix suffix name) [
+                      ".cc"
+                      ".h"
+                      ".bzl"
+                      "BUILD.bazel"
+                    ]
+                )
+            );
+      };
+      # The source with the fixed-order kernels' library built into kernels/, where
+      # kernels/fixed_order.py loads it, by tools/build_kernels.py (kernels/flags.bzl's flags,
+      # TensorFlow's from tf.sysconfig) with the pinned interpreter and stdenv's compiler.
+      app =
+        pkgs.runCommandCC "reproseg-app-${version}"
+          {
+            nativeBuildInputs = [ cpuPython ];
+            src = source;
+          }
+          ''
+            cp -r $src $out
+            chmod -R u+w $out
+            export HOME=$TMPDIR
+            python3 ${./tools/build_kernels.py} --tree=$out
+            # Bytecode checked by hash (SOURCE_DATE_EPOCH is set), so a run, even as root in
+            # the image, finds it current and writes none into the store.
+            python3 -m compileall -q $out
+          '';
+      # The stage binaries, as `bazel run` runs them: wrapper name (reproseg-NAME) -> script.
+      stageScripts = {
+        train = "seg/train_main.py";
+        calibrate = "seg/calibrate_main.py";
+        evaluate = "seg/evaluate_main.py";
+        export = "seg/export_main.py";
+        predict = "seg/predict_main.py";
+        release = "seg/release_main.py";
+        tune = "seg/tune_main.py";
+        download = "data_tools/download_main.py";
+        partition = "data_tools/partition_main.py";
+        store = "pipeline/store_main.py";
+      };
+      # -P: the script's folder is not put first on the module path; PYTHONPATH is the app alone.
+      wrapper =
+        name: script:
+        pkgs.writeShellScriptBin "reproseg-${name}" ''
+          export PYTHONPATH=${app} REPROSEG_PACKAGED=1
+          exec ${cpuPython}/bin/python3 -P ${app}/${script} "$@"
+        '';
+      reproseg = pkgs.symlinkJoin {
+        name = "reproseg-${version}";
+        paths = builtins.attrValues (builtins.mapAttrs wrapper stageScripts);
+        passthru = {
+          inherit app source version;
+        };
+      };
+      appOf = name: {
+        type = "app";
+        program = "${reproseg}/bin/reproseg-${name}";
+      };
+
+      # An OCI image of the wrappers (on PATH, in /bin) with bash, coreutils and CA
+      # certificates: `nix build .#image && docker load < result` loads reproseg:VERSION.
+      image = pkgs.dockerTools.buildLayeredImage {
+        name = "reproseg";
+        tag = version;
+        contents = [
+          reproseg
+          pkgs.bash
+          pkgs.coreutils
+          pkgs.cacert
+        ];
+        # A place for HOME and for the store when no volume is mounted there, for any user.
+        extraCommands = "mkdir -m 1777 tmp store";
+        config = {
+          Env = [
+            "PATH=/bin"
+            "REPROSEG_STORE=/store"
+            "HOME=/tmp"
+            "SSL_CERT_FILE=${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"
+          ];
+          Cmd = [
+            "reproseg-train"
+            "--help"
+          ];
+        };
+      };
+
       shellWith =
         { pythonEnv, extraHook }:
         pkgs.mkShell {
@@ -181,6 +334,18 @@
             fi
           '';
         };
+      };
+
+      # The stage binaries (reproseg-train, ...), each running its script with the shells'
+      # interpreter, and the image of them.
+      packages.${system} = {
+        default = reproseg;
+        inherit image;
+      };
+
+      # nix run .#train -- --dataset=synthetic (and .#evaluate, .#store, ...); nix run: train.
+      apps.${system} = builtins.mapAttrs (name: _: appOf name) stageScripts // {
+        default = appOf "train";
       };
 
       # The test suite, run on the Nix-built interpreter. Bazel needs its own cache and

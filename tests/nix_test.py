@@ -9,19 +9,34 @@ import importlib.metadata
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
+import sys
 
 from absl.testing import absltest
 
+from pipeline import code
+from pipeline import version
+from tools import build_kernels
 from tools import nix_wheels
 from tools import wheel_libraries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAKE_FILES = ("flake.nix", "flake.lock", "nix/python-wheels.nix", "nix/python-wheels-cuda.nix",
                "nix/wheel-libraries.json", "nix/wheel-libraries-cuda.json",
-               "tools/bazel/bazel7.bazelrc")
+               "tools/bazel/bazel7.bazelrc", "tools/build_kernels.py", "requirements.lock")
+# The packages' folders the flake's app is made from (its source filter keeps what they need);
+# here, as Bazel's runfiles of the stage binaries hold them.
+APP_FOLDERS = code.PACKAGES
 STUB = "tests/nix/stub-nixpkgs"
+# The packaged binaries: wrapper name (reproseg-NAME) -> the script it runs.
+WRAPPERS = {"train": "seg/train_main.py", "calibrate": "seg/calibrate_main.py",
+            "evaluate": "seg/evaluate_main.py", "export": "seg/export_main.py",
+            "predict": "seg/predict_main.py", "release": "seg/release_main.py",
+            "tune": "seg/tune_main.py", "download": "data_tools/download_main.py",
+            "partition": "data_tools/partition_main.py", "store": "pipeline/store_main.py"}
+STORE_PATH = r"/nix/store/[a-z0-9]{32}-"
 NIX_OPTIONS = ["--extra-experimental-features", "nix-command flakes",
                "--option", "substituters", "", "--option", "sandbox", "false"]
 # What public lock files record for this nixos-25.11 revision.
@@ -58,7 +73,10 @@ class FlakeTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.env = dict(os.environ, NIX_REMOTE="", HOME=self.create_tempdir().full_path)
+    # Python writes no bytecode into the store paths a test runs (this may run as root, whom
+    # the store's read-only modes do not stop).
+    self.env = dict(os.environ, NIX_REMOTE="", HOME=self.create_tempdir().full_path,
+                    PYTHONDONTWRITEBYTECODE="1")
 
   def copy_flake(self):
     """A plain folder holding the flake and the stub, to run Nix on or to break."""
@@ -66,8 +84,15 @@ class FlakeTest(absltest.TestCase):
     for name in FLAKE_FILES:
       os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
       shutil.copyfile(os.path.join(ROOT, name), os.path.join(folder, name))
+    for name in APP_FOLDERS:
+      shutil.copytree(os.path.join(ROOT, name), os.path.join(folder, name),
+                      ignore=shutil.ignore_patterns("__pycache__"))
     stub = os.path.join(folder, STUB)
     shutil.copytree(os.path.join(ROOT, STUB), stub)
+    # The stub's Python environment runs this interpreter, the lock's, so `nix run` can run a
+    # wrapper (the real environment holds the same wheels).
+    with open(os.path.join(stub, "host-python"), "w") as f:
+      f.write(sys.executable)
     # The stub checks each wheel's libraries as autoPatchelfHook would, from the same tables.
     for _, table in (wheel_libraries.CPU, wheel_libraries.CUDA):
       shutil.copyfile(os.path.join(ROOT, table), os.path.join(stub, os.path.basename(table)))
@@ -235,6 +260,132 @@ class FlakeTest(absltest.TestCase):
     self.assertIn("This version of Nixpkgs requires Nix >= 2.18, please upgrade (this is Nix "
                   + self.nix_version + ")", result.stderr)
 
+  def eval_json(self, folder, attribute, apply=None):
+    return json.loads(self.stub_nix(folder, ["eval", "--json"], attribute,
+                                    extra=["--apply", apply] if apply else []).stdout)
+
+  def eval_raw(self, folder, attribute):
+    return self.stub_nix(folder, ["eval", "--raw"], attribute).stdout
+
+  def test_apps_run_the_wrappers_of_the_default_package(self):
+    folder = self.copy_flake()
+    package = self.eval_raw(folder, "packages.x86_64-linux.default.outPath")
+    self.assertRegex(package, "^" + STORE_PATH + re.escape("reproseg-" + version.VERSION) + "$")
+    apps = self.eval_json(folder, "apps.x86_64-linux")
+    self.assertEqual(set(apps), set(WRAPPERS) | {"default"})
+    for name in WRAPPERS:
+      self.assertEqual(apps[name], {"type": "app",
+                                    "program": package + "/bin/reproseg-" + name}, name)
+    self.assertEqual(apps["default"], apps["train"])
+    self.assertEqual(self.eval_raw(folder, "apps.x86_64-linux.train.program"),
+                     package + "/bin/reproseg-train")
+
+  def test_the_wrappers_run_each_script_with_the_shells_python(self):
+    folder = self.copy_flake()
+    result = os.path.join(folder, "result")
+    self.stub_nix(folder, ["build", "--out-link", result], "packages.x86_64-linux.default")
+    python = self.eval_raw(folder, "devShells.x86_64-linux.default.BAZEL_PYTHON")
+    app = self.eval_raw(folder, "packages.x86_64-linux.default.app.outPath")
+    self.assertRegex(app, "^" + STORE_PATH + re.escape("reproseg-app-" + version.VERSION) + "$")
+    self.assertEqual(sorted(os.listdir(os.path.join(result, "bin"))),
+                     sorted("reproseg-" + name for name in WRAPPERS))
+    for name, script in WRAPPERS.items():
+      with open(os.path.join(result, "bin", "reproseg-" + name)) as f:
+        self.assertEqual(f.read().splitlines()[1:], [
+            "export PYTHONPATH=%s REPROSEG_PACKAGED=1" % app,
+            'exec %s -P %s/%s "$@"' % (python, app, script)], name)
+
+  def test_nix_run_runs_the_packaged_code(self):
+    """`nix run .#store -- --version`: the wrapper, on the stub's copy of the filtered source,
+    prints the source digest and count of this tree (the kernels are not built by the stub)."""
+    result = self.stub_nix(self.copy_flake(), ["run"], "store", extra=["--", "--version"])
+    self.assertEqual(result.stdout, "reproseg %s, code %s (%d source files)\n" % (
+        version.VERSION, *version.code_digest()))
+
+  def code_records(self, tree):
+    """{every .py of tree: digest of its file_record}, the lock's digest and code_digest(),
+    computed by a Python whose reproseg is tree's."""
+    script = ("import json, os\n"
+              "from pipeline import code, digest, runtime, version\n"
+              "paths = [os.path.join(f, n) for p in code.PACKAGES\n"
+              "         for f, _, names in os.walk(os.path.join(code.ROOT, p))\n"
+              "         for n in names if n.endswith('.py')]\n"
+              "print(json.dumps({'code': {os.path.relpath(p, code.ROOT): digest.record_digest("
+              "code.file_record(p)) for p in paths}, 'lock': runtime.lock_digest(),"
+              " 'version': version.code_digest()}))\n")
+    result = subprocess.run([sys.executable, "-P", "-c", script], cwd="/",
+                            env=dict(self.env, PYTHONPATH=tree), capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout)
+
+  def test_the_source_holds_what_the_stage_keys_read(self):
+    folder = self.copy_flake()
+    decoys = ["seg/__pycache__/launch.cpython-311.pyc", "seg/BUILD.bazel", "seg/notes.txt",
+              "kernels/fixed_order_ops.so", "tests/store_test.py", "README.md"]
+    for decoy in decoys:
+      os.makedirs(os.path.dirname(os.path.join(folder, decoy)), exist_ok=True)
+      with open(os.path.join(folder, decoy), "w") as f:
+        f.write("not the app's\n")
+    source = self.eval_raw(folder, "packages.x86_64-linux.default.source")
+    self.assertRegex(source, "^" + STORE_PATH + "reproseg-source$")
+    held = sorted(os.path.relpath(os.path.join(f, n), source)
+                  for f, _, names in os.walk(source) for n in names)
+    wanted = ["requirements.lock"]
+    for package in APP_FOLDERS:
+      for f, _, names in os.walk(os.path.join(folder, package)):
+        if os.path.basename(f) == "__pycache__":
+          continue
+        wanted += [os.path.relpath(os.path.join(f, n), folder) for n in names
+                   if n.endswith(".py") or (package == "seg" and n.endswith(".json"))]
+        wanted += [os.path.relpath(p, folder) for p in code.native_sources(f)]
+    self.assertEqual(held, sorted(wanted))
+    self.assertIn("kernels/flags.bzl", held)
+    self.assertIn("kernels/BUILD.bazel", held)
+    self.assertIn("seg/configs/search_spaces/synthetic.json", held)
+    # Every module's code record (what a stage key holds of the code), the lock's digest
+    # (in every key's runtime record) and --version's digest: the same as this tree's.
+    here, packaged = self.code_records(ROOT), self.code_records(source)
+    self.assertEqual(packaged, here)
+    self.assertIsNotNone(packaged["lock"])
+    self.assertIn("seg/training/train.py", packaged["code"])
+
+  def test_the_image_is_tagged_with_the_version_and_runs_the_wrappers(self):
+    folder = self.copy_flake()
+    image = "packages.x86_64-linux.image"
+    package = self.eval_raw(folder, "packages.x86_64-linux.default.outPath")
+    self.assertEqual(self.eval_raw(folder, image + ".imageName"), "reproseg")
+    self.assertEqual(self.eval_raw(folder, image + ".imageTag"), version.VERSION)
+    arguments = self.eval_json(folder, image + ".arguments")
+    self.assertEqual(arguments["tag"], version.VERSION)
+    contents = arguments["contents"]
+    self.assertEqual(contents[0], package)  # its bin/ holds the wrappers: the image's /bin
+    self.assertEqual([re.sub("^" + STORE_PATH, "", path) for path in contents[1:]],
+                     ["bash", "coreutils", "nss-cacert"])
+    env = dict(entry.split("=", 1) for entry in arguments["config"]["Env"])
+    self.assertEqual(env, {"PATH": "/bin", "REPROSEG_STORE": "/store", "HOME": "/tmp",
+                           "SSL_CERT_FILE": contents[3] + "/etc/ssl/certs/ca-bundle.crt"})
+    self.assertEqual(arguments["config"]["Cmd"], ["reproseg-train", "--help"])
+    self.assertEqual(arguments["extraCommands"], "mkdir -m 1777 tmp store")
+
+  def test_the_tag_is_read_from_pipeline_version_py(self):
+    folder = self.copy_flake()
+    path = os.path.join(folder, "pipeline", "version.py")
+    with open(path) as f:
+      text = f.read()
+    line = 'VERSION = "%s"' % version.VERSION
+    self.assertIn("\n" + line + "\n", text)
+    for new, expected in (("2.0.1", "2.0.1"),
+                          ("2.0.1+local", "VERSION 2.0.1+local is not a valid image tag")):
+      with open(path, "w") as f:
+        f.write(text.replace(line, 'VERSION = "%s"' % new))
+      result = self.stub_nix(folder, ["eval", "--raw"], "packages.x86_64-linux.image.imageTag",
+                             check=False)
+      self.assertIn(expected, result.stdout if result.returncode == 0 else result.stderr, new)
+    with open(path, "w") as f:
+      f.write(text.replace(line, "VERSION = '2.0.1'"))
+    result = self.stub_nix(folder, ["flake", "check", "--no-build"], check=False)
+    self.assertIn('expected one line VERSION = "...", found 0', result.stderr)
+
   def test_the_stub_is_strict(self):
     for right, wrong, message in (
         ("pkgs.bazel_7", "pkgs.bazel7", "attribute 'bazel7' missing"),
@@ -242,6 +393,15 @@ class FlakeTest(absltest.TestCase):
         ("sha256\n", "sha265\n", "without required argument 'sha256'"),
         ("pythonImportsCheck = [ ];", "pythonImportsCheck = [ ];\n          doCheck = false;",
          "unexpected argument 'doCheck'"),
+        ("dockerTools.buildLayeredImage", "dockerTools.buildLayredImage",
+         "attribute 'buildLayredImage' missing"),
+        ("extraCommands = ", "extraCommand = ", "without required argument 'extraCommands'"),
+        ("extraCommands = ", 'extraCommnds = "";\n        extraCommands = ',
+         "unexpected argument 'extraCommnds'"),
+        ("pkgs.runCommandCC", "pkgs.runCommandCc", "attribute 'runCommandCc' missing"),
+        ("pkgs.cacert", "pkgs.cacerts", "attribute 'cacerts' missing"),
+        ("paths = builtins.attrValues", "path = builtins.attrValues",
+         "without required argument 'paths'"),
     ):
       folder = self.copy_flake()
       path = os.path.join(folder, "flake.nix")
@@ -284,6 +444,54 @@ class WheelLibrariesTest(absltest.TestCase):
     self.assertIn("libc.so.6", needed)
     with self.assertRaisesRegex(ValueError, "64-bit little-endian"):
       wheel_libraries.dynamic_entries(b"\x7fELF\x01\x01" + bytes(58))
+
+
+class BuildKernelsTest(absltest.TestCase):
+  """tools/build_kernels.py, which builds the kernels of the flake's app: the translation units
+  and flags of kernels/BUILD.bazel and kernels/flags.bzl, with TensorFlow's flags."""
+
+  def test_the_units_get_the_flags_of_flags_bzl(self):
+    flags = runpy.run_path(os.path.join(ROOT, "kernels", "flags.bzl"))  # valid Python too
+    self.assertEqual(build_kernels.units(ROOT), [
+        ("kernels/kernels_%s.cc" % isa, flags["COPTS"] + extra)
+        for isa, extra in flags["ISA_COPTS"].items()] + [("kernels/ops.cc", flags["COPTS"])])
+    self.assertEqual(sorted(source for source, _ in build_kernels.units(ROOT)),
+                     sorted("kernels/" + n for n in os.listdir(os.path.join(ROOT, "kernels"))
+                            if n.endswith(".cc")))
+
+  def test_the_commands(self):
+    tf_flags = (["-I/tf/include", "-D_GLIBCXX_USE_CXX11_ABI=1", "--std=c++17"],
+                ["-L/tf", "-l:libtensorflow_framework.so.2"], "/tf")
+    compiles, link = build_kernels.commands(ROOT, "/out/ops.so", "/obj", "c++", tf_flags)
+    flags = dict(build_kernels.units(ROOT))
+    self.assertEqual(compiles[1], [
+        "c++", "-fPIC", "-isystem/tf/include", "-D_GLIBCXX_USE_CXX11_ABI=1", "--std=c++17",
+        "-iquote", ROOT] + flags["kernels/kernels_avx2.cc"] + [
+            "-c", os.path.join(ROOT, "kernels/kernels_avx2.cc"), "-o", "/obj/kernels_avx2.o"])
+    self.assertIn("-mavx2", compiles[1])
+    self.assertEqual(link, ["c++", "-shared", "-o", "/out/ops.so"] + [
+        "/obj/%s.o" % os.path.basename(source)[:-3] for source in flags] + [
+            "-L/tf", "-l:libtensorflow_framework.so.2", "-Wl,-rpath,/tf"])
+
+  def test_flags_bzl_is_read_as_data(self):
+    tree = self.create_tempdir().full_path
+    shutil.copytree(os.path.join(ROOT, "kernels"), os.path.join(tree, "kernels"))
+    path = os.path.join(tree, "kernels", "flags.bzl")
+    with open(path) as f:
+      text = f.read()
+    for added, message in (('load(":more.bzl", "MORE")\n', "only assignments of literals"),
+                           ("EXTRA = COPTS + []\n", "EXTRA is not a literal"),
+                           ('print("hi")\n', "only assignments of literals")):
+      with open(path, "w") as f:
+        f.write(text + added)
+      with self.assertRaisesRegex(ValueError, message):
+        build_kernels.units(tree)
+    with open(path, "w") as f:
+      f.write(text)
+    with open(os.path.join(tree, "kernels", "kernels_neon.cc"), "w") as f:
+      f.write("")
+    with self.assertRaisesRegex(ValueError, "kernels_neon.cc"):
+      build_kernels.units(tree)
 
 
 def tensorflow_file():

@@ -3,8 +3,12 @@
 # Every function takes exactly the arguments the flake gives it (no `...`), so a misspelled
 # attribute or argument fails evaluation, as it would against nixpkgs. Derivations build
 # offline with the host's /bin/sh (run with --option sandbox false): they record what they
-# stand for instead of fetching or compiling anything. The Python environment links the
-# host's python3, so `nix develop --command` can run a command in the shell.
+# stand for instead of fetching or compiling anything. The Python environment runs the host's
+# Python (the one named in a file `host-python` beside this file, as the tests write it, else
+# /usr/bin/python3), so `nix develop --command` can run a command in the shell and `nix run`
+# a wrapper; runCommandCC copies its src to $out and records its script, which it does not run
+# (the app's kernels are not compiled here), and writeShellScriptBin and symlinkJoin build what
+# nixpkgs' do.
 #
 # Like nixpkgs it refuses a Nix older than it supports, and like nixpkgs' autoPatchelfHook
 # (at evaluation time here, at build time there) it fails when a wheel needs a shared library
@@ -19,6 +23,9 @@ let
       builtins.head (builtins.match "([0-9.]+)\n?" (builtins.readFile ./minimum-nix-version))
     else
       "2.18";
+  # The interpreter the Python environment runs (see above), a path with no space or quote.
+  hostPython =
+    builtins.head (builtins.match "([^ '\"\n]+)\n?" (builtins.readFile ./host-python));
 in
 assert
   builtins.compareVersions builtins.nixVersion minimumNix >= 0
@@ -147,7 +154,12 @@ let
       stub "python3-3.11-env" {
         args = [
           "-c"
-          "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/python3 $out/bin/python3"
+          (
+            if builtins.pathExists ./host-python then
+              "/bin/mkdir -p $out/bin && printf '#!/bin/sh\\nexec %s \"$@\"\\n' ${hostPython} > $out/bin/python3 && /bin/chmod +x $out/bin/python3"
+            else
+              "/bin/mkdir -p $out/bin && /bin/ln -s /usr/bin/python3 $out/bin/python3"
+          )
         ];
         # Depends on every package, as the real environment does (so their checks run).
         inherit packages;
@@ -187,10 +199,11 @@ let
       inherit packages;
     };
 
+  # nixpkgs' runs the text with its runtimeShell (bash); the stub with the host's.
   writeShellScriptBin =
     name: text:
     stub name {
-      inherit text;
+      text = "#!/bin/bash\n" + text;
       passAsFile = [ "text" ];
       args = [
         "-c"
@@ -205,6 +218,67 @@ let
       "src"
     ];
     stub name { passthru_script = script; };
+
+  # runCommand with the C compiler (stdenv.cc) on PATH: here the app's build, whose src is a
+  # filtered copy of the source (builtins.path). The stub copies src and records the script.
+  runCommandCC =
+    name: env: script:
+    assert builtins.attrNames env == [
+      "nativeBuildInputs"
+      "src"
+    ];
+    assert builtins.all isDrv env.nativeBuildInputs;
+    assert builtins.isString env.src || builtins.isPath env.src;
+    stub name {
+      inherit (env) src nativeBuildInputs;
+      passthru_script = script;
+      args = [
+        "-c"
+        "/bin/cp -r $src $out && /bin/chmod -R u+w $out"
+      ];
+    };
+
+  # nixpkgs' symlinkJoin links every file of its paths into one tree (passthru: attributes of
+  # the result, not of the build).
+  symlinkJoin =
+    {
+      name,
+      paths,
+      passthru,
+    }:
+    assert builtins.all isDrv paths;
+    stub name {
+      inherit paths;
+      args = [
+        "-c"
+        "/bin/mkdir $out && for p in $paths; do /bin/cp -rsT $p $out && /bin/chmod -R u+w $out; done"
+      ];
+    }
+    // passthru;
+
+  # nixpkgs' streamLayeredImage takes no other arguments than its own (no `...`); those the
+  # flake does not pass are left out here, so a misspelled one fails. The result holds the
+  # arguments (`arguments`, the stub's own) besides nixpkgs' imageName and imageTag.
+  dockerTools.buildLayeredImage =
+    {
+      name,
+      tag,
+      contents,
+      config,
+      extraCommands,
+    }:
+    assert builtins.isString tag;
+    assert builtins.all isDrv contents;
+    assert builtins.isAttrs config && builtins.isString extraCommands;
+    stub "${baseNameOf name}.tar.gz" { }
+    // {
+      imageName = name;
+      imageTag = tag;
+      arguments = {
+        inherit name tag config extraCommands;
+        contents = map (p: p.outPath) contents;
+      };
+    };
 in
 {
   inherit
@@ -212,6 +286,9 @@ in
     python311
     mkShell
     runCommand
+    runCommandCC
+    symlinkJoin
+    dockerTools
     writeShellScriptBin
     ;
   # `nix develop` starts the shell with the flake's nixpkgs' bashInteractive.
@@ -232,4 +309,8 @@ in
   git = stub "git" { };
   qemu-user = stub "qemu-user" { };
   nixfmt = stub "nixfmt" { };
+  # The image's contents besides the wrappers.
+  bash = stub "bash" { };
+  coreutils = stub "coreutils" { };
+  cacert = stub "nss-cacert" { };
 }
