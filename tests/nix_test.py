@@ -16,6 +16,7 @@ import sys
 
 from absl.testing import absltest
 
+from pipeline import cli
 from pipeline import code
 from pipeline import version
 from tools import build_kernels
@@ -289,6 +290,12 @@ class FlakeTest(absltest.TestCase):
     self.assertRegex(app, "^" + STORE_PATH + re.escape("reproseg-app-" + version.VERSION) + "$")
     self.assertEqual(sorted(os.listdir(os.path.join(result, "bin"))),
                      sorted("reproseg-" + name for name in WRAPPERS))
+    # pipeline/cli.py names the same wrappers in its next lines, each for the Bazel target
+    # whose main is the wrapper's script.
+    self.assertEqual({"reproseg-" + name for name in WRAPPERS}, set(cli.PACKAGED_NAMES.values()))
+    for target, wrapper in cli.PACKAGED_NAMES.items():
+      package, name = target[2:].split(":")
+      self.assertEqual(WRAPPERS[wrapper[len("reproseg-"):]], "%s/%s_main.py" % (package, name))
     for name, script in WRAPPERS.items():
       with open(os.path.join(result, "bin", "reproseg-" + name)) as f:
         self.assertEqual(f.read().splitlines()[1:], [

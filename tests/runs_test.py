@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -261,6 +262,31 @@ class RunNamesTest(StoreWithRuns):
         " -- --flagfile=f --run_name="))  # the file may name this run
     self.assertIn("--run_name is for the stage commands",
                   self.store_main("ls", "--run_name=x-y", status=1))
+
+  def test_the_packaged_next_command_names_the_wrapper(self):
+    """From the flake's packages (their wrappers set REPROSEG_PACKAGED=1), the next line names
+    the command on PATH, with the same flags, inside a Nix shell too."""
+    argv = ["train", "--dataset=synthetic", "--run_name=a-b", "--seed=7"]
+    with mock.patch.dict(os.environ, {cli.PACKAGED_VARIABLE: "1", "IN_NIX_SHELL": "impure"}):
+      self.assertEqual(cli.next_command("//seg:evaluate", argv),
+                       "next: reproseg-evaluate --dataset=synthetic --seed=7")
+      self.assertEqual(cli.next_command("//seg:predict", ["evaluate", "--dataset=synthetic"],
+                                        ["--image=PHOTO.jpg"]),
+                       "next: reproseg-predict --dataset=synthetic --image=PHOTO.jpg")
+      self.assertEqual(cli.next_command("//data_tools:partition", ["download"]),
+                       "next: reproseg-partition")
+    for value in (None, "0"):
+      with mock.patch.dict(os.environ):
+        os.environ.pop("IN_NIX_SHELL", None)
+        os.environ.pop(cli.PACKAGED_VARIABLE, None)
+        if value is not None:
+          os.environ[cli.PACKAGED_VARIABLE] = value
+        self.assertEqual(cli.next_command("//seg:evaluate", argv),
+                         "next: ./dev bazel run //seg:evaluate -- --dataset=synthetic --seed=7")
+    # Every target a binary names next has a wrapper (tests/nix_test.py checks the names
+    # against the flake's).
+    for target in ("//seg:evaluate", "//seg:predict", "//seg:train", "//data_tools:partition"):
+      self.assertEqual(cli.PACKAGED_NAMES[target], "reproseg-" + target.split(":")[1])
 
   def test_names_that_are_not_kubernetes_names_or_read_as_digests_are_refused(self):
     for bad, reason in (("Baseline", "not a run name"), ("lr_0.01", "not a run name"),

@@ -506,6 +506,7 @@ class StageCodeTest(absltest.TestCase):
       "seg/serve/photos.py": set(),
       "seg/serve/serving_image.py": set(),  # the serving image release_main prints
       "pipeline/names.py": set(),  # names releases and runs; builds nothing
+      "pipeline/cli.py": set(),  # the binaries' flags and lines (the next command); builds nothing
       # Starts workers; what they compute is not its business.
       "seg/training/local_workers.py": set(),
       # How workers share the micro-batches: no bit depends on it.
