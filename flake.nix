@@ -233,7 +233,8 @@
             python3 -m compileall -q $out
           '';
       # The stage binaries, as `bazel run` runs them: wrapper name (reproseg-NAME) -> script.
-      # pipeline/cli.py's PACKAGED_NAMES gives each Bazel target's wrapper, for its next lines.
+      # pipeline/commands.py's PACKAGED_NAMES gives each Bazel target's wrapper, for the lines
+      # that suggest a command (next:, the fix of a damaged output).
       stageScripts = {
         train = "seg/train_main.py";
         calibrate = "seg/calibrate_main.py";

@@ -12,6 +12,7 @@ import typing
 from absl import app
 from absl import flags
 
+from pipeline import commands
 from pipeline import errors
 from pipeline import file_systems
 from pipeline import files
@@ -165,38 +166,12 @@ def _for_next_command(arguments):
   return kept
 
 
-# The packaged binaries (the flake's packages.default, on the image's PATH): the command that
-# runs each Bazel target, in one place. flake.nix's stageScripts makes the same wrappers; its
-# wrappers set PACKAGED_VARIABLE=1.
-PACKAGED_NAMES = {
-    "//seg:train": "reproseg-train",
-    "//seg:calibrate": "reproseg-calibrate",
-    "//seg:evaluate": "reproseg-evaluate",
-    "//seg:export": "reproseg-export",
-    "//seg:predict": "reproseg-predict",
-    "//seg:release": "reproseg-release",
-    "//seg:tune": "reproseg-tune",
-    "//data_tools:download": "reproseg-download",
-    "//data_tools:partition": "reproseg-partition",
-    "//pipeline:store": "reproseg-store",
-}
-PACKAGED_VARIABLE = "REPROSEG_PACKAGED"
-
-
-def packaged():
-  """Whether this process runs from the flake's packages (a wrapper set REPROSEG_PACKAGED=1)."""
-  return os.environ.get(PACKAGED_VARIABLE) == "1"
-
-
 def next_command(target, argv, extra=()):
   """"next: ./dev bazel run TARGET -- FLAGS": the Bazel target to try next with the flags of
   argv (argv[0] is the program) but this run's own (_for_next_command), and extra ones; from
-  the flake's packages, "next: reproseg-NAME FLAGS" (PACKAGED_NAMES)."""
+  the flake's packages, "next: reproseg-NAME FLAGS" (pipeline/commands.py)."""
   arguments = " ".join([shlex.quote(a) for a in _for_next_command(argv[1:])] + list(extra))
-  if packaged():
-    return "next: %s%s" % (PACKAGED_NAMES[target], " " + arguments if arguments else "")
-  bazel = "bazel" if os.environ.get("IN_NIX_SHELL") else "./dev bazel"
-  return "next: %s run %s%s" % (bazel, target, " -- " + arguments if arguments else "")
+  return "next: " + commands.command(target, arguments)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ import tempfile
 
 from absl import logging
 
+from pipeline import commands
 from pipeline import digest as digestlib
 from pipeline import errors
 from pipeline import file_systems
@@ -286,8 +287,8 @@ class Store:
 
   def remove_damaged_command(self, digest):
     """The command that removes a damaged output, so that its stage runs again."""
-    return ("./dev bazel run //pipeline:store -- verify --remove_damaged %s --store=%s"
-            % (digest, shlex.quote(self.root)))
+    return commands.command("//pipeline:store", "verify --remove_damaged %s --store=%s"
+                            % (digest, shlex.quote(self.root)))
 
   def remove_output(self, digest):
     """Deletes a stored output and its listing; its manifest then finds nothing, so its

@@ -16,8 +16,8 @@ import sys
 
 from absl.testing import absltest
 
-from pipeline import cli
 from pipeline import code
+from pipeline import commands
 from pipeline import version
 from tools import build_kernels
 from tools import nix_wheels
@@ -290,10 +290,10 @@ class FlakeTest(absltest.TestCase):
     self.assertRegex(app, "^" + STORE_PATH + re.escape("reproseg-app-" + version.VERSION) + "$")
     self.assertEqual(sorted(os.listdir(os.path.join(result, "bin"))),
                      sorted("reproseg-" + name for name in WRAPPERS))
-    # pipeline/cli.py names the same wrappers in its next lines, each for the Bazel target
-    # whose main is the wrapper's script.
-    self.assertEqual({"reproseg-" + name for name in WRAPPERS}, set(cli.PACKAGED_NAMES.values()))
-    for target, wrapper in cli.PACKAGED_NAMES.items():
+    # pipeline/commands.py names the same wrappers in the lines that suggest a command, each
+    # for the Bazel target whose main is the wrapper's script.
+    self.assertEqual({"reproseg-" + name for name in WRAPPERS}, set(commands.PACKAGED_NAMES.values()))
+    for target, wrapper in commands.PACKAGED_NAMES.items():
       package, name = target[2:].split(":")
       self.assertEqual(WRAPPERS[wrapper[len("reproseg-"):]], "%s/%s_main.py" % (package, name))
     for name, script in WRAPPERS.items():

@@ -13,6 +13,7 @@ from absl.testing import absltest
 
 from pipeline import cli
 from pipeline import code
+from pipeline import commands
 from pipeline import errors
 from pipeline import inventory
 from pipeline import logs
@@ -267,7 +268,7 @@ class RunNamesTest(StoreWithRuns):
     """From the flake's packages (their wrappers set REPROSEG_PACKAGED=1), the next line names
     the command on PATH, with the same flags, inside a Nix shell too."""
     argv = ["train", "--dataset=synthetic", "--run_name=a-b", "--seed=7"]
-    with mock.patch.dict(os.environ, {cli.PACKAGED_VARIABLE: "1", "IN_NIX_SHELL": "impure"}):
+    with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1", "IN_NIX_SHELL": "impure"}):
       self.assertEqual(cli.next_command("//seg:evaluate", argv),
                        "next: reproseg-evaluate --dataset=synthetic --seed=7")
       self.assertEqual(cli.next_command("//seg:predict", ["evaluate", "--dataset=synthetic"],
@@ -278,15 +279,19 @@ class RunNamesTest(StoreWithRuns):
     for value in (None, "0"):
       with mock.patch.dict(os.environ):
         os.environ.pop("IN_NIX_SHELL", None)
-        os.environ.pop(cli.PACKAGED_VARIABLE, None)
+        os.environ.pop(commands.PACKAGED_VARIABLE, None)
         if value is not None:
-          os.environ[cli.PACKAGED_VARIABLE] = value
+          os.environ[commands.PACKAGED_VARIABLE] = value
         self.assertEqual(cli.next_command("//seg:evaluate", argv),
                          "next: ./dev bazel run //seg:evaluate -- --dataset=synthetic --seed=7")
     # Every target a binary names next has a wrapper (tests/nix_test.py checks the names
-    # against the flake's).
+    # against the flake's), and so has the fix of a damaged output.
     for target in ("//seg:evaluate", "//seg:predict", "//seg:train", "//data_tools:partition"):
-      self.assertEqual(cli.PACKAGED_NAMES[target], "reproseg-" + target.split(":")[1])
+      self.assertEqual(commands.PACKAGED_NAMES[target], "reproseg-" + target.split(":")[1])
+    with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1"}):
+      self.assertEqual(self.store.remove_damaged_command("ab" * 32),
+                       "reproseg-store verify --remove_damaged %s --store=%s"
+                       % ("ab" * 32, self.store.root))
 
   def test_names_that_are_not_kubernetes_names_or_read_as_digests_are_refused(self):
     for bad, reason in (("Baseline", "not a run name"), ("lr_0.01", "not a run name"),

@@ -507,6 +507,7 @@ class StageCodeTest(absltest.TestCase):
       "seg/serve/serving_image.py": set(),  # the serving image release_main prints
       "pipeline/names.py": set(),  # names releases and runs; builds nothing
       "pipeline/cli.py": set(),  # the binaries' flags and lines (the next command); builds nothing
+      "pipeline/commands.py": set(),  # how a line names a command (packaged or Bazel)
       # Starts workers; what they compute is not its business.
       "seg/training/local_workers.py": set(),
       # How workers share the micro-batches: no bit depends on it.
