@@ -528,12 +528,12 @@ class DevTest(absltest.TestCase):
                      "develop %s --command echo hi\n" % ROOT)
 
   def test_an_old_nix_is_refused_with_the_fix(self):
-    for version in ("2.8.0", "2.17.1"):
-      result = self.dev_with_nix(version)
+    for nix_version in ("2.8.0", "2.17.1"):
+      result = self.dev_with_nix(nix_version)
       self.assertEqual(result.returncode, 1)
       self.assertEqual(result.stderr, "dev: error: REPROSEG_TOOLCHAIN=nix: Nix %s is older than "
                        "2.18, which the flake's nixpkgs needs: upgrade Nix, or use "
-                       "REPROSEG_TOOLCHAIN=venv\n" % version)
+                       "REPROSEG_TOOLCHAIN=venv\n" % nix_version)
 
 
 if __name__ == "__main__":
