@@ -43,10 +43,10 @@ def run_stages(name, start_distribution=None, **kwargs):
   """
   configs = configs_from_flags()
   if planning.dry_run():
-    determinism.check_cpu(configs[0])  # as the run would, first
-    run = open_run(*configs)
-    return planning.outcome(run.store, list(getattr(stages, name)(run, **kwargs).values()))
-  determinism.apply(configs[0])  # before TensorFlow is imported
-  if start_distribution:
-    kwargs["distribution"] = start_distribution()
-  return list(getattr(stages, name)(open_run(*configs), **kwargs).values())
+    determinism.check_cpu(configs[0])  # as the run would, first; TensorFlow never starts
+  else:
+    determinism.apply(configs[0])  # before TensorFlow is imported
+    if start_distribution:
+      kwargs["distribution"] = start_distribution()
+  run = open_run(*configs)
+  return planning.finish(run.store, list(getattr(stages, name)(run, **kwargs).values()))
