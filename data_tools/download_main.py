@@ -16,11 +16,13 @@ def download():
   planning.check_flags()
   settings = determinism.from_flags()
   store = planning.open_store()
-  return planning.finish(store, dataset.prepare(store, dataset.config_from_flags(), settings, upto="download"))
+  return planning.finish(store, dataset.prepare(store, dataset.config_from_flags(), settings,
+                                                upto="download"))
 
 
 # The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli), ("dry run", planning))
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli),
+               ("dry run", planning))
 
 
 if __name__ == "__main__":

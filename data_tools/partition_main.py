@@ -21,8 +21,8 @@ def partition():
 
 
 # The modules whose flags this binary reads, as --help groups them.
-FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli), ("dry run", planning),
-               ("output", tensorflow_startup))
+FLAG_GROUPS = (("data", dataset), ("determinism", determinism), ("store", cli),
+               ("dry run", planning), ("output", tensorflow_startup))
 
 
 if __name__ == "__main__":

@@ -116,12 +116,13 @@ def input_digests(manifest):
   return [d for d in manifest["key_record"]["inputs"].values() if isinstance(d, str)]
 
 
-def lineage(store, manifest, found=None):
+def lineage(store, manifest, by_output=None):
   """[manifest, its inputs' manifests, ...] back to the source archives, breadth first, each
   output once: an output that several later stages share (partition under train, calibrate
   and evaluate) is listed where it is first reached. An output made under several keys is
-  its newest manifest's (newest_by_output). found: manifests(store), if already read."""
-  by_output = newest_by_output(store, found or manifests(store))
+  its newest manifest's. by_output: newest_by_output(store, manifests(store)), if already
+  made (`store runs` walks every run's lineage)."""
+  by_output = by_output or newest_by_output(store, manifests(store))
   chain, todo, seen = [], [manifest], {manifest["output"]}
   while todo:
     current = todo.pop(0)

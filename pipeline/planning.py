@@ -24,7 +24,9 @@ flags.DEFINE_bool(
     "Print each stage this command would run: a cache hit, or that it would compute and why "
     "(no run of the stage is stored, or what differs from the nearest stored run: a flag, an "
     "input, the code, a package). Computes, fetches and writes nothing, and starts no "
-    "TensorFlow; exit status 0 either way.")
+    "TensorFlow. Exit status 0 whatever would compute; as the run would, it refuses bad flags, "
+    "a stored evaluation the release gate refuses (6), and ImageNet weights not yet fetched (1: "
+    "their digest is in the key).")
 
 # How many of a key record's differences a reason names.
 _SHOWN = 3
@@ -65,10 +67,14 @@ def _short(value):
 
 def reason(store, planned):
   """Why a Planned stage would compute, in a few words."""
-  if planned.key is None:
-    return "its key is known once %s is made" % planned.waiting_for
+  if planned.key is None:  # a later key follows the input's bits, not whether it ran
+    return ("its key is known once %s is made (a cache hit still, if %s makes bits already "
+            "stored)" % (planned.waiting_for, planned.waiting_for))
   if stage.NONCE in planned.record:
     return "never a cache hit (%s)" % stage.UNREPEATABLE
+  if os.path.exists(store.manifest_path(planned.key)):
+    return ("its output is no longer in the store (removed by `store gc` or `store verify "
+            "--remove_damaged`)")
   runs = _stored_runs(store, planned.name)
   if not runs:
     return "no %s run is stored" % planned.name
@@ -80,7 +86,7 @@ def reason(store, planned):
             for path, a, b in found]
 
   nearest = min(runs, key=lambda m: len(changes(m)))  # newest first: the newest of the nearest
-  listed = changes(nearest)
+  listed = changes(nearest) or ["its key record"]  # a part record_differences does not list
   more = " and %d more" % (len(listed) - _SHOWN) if len(listed) > _SHOWN else ""
   return "%s%s since the stored run %s" % ("; ".join(listed[:_SHOWN]), more, nearest["key"][:16])
 

@@ -98,8 +98,8 @@ def table(store, stage_name, metrics=None, sort_by=None, ascending=False):
   entries = inventory.entries(store, stage_name)
   if not entries:
     raise errors.Error("%s holds no %s run (see `store ls`)" % (store.root, stage_name))
-  found = inventory.manifests(store)
-  params, numbers, made_from = zip(*[_joined(inventory.lineage(store, e.manifest, found))
+  by_output = inventory.newest_by_output(store, inventory.manifests(store))
+  params, numbers, made_from = zip(*[_joined(inventory.lineage(store, e.manifest, by_output))
                                      for e in entries])
   every_parameter = sorted({n for p in params for n in p})
   differing = tuple(n for n in every_parameter

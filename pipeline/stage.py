@@ -67,7 +67,7 @@ LOGS_FOLDER = "tensorboard"
 # The key record's field that holds an unrepeatable run's random nonce, and what its manifest
 # says about it.
 NONCE = "nonce"
-_finished = []  # execute()'s Results, for finished()
+_finished = []  # execute()'s Results and dry_run()'s, for finished()
 UNREPEATABLE = ("its build draws randomness not derived from --seed, so its key record holds "
                  "a random nonce")
 
@@ -131,9 +131,11 @@ def report(result, out=None):
   for a person; scripts read --result_json (pipeline.cli). A Planned stage's line says it
   would compute, with its key if known."""
   if isinstance(result, Planned):
-    print("%-10s would compute, key %s" % (result.name, result.key or "unknown until %s is made"
-                                           % result.waiting_for), file=out or sys.stdout,
-          flush=True)
+    if result.key is None:
+      key = "unknown until %s is made" % result.waiting_for
+    else:
+      key = "drawn when it runs" if NONCE in result.record else result.key
+    print("%-10s would compute, key %s" % (result.name, key), file=out or sys.stdout, flush=True)
     return
   print("%-10s output %s  key %s%s\n%-10s in %s" % (
       result.name, result.digest, result.key, "  (cache hit)" if result.cached else "", "",

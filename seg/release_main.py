@@ -12,6 +12,7 @@ evaluate are stored as always).
 
 from pipeline import signals_blocked  # pylint: disable=unused-import,g-bad-import-order
 
+import dataclasses
 import shlex
 
 from absl import flags
@@ -38,6 +39,19 @@ flags.DEFINE_string("release_name", None,
                     "Default: --dataset's value, with '-' for '_'.")
 
 
+def planned_version(store, name, released):
+  """The line of a dry run that says where a release Result (or Planned) would be published."""
+  published = names.versions(store, name)
+  version = next((v for v, d in published.items() if d == released.digest), None)
+  if version:
+    return "  already released as %s/%s/%d" % (names.RELEASES, name, version)
+  line = "  would be released as %s/%s/%d" % (names.RELEASES, name, max(published, default=0) + 1)
+  if published and released.digest is None:  # not made yet: its bits may be a version's
+    line += (" (or under the version already holding its bits, if one does: %s)"
+             % ", ".join(map(str, sorted(published))))
+  return line
+
+
 def release():
   """The stages through release, then the release published under its name: a cli.Outcome
   whose notes say where the release is and how to serve it."""
@@ -46,8 +60,9 @@ def release():
   name = FLAGS.release_name or FLAGS.dataset.replace("_", "-")
   names.check_name(name)
   results = launch.run_stages("release", gate=gate)
-  if planning.dry_run():
-    return results  # the plan's cli.Outcome: nothing is published
+  if planning.dry_run():  # the plan's cli.Outcome, with where the release would go
+    return dataclasses.replace(results, notes=(
+        planned_version(planning.open_store(), name, results.results[-1]),) + results.notes)
   store = cli.open_store()
   version, folder = names.publish(store, name, results[-1].digest)
   notes = ["  released as %s/%s/%d in %s" % (names.RELEASES, name, version, folder)]

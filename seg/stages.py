@@ -3,7 +3,8 @@ store): data stages → train → calibrate → evaluate (or export) → release
 one Run and returns every stage's Result by stage name, in the order they ran.
 
 The stage modules import no TensorFlow: each stage's build imports it when it builds, after
-determinism.apply() has run, and a dry run (pipeline.planning) builds nothing. stop_after_epochs
+determinism.apply() has run (the train stage's plan too, to fetch ImageNet weights not yet on
+disk, which a dry run never does), and a dry run (pipeline.planning) builds nothing. stop_after_epochs
 reaches the train stage from any of them (tests stop and resume the whole pipeline).
 """
 

@@ -29,10 +29,15 @@ def train():
   """The train stage and those before it, as one process, as a worker of TF_CONFIG's cluster
   that stops at SIGINT/SIGTERM and names the workers that never came or went away, or as the
   launcher of --workers local workers: then the exit status of the workers (an int). A dry
-  run plans as one process: workers train its bits under its key."""
+  run checks the workers' flags as the run would, then plans as one process: workers train
+  its bits under its key."""
+  count = local_worker_count()
+  cluster = distribute.cluster_from_flags() if count == 1 else None
+  if cluster:
+    config.refuse_several(config_flags.from_flags(flags.FLAGS.dataset),
+                          flags.FLAGS.stop_after_epochs, "workers")
   if planning.dry_run():
     return launch.run_stages("train")
-  count = local_worker_count()
   if count > 1:
     cli.leave_result_to_workers()
     status = local_workers.run(local_workers.worker_command(sys.argv), count,
@@ -40,11 +45,8 @@ def train():
     if status == 0:  # the chief, a worker of a cluster, names no next command
       print(cli.next_command(NEXT, cli.without_flag(sys.argv, "workers")))
     return status
-  cluster = distribute.cluster_from_flags()
   if not cluster:
     return launch.run_stages("train")
-  config.refuse_several(config_flags.from_flags(flags.FLAGS.dataset),
-                        flags.FLAGS.stop_after_epochs, "workers")
   stopping.subject = "distribute: %s" % cluster.describe()  # the line of a stop names it
   with distribute.lost_peers_named(cluster):
     return launch.run_stages("train", start_distribution=distribute.from_flags)

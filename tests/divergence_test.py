@@ -66,7 +66,8 @@ class SplitOutputsCheckTest(absltest.TestCase):
     logits = np.zeros((2, 4, 4, 3), np.float32)
     logits[0, 0, 0, 1], logits[1, 2, 3, 0] = np.inf, np.nan
     outputs = _calibration_split(logits)
-    for stage, measure in (("calibrate", lambda: calibrate.calibrate(outputs, 8, calibrate_stage.SEARCH)),
+    search = calibrate_stage.SEARCH
+    for stage, measure in (("calibrate", lambda: calibrate.calibrate(outputs, 8, search)),
                            ("evaluate", lambda: evaluate.measure(outputs, 1.0, 8))):
       with self.subTest(stage), self.assertRaisesRegex(
           errors.Error, r"^%s: 2 of the model's 96 logits on the calibration split are NaN or "

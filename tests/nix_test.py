@@ -292,7 +292,8 @@ class FlakeTest(absltest.TestCase):
                      sorted("reproseg-" + name for name in WRAPPERS))
     # pipeline/commands.py names the same wrappers in the lines that suggest a command, each
     # for the Bazel target whose main is the wrapper's script.
-    self.assertEqual({"reproseg-" + name for name in WRAPPERS}, set(commands.PACKAGED_NAMES.values()))
+    self.assertEqual({"reproseg-" + name for name in WRAPPERS},
+                     set(commands.PACKAGED_NAMES.values()))
     for target, wrapper in commands.PACKAGED_NAMES.items():
       package, name = target[2:].split(":")
       self.assertEqual(WRAPPERS[wrapper[len("reproseg-"):]], "%s/%s_main.py" % (package, name))

@@ -17,6 +17,7 @@ from pipeline import errors
 from pipeline import stage
 from pipeline import version
 
+from tests.tiny_pipeline import DATA_FLAGS
 from tests.tiny_pipeline import PIPELINE
 from tests.tiny_pipeline import RUNFILES
 from tests.tiny_pipeline import run
@@ -133,12 +134,26 @@ class PipelineTest(absltest.TestCase):
                      [[name, "would", "compute,"] for name in STAGES[3:]])
     self.assertRegex(changed.stdout, r"\n  train +would compute  params\.learning_rate 0\.001 → "
                                      r"0\.002 since the stored run [0-9a-f]{16}\n")
-    self.assertIn("\n  calibrate  would compute  its key is known once train is made\n",
-                  changed.stdout)
+    self.assertIn("\n  calibrate  would compute  its key is known once train is made (a cache "
+                  "hit still, if train makes bits already stored)\n", changed.stdout)
     self.assertNotIn("next:", changed.stdout)
     with open(result_json) as f:
       self.assertEqual([(s["stage"], s["would_compute"]) for s in json.load(f)["stages"]],
                        [(name, name in STAGES[3:]) for name in STAGES])
+    # The data binaries plan too; release checks its gate against the stored evaluation, as
+    # the run would, and says where the release would go.
+    partitioned = run("data_tools/partition", DATA_FLAGS + ["--store=" + store, "--dry_run"],
+                      python=without_tensorflow)
+    self.assertIn("dry run: 3 cache hits, 0 would compute", partitioned.stdout)
+    refused = run("seg/release", TINY + ["--store=" + store, "--dry_run"],
+                  python=without_tensorflow)
+    self.assertEqual(refused.returncode, errors.CHECK_FAILED, refused.stderr[-3000:])
+    self.assertIn("the release gate refused the model", refused.stderr)
+    released = run("seg/release", TINY + ["--store=" + store, "--dry_run",
+                                          "--min_pixel_accuracy=0"], python=without_tensorflow)
+    self.assertEqual(released.returncode, 0, released.stderr[-3000:])
+    self.assertIn("\n  would be released as releases/synthetic/1\ndry run: 6 cache hits, 2 would "
+                  "compute", released.stdout)
     self.assertEqual(sorted((path, os.lstat(path).st_mtime_ns) for path in
                             glob.glob(os.path.join(store, "**"), recursive=True)), before)
     # A dry run stores nothing to name, and predict is not a stage.

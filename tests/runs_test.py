@@ -215,10 +215,21 @@ class TensorBoardLinksTest(StoreWithRuns):
     self.store_main("name", second[:8], "baseline")  # the name moves: so does its link
     self.assertEqual(self.links(), {"train-" + first[:16]: folder_of(first),
                                     "baseline": folder_of(second)})
-    with open(os.path.join(self.store.root, logs.FOLDER, "notes.txt"), "w") as f:
+    folder = os.path.join(self.store.root, logs.FOLDER)
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
       f.write("a file of the user's is left alone")
+    os.symlink("/elsewhere", os.path.join(folder, "mine"))  # and so is a link of the user's,
+    os.symlink(folder_of(first), os.path.join(folder, "baseline.123.tmp"))  # or in the making
     logs.refresh(self.store)
-    self.assertIn("notes.txt", self.links())
+    self.assertTrue({"notes.txt", "mine", "baseline.123.tmp"} <= set(self.links()))
+
+  def test_a_refresh_that_cannot_write_warns_and_lets_the_command_end(self):
+    self.add_logged_run("train", {"a": 1})
+    with open(os.path.join(self.store.root, logs.FOLDER), "w") as f:
+      f.write("a file where the links' folder goes")
+    with self.assertLogs(level="WARNING") as logged:
+      logs.refresh(self.store)
+    self.assertIn("were not brought up to date", logged.output[0])
 
   def test_a_store_this_process_cannot_write_is_left_as_it_is(self):
     self.add_logged_run("train", {"a": 1})

@@ -1,7 +1,8 @@
 """//seg:tune end to end on the tiny configuration (tests/tiny_pipeline.py's TUNE): a 4-trial
 search gives the golden digests twice, in fresh stores, with trials one at a time and two at
-once; Optuna's load_study opens its journal; a rerun is a cache hit; more trials reuse the earlier ones; training with the best file is
-the best trial; the runs table lists the trials, named after the search's --run_name."""
+once; Optuna's load_study opens its journal; a rerun is a cache hit; more trials reuse the
+earlier ones; training with the best file is the best trial; the runs table lists the trials,
+named after the search's --run_name."""
 
 import json
 import os

@@ -58,8 +58,9 @@ def pictures_of(outputs, matrix, split, result, gallery_size):
 
 def log_to_tensorboard(run_dir, train_run_dir, split, result, images):
   """Writes the metrics and pictures to the evaluate run's TensorBoard logs, and the metrics
-  also to the train run's, under evaluate-<split>/: TensorBoard's HParams dashboard then shows
-  them in the train run's row, as it takes a run's metrics from the folders below it."""
+  also to the train run's, under evaluate-<split>/ (best effort): TensorBoard's HParams
+  dashboard then shows them in the train run's row, as it takes a run's metrics from the
+  folders below it. Evaluations of one train run on one split share that folder."""
   scalars = (("mean_iou", result["mean_iou"]), ("pixel_accuracy", result["pixel_accuracy"]),
              ("ece_calibrated", result["ece"]["calibrated"]),
              ("ece_uncalibrated", result["ece"]["uncalibrated"]))
@@ -71,12 +72,16 @@ def log_to_tensorboard(run_dir, train_run_dir, split, result, images):
       tf.summary.image("%s/%s" % (split, name[:-len(".png")]),
                        np.asarray(image)[None])
   writer.close()
-  writer = tf.summary.create_file_writer(
-      os.path.join(train_run_dir, stage.LOGS_FOLDER, "evaluate-" + split))
-  with writer.as_default(step=0):
-    for name, value in scalars:
-      tf.summary.scalar(name, value)
-  writer.close()
+  train_logs = os.path.join(train_run_dir, stage.LOGS_FOLDER, "evaluate-" + split)
+  try:  # a view for people, not a result: the train run's folder may be another user's
+    writer = tf.summary.create_file_writer(train_logs)
+    with writer.as_default(step=0):
+      for name, value in scalars:
+        tf.summary.scalar(name, value)
+    writer.close()
+  except (OSError, tf.errors.OpError) as e:
+    logging.warning("evaluate: its metrics are not in the train run's logs %s (%s)",
+                    train_logs, e)
 
 
 def build(out_dir, run_dir, train_run_dir, splits, train, calibrated, model_config, batch_size,

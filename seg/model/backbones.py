@@ -1,6 +1,6 @@
 """The U-Net's encoders, one table entry each: what seg.model.unet builds, what
-seg.configs.config accepts as --model_arch, and where seg.model.factory fetches ImageNet weights
-all come from BACKBONES.
+seg.configs.config accepts as --model_arch, and where weights_file finds ImageNet weights all
+come from BACKBONES.
 
 Adding an encoder is one entry (docs/layout.md, "Adding a backbone"). The module imports no
 TensorFlow: the flags list its names, and a dry run plans with them, before TensorFlow may load.
@@ -83,10 +83,18 @@ BACKBONES = {
 
 
 def _keras_models_folder():
-  """Where keras.utils.get_file keeps files of cache_subdir "models": $KERAS_HOME/models, else
-  ~/.keras/models (keras/src/utils/file_utils.py; it falls back to /tmp/.keras where ~/.keras
-  cannot be written)."""
-  return os.path.join(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"), "models")
+  """Where keras.utils.get_file keeps files of cache_subdir "models": under $KERAS_HOME, else
+  ~/.keras (/tmp/.keras if the home folder cannot be written), or /tmp/.keras if that folder
+  cannot be written (keras/src/backend/config.py's keras_home, keras/src/utils/file_utils.py)."""
+  if "KERAS_HOME" in os.environ:
+    home = os.environ["KERAS_HOME"]
+  else:
+    base = os.path.expanduser("~")
+    home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+  base = os.path.expanduser(home)
+  if not os.access(base, os.W_OK):
+    base = os.path.join("/tmp", ".keras")
+  return os.path.join(base, "models")
 
 
 def weights_file(model_config, image_size, fetch=True):

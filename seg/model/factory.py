@@ -1,7 +1,8 @@
 """The one model factory of the stages: the U-Net of a ModelConfig for a partition's splits, and a
-train output's weights saved and loaded (the encoder's weights file: seg.model.backbones). seg.training.train makes and
-saves models with it; seg.evaluation.calibrate, seg.evaluation.evaluate and seg.serve.export load
-them, so that none of them imports seg.training.train.
+train output's weights saved and loaded (the encoder's weights file: seg.model.backbones).
+seg.training.train makes and saves models with it; seg.evaluation.calibrate,
+seg.evaluation.evaluate and seg.serve.export load them, so that none of them imports
+seg.training.train.
 """
 
 import os

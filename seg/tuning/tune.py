@@ -248,7 +248,7 @@ def write_outputs(out, rows, keys, base_config, space):
 
 def tune_stage(store, splits, base_config, space, settings, options, command,
                parallel_trials=1, backbone_weights=None):
-  """The tune stage's Result on a partition Result.
+  """The tune stage's Result on a partition Result (or Planned, in a dry run).
 
   base_config: the training config that every trial starts from (seg.configs.config.TrainConfig);
   command: the argv of //seg:train with the tune's flags (trial_flags are appended);
