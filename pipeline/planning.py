@@ -85,8 +85,9 @@ def reason(store, planned):
             for part, found in compare.record_differences(manifest, wanted).items()
             for path, a, b in found]
 
-  nearest = min(runs, key=lambda m: len(changes(m)))  # newest first: the newest of the nearest
-  listed = changes(nearest) or ["its key record"]  # a part record_differences does not list
+  # runs are newest first, so min() takes the newest of the nearest
+  nearest, listed = min(((m, changes(m)) for m in runs), key=lambda pair: len(pair[1]))
+  listed = listed or ["its key record"]  # a part record_differences does not list
   more = " and %d more" % (len(listed) - _SHOWN) if len(listed) > _SHOWN else ""
   return "%s%s since the stored run %s" % ("; ".join(listed[:_SHOWN]), more, nearest["key"][:16])
 
