@@ -132,12 +132,6 @@
         );
       isLibrary = file: builtins.match ".*\\.so(\\..*)?" (baseNameOf file) != null;
 
-      # nixpkgs' Bazel 7, reading tools/bazel/bazel7.bazelrc beside the workspace's .bazelrc:
-      # the flags Bazel 7 needs and ./dev's Bazel 4.2.3 must not see.
-      bazel = pkgs.writeShellScriptBin "bazel" ''
-        exec ${pkgs.bazel_7}/bin/bazel --bazelrc=${./tools/bazel/bazel7.bazelrc} "$@"
-      '';
-
       # reproseg's version, read from pipeline/version.py (its one place): the image's tag.
       version =
         let
@@ -298,7 +292,8 @@
         pkgs.mkShell {
           packages = [
             pythonEnv
-            bazel
+            # nixpkgs' Bazel 7 reads MODULE.bazel (./dev's Bazel 4.2.3 reads WORKSPACE).
+            pkgs.bazel_7
             pkgs.git
             # The cross-CPU test runs this interpreter under emulated CPU models (qemu-x86_64).
             pkgs.qemu-user
@@ -306,6 +301,9 @@
           # What ./dev and Bazel's interpreter rule (third_party/bazel/python_interpreter.bzl) read.
           BAZEL_PYTHON = "${pythonEnv}/bin/python3";
           REPROSEG_TOOLCHAIN = "nix";
+          # nixpkgs' `bazel` is Bazel's launcher, which runs the version .bazelversion names
+          # (7.7.1, for bazelisk) if installed, else stops: here it runs nixpkgs' own.
+          USE_BAZEL_VERSION = pkgs.bazel_7.version;
           shellHook = ''
             export BAZEL_PYTHON=${pythonEnv}/bin/python3
             ${extraHook}

@@ -26,7 +26,7 @@ from tools import wheel_libraries
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAKE_FILES = ("flake.nix", "flake.lock", "nix/python-wheels.nix", "nix/python-wheels-cuda.nix",
                "nix/wheel-libraries.json", "nix/wheel-libraries-cuda.json",
-               "tools/bazel/bazel7.bazelrc", "tools/build_kernels.py", "requirements.lock")
+               "tools/build_kernels.py", "requirements.lock")
 # The packages' folders the flake's app is made from (its source filter keeps what they need);
 # here, as Bazel's runfiles of the stage binaries hold them.
 APP_FOLDERS = code.PACKAGES
@@ -144,15 +144,14 @@ class FlakeTest(absltest.TestCase):
     self.assertEqual((shell, toolchain, answer), ("impure", "nix", "42"))
     self.assertRegex(python, r"^/nix/store/[a-z0-9]{32}-python3-3\.11-env/bin/python3$")
 
-  def test_the_shells_bazel_reads_the_bazel_7_rc_file(self):
+  def test_the_shells_bazel_is_nixpkgs_bazel_7(self):
     result = self.stub_nix(self.copy_flake(), ["develop"], extra=[
-        "--command", "bash", "-c", 'cat "$(command -v bazel)"'])
-    wrapper = result.stdout.strip().splitlines()[-1]
-    self.assertRegex(wrapper, r'^exec /nix/store/[a-z0-9]{32}-bazel-7/bin/bazel '
-                     r'--bazelrc=/nix/store/[a-z0-9]{32}-bazel7\.bazelrc "\$@"$')
-    rc_file = wrapper.split("--bazelrc=")[1].split()[0]
-    with open(rc_file) as f, open(os.path.join(ROOT, "tools/bazel/bazel7.bazelrc")) as g:
-      self.assertEqual(f.read(), g.read())
+        "--command", "bash", "-c", 'command -v bazel && bazel && echo "$USE_BAZEL_VERSION"'])
+    path, said, version = result.stdout.strip().splitlines()[-3:]
+    self.assertRegex(path, r"^/nix/store/[a-z0-9]{32}-bazel-7/bin/bazel$")
+    self.assertEqual(said, "bazel 7 stub")
+    # Its launcher is told to run it (the stub is 7.6.0), not the Bazel .bazelversion names.
+    self.assertEqual(version, "7.6.0")
 
   def test_the_cuda_shell_finds_the_cuda_wheels_libraries_and_ptxas(self):
     result = self.stub_nix(self.copy_flake(), ["develop"], "cuda", extra=[

@@ -175,6 +175,7 @@ let
       packages,
       BAZEL_PYTHON,
       REPROSEG_TOOLCHAIN,
+      USE_BAZEL_VERSION,
       shellHook,
     }:
     assert builtins.all isDrv packages;
@@ -186,6 +187,7 @@ let
         system
         BAZEL_PYTHON
         REPROSEG_TOOLCHAIN
+        USE_BAZEL_VERSION
         shellHook
         ;
       builder = "/bin/bash";
@@ -305,7 +307,17 @@ in
   zlib = stub "zlib" { } // {
     libraries = [ "libz.so.1" ];
   };
-  bazel_7 = stub "bazel-7" { };
+  # A `bazel` on the shell's PATH that says which it is, of a version other than .bazelversion's.
+  bazel_7 =
+    stub "bazel-7" {
+      args = [
+        "-c"
+        "/bin/mkdir -p $out/bin && printf '#!/bin/sh\\necho bazel 7 stub\\n' > $out/bin/bazel && /bin/chmod +x $out/bin/bazel"
+      ];
+    }
+    // {
+      version = "7.6.0";
+    };
   git = stub "git" { };
   qemu-user = stub "qemu-user" { };
   nixfmt = stub "nixfmt" { };
