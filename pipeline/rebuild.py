@@ -9,7 +9,6 @@ rebuild gives the stored bits (if not, they run again too).
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 
@@ -39,13 +38,7 @@ def _seed(store, scratch, manifest):
   outputs made from it: if its rebuild has the stored bits, the later stages of the recorded
   command are cache hits."""
   chain = inventory.lineage(store, manifest)
-  for other in chain[1:] + inventory.descendants(store, manifest):
-    source = store.object_path(other["output"])
-    target = scratch.object_path(other["output"])
-    if not os.path.exists(target):
-      shutil.copytree(source, target, copy_function=os.link)
-      shutil.copyfile(source + ".sha256", target + ".sha256")
-    scratch.write_manifest(other["key"], other)
+  inventory.link_outputs(store, scratch, chain[1:] + inventory.descendants(store, manifest))
   for m in chain:
     for value in inventory.input_digests(m):
       if store.has_blob(value) and not scratch.has_blob(value):

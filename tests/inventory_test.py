@@ -83,6 +83,20 @@ class InventoryTest(StoreWithTwoOutputs):
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertIn('"stage": "first"', result.stdout)
 
+  def test_linked_outputs_are_cache_hits_in_the_other_store_and_removing_it_keeps_them(self):
+    other = storelib.Store(self.create_tempdir().full_path)
+    inventory.link_outputs(self.store, other, [inventory.find(self.store, self.first.key[:8])])
+    linked = os.path.join(other.object_path(self.first.digest), "a.txt")
+    self.assertTrue(os.path.samefile(linked, os.path.join(self.first.path, "a.txt")))
+    again = stage.run(other, "first", {"p": 1}, {}, {}, self.build_first)
+    self.assertTrue(again.cached)
+    # Negative control: the output not linked is built there.
+    second = stage.run(other, "second", {"q": 2}, {"first": self.first.digest}, {},
+                       self.build_second)
+    self.assertFalse(second.cached)
+    storelib.remove_tree(other.root)
+    self.assertEqual(inventory.verify(self.store), {})
+
   def test_verify_finds_a_flipped_byte_a_deleted_file_and_an_added_file(self):
     self.assertEqual(inventory.verify(self.store), {})
     path = self.first.path
