@@ -33,7 +33,7 @@ non-deterministic job should be shorter. The ETA comes from train's epochs and, 
 mode, from the first mode's step times. For a check (about a minute here):
 
   --pets=40 --pet_size=40 --image_size=32 --epochs=2 --steps_per_epoch=2 --batch_size=8 \\
-    -- --backbone_weights=none --nofreeze_backbone --eval_batch_size=8
+    --encoder_weights=random -- --eval_batch_size=8
 
 How to run it:
 
@@ -46,7 +46,9 @@ binaries from the source tree (as `store check` does) and needs them built first
 `--`, each as --name=value, go to train, calibrate and evaluate unchanged. The seed's
 configuration needs MobileNetV2's ImageNet weights for 128 px in Keras' cache (~/.keras/models;
 with the network, `./dev python -c "import keras; keras.applications.MobileNetV2(input_shape=
-(128, 128, 3), include_top=False)"` fetches them); offline, pass `-- --backbone_weights=PATH`.
+(128, 128, 3), include_top=False)"` fetches them). Offline, --encoder_weights=random runs the
+same compute on an encoder of seeded random weights (benchmarks/random_encoder.py), whose
+metrics say nothing of the seed's accuracy; or give a weights file's PATH.
 Before anything runs, each mode's evaluate command is checked with --dry_run (flags, config,
 weights, CPU) and portable mode's kernels are loaded once.
 
@@ -112,6 +114,12 @@ flags.DEFINE_bool("keep_stores", False,
                   "Keep each mode's store (its train, calibrate and evaluate outputs, for "
                   "`store diff`). By default they are removed once measured; the data store "
                   "is always kept.")
+flags.DEFINE_string("encoder_weights", "imagenet",
+                    "The encoder's weights (the stages' --backbone_weights): imagenet, Keras' "
+                    "ImageNet file (the seed's); random, seeded random weights made once into "
+                    "--work_dir by benchmarks/random_encoder.py for the config's encoder (the "
+                    "seed's compute, not its accuracy: for a machine without the ImageNet "
+                    "file); none (with -- --nofreeze_backbone); or the PATH of a weights file.")
 user_input.define_path("output", None,
                        "The JSON file to write. Default: full_size.json in the run folder.")
 
@@ -128,7 +136,9 @@ SET_HERE = {"store": "--work_dir and --data_store choose the stores",
             "synthetic_images": "--pets gives it", "synthetic_image_size": "--pet_size gives it",
             "image_size": "--image_size gives it", "config": "--config gives it",
             "epochs": "--epochs gives it", "steps_per_epoch": "--steps_per_epoch gives it",
-            "batch_size": "--batch_size gives it"}
+            "batch_size": "--batch_size gives it",
+            "backbone_weights": "--encoder_weights gives it"}
+RANDOM_SEED = 0  # of --encoder_weights=random's weights
 
 
 def check_flags(stage_flags):
@@ -160,15 +170,16 @@ def _refuse_stage_flag(name, otherwise=None):
     raise errors.UsageError("--%s is %s" % (name, otherwise))
 
 
-def stage_argv(step, mode, stage_flags):
+def stage_argv(step, mode, stage_flags, encoder_weights):
   """The command of a step's binary (without --store and --result_json): the data flags, and
-  for a model step the config, the shrinking flags given, the mode's and the stage flags."""
+  for a model step the config, the encoder's weights (encoder_weights: --backbone_weights's
+  value), the shrinking flags given, the mode's and the stage flags."""
   argv = [sys.executable, "-m", step.module, "--dataset=synthetic",
           "--synthetic_images=%d" % FLAGS.pets, "--synthetic_image_size=%d" % FLAGS.pet_size,
           "--image_size=%d" % FLAGS.image_size]
   if step.data:
     return argv
-  argv.append("--config=" + config_path())
+  argv += ["--config=" + config_path(), "--backbone_weights=" + encoder_weights]
   argv += ["--%s=%d" % (name, FLAGS[name].value) for name in
            ("epochs", "steps_per_epoch", "batch_size") if FLAGS[name].value is not None]
   return argv + list(job_report.MODES[mode]) + list(stage_flags)
@@ -179,12 +190,40 @@ def config_path():
   return FLAGS.config or os.path.join(config.CONFIG_DIR, "oxford_iiit_pet.json")
 
 
-def check_before(stage_flags, data_store):
+def encoder_weights(work_dir, stage_flags):
+  """--backbone_weights's value for --encoder_weights: imagenet and none as they are, a PATH
+  made absolute, and random as the file benchmarks/random_encoder.py writes for the config's
+  encoder and --image_size (made once, in work_dir, by a child process: it starts TensorFlow).
+  Raises errors.Error if a PATH is missing or random's file cannot be made; errors.UsageError
+  for random with a stage flag --model_arch, whose encoder the file would not fit."""
+  if FLAGS.encoder_weights in ("imagenet", "none"):
+    return FLAGS.encoder_weights
+  if FLAGS.encoder_weights != "random":
+    path = os.path.abspath(FLAGS.encoder_weights)
+    if not os.path.isfile(path):
+      raise errors.Error("--encoder_weights=%s: no such file; give a weights file, imagenet, "
+                         "random or none" % FLAGS.encoder_weights)
+    return path
+  if any(given.lstrip("-").startswith("model_arch") for given in stage_flags):
+    raise errors.UsageError("--encoder_weights=random makes weights for the config's encoder: "
+                            "give the architecture in --config, not --model_arch after --")
+  arch = config.resolve("synthetic", config_path()).model.model_arch
+  path = os.path.join(work_dir, "%s_random_%d_seed%d.weights.h5" % (arch, FLAGS.image_size,
+                                                                    RANDOM_SEED))
+  if not os.path.exists(path):
+    os.makedirs(work_dir, exist_ok=True)
+    _check_child([sys.executable, "-m", "benchmarks.random_encoder", "--model_arch=" + arch,
+                  "--image_size=%d" % FLAGS.image_size, "--seed=%d" % RANDOM_SEED,
+                  "--output=" + path], "could not make the random encoder weights")
+  return path
+
+
+def check_before(stage_flags, data_store, weights):
   """Raises errors.Error, naming the fix, if a mode's evaluate command would refuse its flags
   (a --dry_run of it: flags, config, weights, CPU; no TensorFlow) or, for portable mode, the
   fixed-order kernels' library cannot be loaded."""
   for mode in FLAGS.modes:
-    argv = stage_argv(job_report.MODEL_STEPS[-1], mode, stage_flags) + [
+    argv = stage_argv(job_report.MODEL_STEPS[-1], mode, stage_flags, weights) + [
         "--store=" + data_store, "--dry_run"]
     _check_child(argv, "the %s mode's stages refuse their flags" % mode)
   if "portable" in FLAGS.modes:
@@ -376,7 +415,7 @@ def report(job, data, modes, run_dir, stores):
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "flags": dict({name: FLAGS[name].value for name in (
           "modes", "pets", "pet_size", "image_size", "epochs", "steps_per_epoch",
-          "batch_size")}, config=config_path()),
+          "batch_size", "encoder_weights")}, config=config_path()),
       "stores": stores, "stores_kept": FLAGS.keep_stores, "commands": job.commands,
       "steps": {"data": [m.record() for m in data],
                 **{mode: [m.record() for m in runs] for mode, runs in modes.items()}},
@@ -390,7 +429,8 @@ def run_job(stage_flags):
   """Checks, runs the data steps and each mode's steps, reports; returns the JSON's path."""
   work_dir = os.path.abspath(FLAGS.work_dir)
   data_store = os.path.abspath(FLAGS.data_store or os.path.join(work_dir, "data"))
-  check_before(stage_flags, data_store)
+  weights = encoder_weights(work_dir, stage_flags)
+  check_before(stage_flags, data_store, weights)
   os.makedirs(work_dir, exist_ok=True)
   run_dir = tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%dT%H%M%SZ-", time.gmtime()),
                              dir=work_dir)
@@ -399,13 +439,13 @@ def run_job(stage_flags):
   print("full_size: %d steps; data store %s; run folder %s" % (len(plan), data_store, run_dir),
         file=sys.stderr, flush=True)
   job = Job(run_dir, Progress(plan))
-  data = [job.run(step, stage_argv(step, None, ()), data_store)
+  data = [job.run(step, stage_argv(step, None, (), weights), data_store)
           for step in job_report.DATA_STEPS]
   stores, modes = {"data": data_store}, {}
   for mode in FLAGS.modes:
     stores[mode] = os.path.join(run_dir, mode)
     seed_mode_store(data_store, data, stores[mode])
-    modes[mode] = [job.run(step, stage_argv(step, mode, stage_flags), stores[mode])
+    modes[mode] = [job.run(step, stage_argv(step, mode, stage_flags, weights), stores[mode])
                    for step in job_report.MODEL_STEPS]
   path = report(job, data, modes, run_dir, stores)
   if not FLAGS.keep_stores:
