@@ -152,14 +152,18 @@ def descendants(store, manifest):
 
 def link_outputs(store, target, manifests):
   """Puts each manifest and its output into the store target, the output's files as hard links
-  to store's (no copy; both stores on one file system): a stage run on target finds them as
-  cache hits. An output target holds already is left as it is."""
+  to store's (no copy; both stores on one file system), staged and published by
+  target.put_tree like any output: a stage run on target finds them as cache hits. An output
+  target holds already is left as it is. Raises errors.Error if an output's files no longer
+  give its digest."""
   for manifest in manifests:
-    source = store.object_path(manifest["output"])
-    linked = target.object_path(manifest["output"])
-    if not os.path.exists(linked):
-      shutil.copytree(source, linked, copy_function=os.link)
-      shutil.copyfile(source + ".sha256", linked + ".sha256")
+    if not os.path.isdir(target.object_path(manifest["output"])):
+      with target.staging("link-") as staged:
+        tree = os.path.join(staged, "tree")
+        shutil.copytree(store.object_path(manifest["output"]), tree, copy_function=os.link)
+        if target.put_tree(tree) != manifest["output"]:
+          raise errors.Error("output %s in %s no longer gives its digest: `store verify` "
+                             "names the damage" % (manifest["output"], store.root))
     target.write_manifest(manifest["key"], manifest)
 
 
