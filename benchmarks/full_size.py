@@ -15,7 +15,9 @@ train, calibrate, evaluate. Each finds the outputs of the steps before it in its
 hits; the run stops with an error if a step computed anything but its own stages. The data
 stages hold no determinism switch in their keys, so they are made once, in --data_store (kept:
 the next run takes them from it), and each mode runs in a fresh store of its own that holds
-hard links to them, as `store check` seeds its scratch store. No store reads another's outputs
+hard links to them, as `store check` seeds its scratch store. The modes are interleaved step
+by step (train in each mode, then calibrate in each, then evaluate), so that a drift in the
+machine's speed falls on both. No store reads another's outputs
 by itself (--source takes archives of the real dataset, not a store).
 
 What it measures, per step: the child's wall time, CPU time (user + system) and peak RSS
@@ -29,8 +31,8 @@ minute and at each epoch). Each child's stdout and stderr go to files under the 
 
 How long: hours, not in CI. The portable job alone took 45m36s on 2 cores in issue 20's run by
 hand (training 37m31s, peak RSS 3.4 GB), before micro-batches and the fixed-order kernels; the
-non-deterministic job should be shorter. The ETA comes from train's epochs and, in the second
-mode, from the first mode's step times. For a check (about a minute here):
+non-deterministic job should be shorter. The ETA comes from train's epochs and, for a step's
+second mode, from its first mode's time. For a check (about a minute here):
 
   --pets=40 --pet_size=40 --image_size=32 --epochs=2 --steps_per_epoch=2 --batch_size=8 \\
     --encoder_weights=random -- --eval_batch_size=8
@@ -82,9 +84,9 @@ from seg.configs import config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("modes", list(job_report.MODES),
-                  "Modes to run, in the order given: portable (reproseg's default), "
-                  "nondeterministic (--nodeterministic --noportable). The second mode's ETA "
-                  "comes from the first's step times.")
+                  "Modes to run, in the order given at each step: portable (reproseg's "
+                  "default), nondeterministic (--nodeterministic --noportable). A step's "
+                  "second mode's ETA comes from its first mode's time.")
 flags.DEFINE_integer("pets", 7349, "Pets in the synthetic twin (the stages' "
                      "--synthetic_images); the real dataset has 7,349.", lower_bound=1)
 flags.DEFINE_integer("pet_size", 400, "Typical side of a twin's photo, in pixels (the stages' "
@@ -435,18 +437,20 @@ def run_job(stage_flags):
   run_dir = tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%dT%H%M%SZ-", time.gmtime()),
                              dir=work_dir)
   plan = [("data", step) for step in job_report.DATA_STEPS] + [
-      (mode, step) for mode in FLAGS.modes for step in job_report.MODEL_STEPS]
+      (mode, step) for step in job_report.MODEL_STEPS for mode in FLAGS.modes]
   print("full_size: %d steps; data store %s; run folder %s" % (len(plan), data_store, run_dir),
         file=sys.stderr, flush=True)
   job = Job(run_dir, Progress(plan))
   data = [job.run(step, stage_argv(step, None, (), weights), data_store)
           for step in job_report.DATA_STEPS]
-  stores, modes = {"data": data_store}, {}
+  stores, modes = {"data": data_store}, {mode: [] for mode in FLAGS.modes}
   for mode in FLAGS.modes:
     stores[mode] = os.path.join(run_dir, mode)
     seed_mode_store(data_store, data, stores[mode])
-    modes[mode] = [job.run(step, stage_argv(step, mode, stage_flags, weights), stores[mode])
-                   for step in job_report.MODEL_STEPS]
+  for step in job_report.MODEL_STEPS:  # the modes interleaved, step by step
+    for mode in FLAGS.modes:
+      modes[mode].append(
+          job.run(step, stage_argv(step, mode, stage_flags, weights), stores[mode]))
   path = report(job, data, modes, run_dir, stores)
   if not FLAGS.keep_stores:
     for mode in FLAGS.modes:
