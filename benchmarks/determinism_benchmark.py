@@ -61,6 +61,12 @@ SETTINGS = {
                                 inter_op_threads=4, intra_op_threads=4),
     "portable_2_threads": dict(deterministic=True, portable=True, intra_op_threads=2,
                                inter_op_threads=2),
+    # One thread in each pool: a step's cost on one core (issue 36's scaling, reasoned from
+    # the cost on one core and on two).
+    "portable_1_thread": dict(deterministic=True, portable=True, intra_op_threads=1,
+                              inter_op_threads=1),
+    "nondeterministic_1_thread": dict(deterministic=False, portable=False, intra_op_threads=1,
+                                      inter_op_threads=1),
     "portable_onednn_off": dict(deterministic=True, portable=True, onednn=False),
     # 2019: one inter-op and one intra-op thread.
     "recipe_2019": dict(deterministic=True, portable=False, inter_op_threads=1,
