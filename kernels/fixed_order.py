@@ -23,6 +23,8 @@ import os
 
 import tensorflow as tf
 
+from pipeline import errors
+
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixed_order_ops.so")
 # Kernel paths for force_path(), as ops.cc numbers them.
 PATHS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512": 3}
@@ -35,7 +37,7 @@ def _library():
   """LIBRARY beside this file (Bazel's runfiles), else the workspace's bazel-bin copy if it is
   newer than every source here (a run from the source tree, as `store check` makes).
 
-  Raises ImportError naming the fix if neither is there, or the copy is older.
+  Raises errors.Error naming the fix if neither is there, or the copy is older.
   """
   if os.path.exists(LIBRARY):
     return LIBRARY
@@ -45,12 +47,12 @@ def _library():
   sources = [os.path.join(folder, n) for n in os.listdir(folder)
              if n.endswith((".cc", ".h", ".bzl"))]
   if not os.path.exists(built):
-    raise ImportError("the fixed-order kernels' library is not built: run reproseg through "
-                      "`./dev bazel run` or `./dev bazel test`, or build it with "
-                      "`./dev bazel build //kernels:fixed_order_ops.so`")
+    raise errors.Error("the fixed-order kernels' library is not built: run reproseg through "
+                       "`./dev bazel run` or `./dev bazel test`, or build it with "
+                       "`./dev bazel build //kernels:fixed_order_ops.so`")
   if os.path.getmtime(built) < max(map(os.path.getmtime, sources)):
-    raise ImportError("%s is older than the kernels' sources: rebuild it with "
-                      "`./dev bazel build //kernels:fixed_order_ops.so`" % built)
+    raise errors.Error("%s is older than the kernels' sources: rebuild it with "
+                       "`./dev bazel build //kernels:fixed_order_ops.so`" % built)
   return built
 
 

@@ -17,6 +17,7 @@ and say why in CHANGELOG.md.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the negative control's oneDNN, on a
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from kernels import fixed_order  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg.model import exact_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 POOLS = (1, 2, 3, 4, 7)
@@ -240,6 +242,35 @@ class FixedOrderTest(absltest.TestCase):
       exact_layers.FixedOrderDepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "filter has 3 input channels"):
       fixed_order.conv2d(x, tf.zeros((3, 3, 3, 1)), 1, "SAME")
+
+  def test_a_library_not_built_is_refused_in_one_line(self):
+    # The kernels' sources in a tree of their own, as a run from a source tree without
+    # `bazel build` has them: no library beside them, then a stale bazel-bin copy.
+    root = self.create_tempdir().full_path
+    folder = os.path.dirname(os.path.abspath(fixed_order.__file__))
+    os.mkdir(os.path.join(root, "kernels"))
+    for name in os.listdir(folder):
+      if name.endswith((".py", ".cc", ".h", ".bzl")):
+        shutil.copy(os.path.join(folder, name), os.path.join(root, "kernels"))
+    self.assertIn("refused: the fixed-order kernels' library is not built", _import_in(root))
+    stale = os.path.join(root, "bazel-bin", "kernels", os.path.basename(fixed_order.LIBRARY))
+    os.makedirs(os.path.dirname(stale))
+    shutil.copy(fixed_order.LIBRARY, stale)
+    os.utime(stale, (0, 0))
+    self.assertIn("is older than the kernels' sources: rebuild it", _import_in(root))
+    # Negative control: the same child loads this test's library.
+    self.assertEqual(_import_in(os.path.dirname(folder)), "loaded\n")
+
+
+def _import_in(root):
+  """What a child prints that imports kernels.fixed_order from root: "loaded", or "refused:"
+  and the errors.Error's message."""
+  pipeline = os.path.dirname(os.path.dirname(os.path.abspath(errors.__file__)))
+  code = ("import sys\nsys.path[:0] = [%r, %r]\nfrom pipeline import errors\ntry:\n"
+          "  from kernels import fixed_order\n  print('loaded')\n"
+          "except errors.Error as e:\n  print('refused:', e)\n" % (root, pipeline))
+  return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        check=True).stdout
 
 
 def _child(pool):

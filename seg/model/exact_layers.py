@@ -95,9 +95,10 @@ class ExactBatchNormalization(micro_batch_layers.GhostBatchNormalization):
     return inputs * inverse + offset
 
 
-def _fixed_order():
-  # Imported when a fixed-order layer runs, not with this module: kernels/fixed_order.py loads
-  # a library that Bazel builds (pipeline/code.py still counts it, and its C++, in the keys).
+def fixed_order_kernels():
+  """kernels.fixed_order, imported on first use, not with this module: it loads a library that
+  Bazel builds (pipeline/code.py still counts it, and its C++, in the keys). Raises errors.Error
+  naming the fix if that library is not built."""
   from kernels import fixed_order  # pylint: disable=g-import-not-at-top
   return fixed_order
 
@@ -126,7 +127,7 @@ class FixedOrderConv2D(layers.Conv2D):
     if self.groups != 1:
       raise ValueError("%s: the fixed-order kernels take groups=1, not %d" % (self.name,
                                                                               self.groups))
-    outputs = _fixed_order().conv2d(inputs, self.kernel, self.strides, self.padding.upper())
+    outputs = fixed_order_kernels().conv2d(inputs, self.kernel, self.strides, self.padding.upper())
     return _bias_and_activation(self, outputs)
 
 
@@ -139,8 +140,8 @@ class FixedOrderDepthwiseConv2D(layers.DepthwiseConv2D):
     if self.depth_multiplier != 1:
       raise ValueError("%s: the fixed-order kernels take depth_multiplier=1, not %d"
                        % (self.name, self.depth_multiplier))
-    outputs = _fixed_order().depthwise_conv2d(inputs, self.kernel, self.strides,
-                                              self.padding.upper())
+    outputs = fixed_order_kernels().depthwise_conv2d(inputs, self.kernel, self.strides,
+                                                     self.padding.upper())
     return _bias_and_activation(self, outputs)
 
 
@@ -153,8 +154,8 @@ class FixedOrderConv2DTranspose(layers.Conv2DTranspose):
     if self.output_padding is not None:
       raise ValueError("%s: the fixed-order kernels take no output_padding" % self.name)
     output_hw = self.compute_output_shape(inputs.shape)[1:3]
-    outputs = _fixed_order().conv2d_transpose(inputs, self.kernel, output_hw, self.strides,
-                                              self.padding.upper())
+    outputs = fixed_order_kernels().conv2d_transpose(inputs, self.kernel, output_hw,
+                                                     self.strides, self.padding.upper())
     return _bias_and_activation(self, outputs)
 
 
@@ -167,7 +168,7 @@ class FixedOrderDense(layers.Dense):
       raise ValueError("%s: the fixed-order Dense takes float32 [batch, height, width, "
                        "channels], got %s %s" % (self.name, self.compute_dtype, inputs.shape))
     kernel = keras.ops.reshape(self.kernel, (1, 1) + tuple(self.kernel.shape))
-    outputs = _fixed_order().conv2d(inputs, kernel, 1, "VALID")
+    outputs = fixed_order_kernels().conv2d(inputs, kernel, 1, "VALID")
     return _bias_and_activation(self, outputs)
 
 

@@ -57,6 +57,9 @@ def _layer_classes(exact, fixed_order, stock):
              layers.BatchNormalization: (exact_layers.ExactBatchNormalization if exact
                                          else micro_batch_layers.GhostBatchNormalization)}
   if fixed_order:
+    # Loaded now: a library not built is refused in one line here, where inside a layer's
+    # call Keras would rewrap the error in its own text.
+    exact_layers.fixed_order_kernels()
     classes.update(exact_layers.FIXED_ORDER_LAYERS)
   return classes
 
