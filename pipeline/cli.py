@@ -145,9 +145,10 @@ def summary(results, next_target=None, notes=()):
 
 
 def _metrics(result):
-  """A stage Result's headline metrics ({name: number}, its details["metrics"]); a Planned
-  stage's manifest has no details."""
-  return (result.manifest.get("details") or {}).get("metrics") or {}
+  """A stage Result's headline metrics ({name: number}, its details["metrics"]), by name: the
+  order a cache hit reads them in, from a manifest stored with sorted keys; a Planned stage's
+  manifest has no details."""
+  return dict(sorted(((result.manifest.get("details") or {}).get("metrics") or {}).items()))
 
 
 def without_flag(arguments, name):

@@ -44,7 +44,9 @@ class PipelineTest(absltest.TestCase):
     measured = outcome["stages"][-1]["metrics"]
     self.assertEqual(sorted(measured), ["test_ece", "test_mean_iou", "test_pixel_accuracy"])
     # Katib's format, name=value, on stdout; the epochs' progress on stderr only.
-    self.assertIn("\n  metrics: test_mean_iou=%r " % measured["test_mean_iou"], first.stdout)
+    metrics_line = "\n  metrics: test_ece=%r test_mean_iou=%r test_pixel_accuracy=%r\n" % (
+        measured["test_ece"], measured["test_mean_iou"], measured["test_pixel_accuracy"])
+    self.assertIn(metrics_line, first.stdout)
     self.assertIn("Epoch 1/2", first.stderr)
     self.assertNotIn("Epoch", first.stdout)
     self.assertNotIn("validation loss", first.stdout)
@@ -63,6 +65,7 @@ class PipelineTest(absltest.TestCase):
     again = stage_lines(second.stdout)
     self.assertEqual([s[:3] for s in again], [s[:3] for s in stages])
     self.assertTrue(all(s[3] for s in again), second.stdout)
+    self.assertIn(metrics_line, second.stdout)  # a cache hit's: the same line
     outputs = {name: os.path.join(store, "objects", output) for name, output, _, _ in stages}
     lines = first.stdout.splitlines()  # each stage line is followed by its folder
     for name, output in outputs.items():
