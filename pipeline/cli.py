@@ -94,9 +94,19 @@ def version_line():
   return "reproseg %s, code %s (%d source files)" % (version.VERSION, tree, count)
 
 
+def usage(doc):
+  """A binary's docstring as this install runs it: a first line "bazel run TARGET -- ARGS"
+  becomes pipeline.commands.command(TARGET, ARGS), the packaged command or `./dev bazel run`."""
+  first, newline, rest = doc.partition("\n")
+  if first.startswith("bazel run //"):
+    target, _, arguments = first[len("bazel run "):].partition(" -- ")
+    first = commands.command(target, arguments)
+  return first + newline + rest
+
+
 def help_text(main_module, flag_groups):
-  """The binary's docstring, its own flags, then each (title, module)'s flags."""
-  sections = [(main_module.__doc__ or "").strip()]
+  """The binary's docstring (usage), its own flags, then each (title, module)'s flags."""
+  sections = [usage((main_module.__doc__ or "").strip())]
   for title, module in [("its own", "__main__")] + list(flag_groups):
     listed = FLAGS.module_help(module).strip().split("\n", 1)  # drop absl's module heading
     if len(listed) == 2:

@@ -277,7 +277,7 @@ class RunNamesTest(StoreWithRuns):
 
   def test_the_packaged_next_command_names_the_wrapper(self):
     """From the flake's packages (their wrappers set REPROSEG_PACKAGED=1), the next line names
-    the command on PATH, with the same flags, inside a Nix shell too."""
+    the command on PATH, with the same flags, inside a Nix shell too; so does --help."""
     argv = ["train", "--dataset=synthetic", "--run_name=a-b", "--seed=7"]
     with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1", "IN_NIX_SHELL": "impure"}):
       self.assertEqual(cli.next_command("//seg:evaluate", argv),
@@ -299,6 +299,15 @@ class RunNamesTest(StoreWithRuns):
     # against the flake's), and so has the fix of a damaged output.
     for target in ("//seg:evaluate", "//seg:predict", "//seg:train", "//data_tools:partition"):
       self.assertEqual(commands.PACKAGED_NAMES[target], "reproseg-" + target.split(":")[1])
+    # --help's first line, a binary's docstring's: the same command.
+    doc = "bazel run //seg:train -- [--dataset=synthetic] [flags]\n\nTrains the U-Net."
+    with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1"}):
+      self.assertEqual(cli.usage(doc), "reproseg-train [--dataset=synthetic] [flags]\n\n"
+                                       "Trains the U-Net.")
+    with mock.patch.dict(os.environ):
+      os.environ.pop(commands.PACKAGED_VARIABLE, None)
+      os.environ.pop("IN_NIX_SHELL", None)
+      self.assertEqual(cli.usage(doc), "./dev " + doc)
     with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1"}):
       self.assertEqual(self.store.remove_damaged_command("ab" * 32),
                        "reproseg-store verify --remove_damaged %s --store=%s"
