@@ -151,9 +151,11 @@ CASES = [
     case(T, TINY, NO_SPACE, "no space left on the tmpfs file system", where="full"),
 ]
 
-# What a read-only store still does: cache hits, the store's reading commands, predict.
+# What a read-only store still does: cache hits, the store's reading commands, predict, and a
+# dry run of what would compute (the case refused above, planned).
 READ_ONLY_WORKS = [
     case("seg/evaluate", TINY, 0, ""),
+    case("seg/evaluate", TINY + " --epochs=3 --dry_run", 0, ""),
     case("seg/export", TINY, 0, ""),
     case(STORE, "ls", 0, ""),
     case(STORE, "runs", 0, ""),
