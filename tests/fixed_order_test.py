@@ -245,30 +245,39 @@ class FixedOrderTest(absltest.TestCase):
 
   def test_a_library_not_built_is_refused_in_one_line(self):
     # The kernels' sources in a tree of their own, as a run from a source tree without
-    # `bazel build` has them: no library beside them, then a stale bazel-bin copy.
+    # `bazel build` has them: no library beside them, then a stale bazel-bin copy, then a
+    # fresh one.
     root = self.create_tempdir().full_path
     folder = os.path.dirname(os.path.abspath(fixed_order.__file__))
     os.mkdir(os.path.join(root, "kernels"))
     for name in os.listdir(folder):
       if name.endswith((".py", ".cc", ".h", ".bzl")):
         shutil.copy(os.path.join(folder, name), os.path.join(root, "kernels"))
-    self.assertIn("refused: the fixed-order kernels' library is not built", _import_in(root))
+    not_built = "refused: the fixed-order kernels' library is not built: run reproseg through"
+    self.assertTrue(_import_in(root).startswith(not_built))
+    # Building a fixed-order U-Net loads the kernels first: the same line, not Keras' text
+    # around it (which a layer's call would give).
+    built_unet = "from seg.model import unet\nunet._layer_classes(True, True, False)"
+    self.assertTrue(_import_in(root, built_unet).startswith(not_built))
     stale = os.path.join(root, "bazel-bin", "kernels", os.path.basename(fixed_order.LIBRARY))
     os.makedirs(os.path.dirname(stale))
     shutil.copy(fixed_order.LIBRARY, stale)
     os.utime(stale, (0, 0))
-    self.assertIn("is older than the kernels' sources: rebuild it", _import_in(root))
+    self.assertTrue(_import_in(root).startswith("refused: %s is older than the kernels' "
+                                                "sources: rebuild it" % stale))
+    os.utime(stale)  # now newer than the sources: taken
+    self.assertEqual(_import_in(root), "loaded\n")
     # Negative control: the same child loads this test's library.
     self.assertEqual(_import_in(os.path.dirname(folder)), "loaded\n")
 
 
-def _import_in(root):
-  """What a child prints that imports kernels.fixed_order from root: "loaded", or "refused:"
-  and the errors.Error's message."""
-  pipeline = os.path.dirname(os.path.dirname(os.path.abspath(errors.__file__)))
+def _import_in(root, statements="from kernels import fixed_order"):
+  """What a child prints that runs statements with root first on its path (reproseg's
+  packages after it): "loaded", or "refused: " and an errors.Error's message."""
+  workspace = os.path.dirname(os.path.dirname(os.path.abspath(errors.__file__)))
   code = ("import sys\nsys.path[:0] = [%r, %r]\nfrom pipeline import errors\ntry:\n"
-          "  from kernels import fixed_order\n  print('loaded')\n"
-          "except errors.Error as e:\n  print('refused:', e)\n" % (root, pipeline))
+          "  %s\n  print('loaded')\nexcept errors.Error as e:\n  print('refused:', e)\n"
+          % (root, workspace, statements.replace("\n", "\n  ")))
   return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         check=True).stdout
 

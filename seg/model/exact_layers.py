@@ -98,7 +98,7 @@ class ExactBatchNormalization(micro_batch_layers.GhostBatchNormalization):
 def fixed_order_kernels():
   """kernels.fixed_order, imported on first use, not with this module: it loads a library that
   Bazel builds (pipeline/code.py still counts it, and its C++, in the keys). Raises errors.Error
-  naming the fix if that library is not built."""
+  naming the fix if that library is not built, or is older than the kernels' sources."""
   from kernels import fixed_order  # pylint: disable=g-import-not-at-top
   return fixed_order
 
