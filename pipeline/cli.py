@@ -95,11 +95,12 @@ def version_line():
 
 
 def usage(doc):
-  """A binary's docstring as this install runs it: a first line "bazel run TARGET -- ARGS"
-  becomes pipeline.commands.command(TARGET, ARGS), the packaged command or `./dev bazel run`."""
+  """A binary's docstring as this install runs it: a first line "bazel run TARGET -- ARGS", for
+  a TARGET with a packaged command, becomes pipeline.commands.command(TARGET, ARGS): the
+  packaged command, `./dev bazel run` or, in a Nix shell, `bazel run`."""
   first, newline, rest = doc.partition("\n")
-  if first.startswith("bazel run //"):
-    target, _, arguments = first[len("bazel run "):].partition(" -- ")
+  target, _, arguments = first[len("bazel run "):].partition(" -- ")
+  if first.startswith("bazel run ") and target in commands.PACKAGED_NAMES:
     first = commands.command(target, arguments)
   return first + newline + rest
 

@@ -369,6 +369,8 @@ class PipelineTest(absltest.TestCase):
     for binary, names in expected.items():
       result = run(binary, ["--help"])
       self.assertEqual(result.returncode, 0, binary + result.stderr[-2000:])
+      self.assertTrue(result.stdout.startswith(  # the command as a user of a clone runs it
+          "./dev bazel run //%s -- " % binary.replace("/", ":")), result.stdout[:200])
       for name in names:
         self.assertIn(name, result.stdout, binary)
       self.assertNotIn("--helpfull:", result.stdout, binary)  # absl's own flags stay out

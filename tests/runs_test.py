@@ -308,6 +308,9 @@ class RunNamesTest(StoreWithRuns):
       os.environ.pop(commands.PACKAGED_VARIABLE, None)
       os.environ.pop("IN_NIX_SHELL", None)
       self.assertEqual(cli.usage(doc), "./dev " + doc)
+    other = "bazel run //tests:x -- [flags]"  # no packaged command: left as it is
+    with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1"}):
+      self.assertEqual(cli.usage(other), other)
     with mock.patch.dict(os.environ, {commands.PACKAGED_VARIABLE: "1"}):
       self.assertEqual(self.store.remove_damaged_command("ab" * 32),
                        "reproseg-store verify --remove_damaged %s --store=%s"
